@@ -1,0 +1,74 @@
+/**
+ * The one error type the datasets module throws, with a machine-readable code.
+ *
+ * @module
+ */
+
+/** What went wrong, for programs that want to react to a {@link DatasetError}. */
+export type DatasetErrorCode =
+  /** The dataset name is not in the registry. */
+  | "unknown-dataset"
+  /** A file is in no data dir and no cache, and download is disabled. */
+  | "not-found"
+  /** A file's SHA-256 / MD5 differs from the registry's. */
+  | "checksum"
+  /** A file has the wrong number of bytes (or IDX dims that do not fit the dataset). */
+  | "size"
+  /** A download ended before all advertised bytes arrived. */
+  | "truncated"
+  /** A mirror answered with an HTTP error status (404, 500, ...). */
+  | "http"
+  /** A mirror could not be reached (DNS, refused connection, reset, ...). */
+  | "network"
+  /** Bytes that are not valid IDX or gzip data. */
+  | "format"
+  /** Every mirror failed, for different reasons (see the message). */
+  | "download"
+  /** A bad argument (option out of range, ...). */
+  | "invalid-argument";
+
+/**
+ * Error thrown by everything in `datasets/`. The message names the offending value
+ * (file, path, URL, hashes) and how to fix it; `code` says what kind of failure it was.
+ *
+ * @example
+ * ```ts
+ * import { DatasetError, loadDataset } from "./mod.ts";
+ * try {
+ *   await loadDataset("mnist", { download: false });
+ * } catch (e) {
+ *   if (e instanceof DatasetError && e.code === "not-found") console.log(e.message);
+ * }
+ * ```
+ */
+export class DatasetError extends Error {
+  /** What kind of failure this is. */
+  readonly code: DatasetErrorCode;
+
+  /**
+   * Create an error of the given kind.
+   *
+   * @param code what kind of failure this is
+   * @param message full, human-readable explanation (value + fix)
+   * @param options standard `ErrorOptions` (e.g. `cause`)
+   */
+  constructor(code: DatasetErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DatasetError";
+    this.code = code;
+  }
+}
+
+/**
+ * Message of any thrown value (helper for building error messages).
+ *
+ * @example
+ * ```ts
+ * import { errorMessage } from "./errors.ts";
+ * errorMessage(new Error("boom")); // "boom"
+ * errorMessage("plain"); // "plain"
+ * ```
+ */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,243 @@
+/**
+ * Registry of the known image datasets: files, checksums, canonical mirrors, classes.
+ *
+ * Checksums are those of the original `.gz` distribution files (see
+ * `shared/datasets/SOURCES.md`). SHA-256 is verified when known, else MD5.
+ *
+ * @module
+ */
+
+import { DatasetError } from "./errors.ts";
+
+/** Names accepted by {@link loadDataset}. */
+export type DatasetName = "mnist" | "fashion-mnist" | "kmnist";
+
+/** Which part of a dataset a file holds. */
+export type FileRole = "trainImages" | "trainLabels" | "testImages" | "testLabels";
+
+/** One distribution file of a dataset. */
+export interface DatasetFile {
+  /** What the file holds. */
+  role: FileRole;
+  /** File name, as on the mirrors (gzip-compressed IDX, ending in `.gz`). */
+  file: string;
+  /** Lower-case hex SHA-256 of the `.gz` file. */
+  sha256?: string;
+  /** Lower-case hex MD5 of the `.gz` file. */
+  md5?: string;
+  /** Size of the `.gz` file in bytes. */
+  bytes?: number;
+  /** IDX dims of the decompressed file (e.g. `[60000, 28, 28]`). */
+  dims: number[];
+}
+
+/** Everything needed to find, fetch and check one dataset. */
+export interface DatasetSpec {
+  /** Registry key, e.g. `"fashion-mnist"`; also the sub-folder name in data and cache dirs. */
+  name: DatasetName;
+  /** Display name for messages, e.g. `"Fashion-MNIST"`. */
+  title: string;
+  /** The four files: train/test images/labels. */
+  files: DatasetFile[];
+  /** Canonical base URLs, tried in order; a file's URL is `mirror + file`. */
+  mirrors: string[];
+  /** Number of classes. */
+  classes: number;
+  /** Human-readable class names, indexed by label. */
+  classNames: string[];
+  /** Project page. */
+  homepage: string;
+}
+
+const DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+function mnistLike(n: { train: number; test: number }): Record<FileRole, number[]> {
+  return {
+    trainImages: [n.train, 28, 28],
+    trainLabels: [n.train],
+    testImages: [n.test, 28, 28],
+    testLabels: [n.test],
+  };
+}
+
+const DIMS = mnistLike({ train: 60000, test: 10000 });
+
+/**
+ * The dataset registry, keyed by name.
+ *
+ * @example
+ * ```ts
+ * import { DATASETS } from "./registry.ts";
+ * const spec = DATASETS["fashion-mnist"];
+ * console.log(spec.classNames[9], spec.files.map((f) => f.file)); // "Ankle boot", [...]
+ * ```
+ */
+export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
+  "mnist": {
+    name: "mnist",
+    title: "MNIST",
+    homepage: "http://yann.lecun.com/exdb/mnist/",
+    mirrors: [
+      "https://ossci-datasets.s3.amazonaws.com/mnist/",
+      "http://yann.lecun.com/exdb/mnist/",
+    ],
+    classes: 10,
+    classNames: DIGITS,
+    files: [
+      {
+        role: "trainImages",
+        file: "train-images-idx3-ubyte.gz",
+        sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        bytes: 9912422,
+        dims: DIMS.trainImages,
+      },
+      {
+        role: "trainLabels",
+        file: "train-labels-idx1-ubyte.gz",
+        sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        md5: "d53e105ee54ea40749a09fcbcd1e9432",
+        bytes: 28881,
+        dims: DIMS.trainLabels,
+      },
+      {
+        role: "testImages",
+        file: "t10k-images-idx3-ubyte.gz",
+        sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        md5: "9fb629c4189551a2d022fa330f9573f3",
+        bytes: 1648877,
+        dims: DIMS.testImages,
+      },
+      {
+        role: "testLabels",
+        file: "t10k-labels-idx1-ubyte.gz",
+        sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        md5: "ec29112dd5afa0611ce80d1b7f02629c",
+        bytes: 4542,
+        dims: DIMS.testLabels,
+      },
+    ],
+  },
+  "fashion-mnist": {
+    name: "fashion-mnist",
+    title: "Fashion-MNIST",
+    homepage: "https://github.com/zalandoresearch/fashion-mnist",
+    mirrors: ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+    classes: 10,
+    classNames: [
+      "T-shirt/top",
+      "Trouser",
+      "Pullover",
+      "Dress",
+      "Coat",
+      "Sandal",
+      "Shirt",
+      "Sneaker",
+      "Bag",
+      "Ankle boot",
+    ],
+    files: [
+      {
+        role: "trainImages",
+        file: "train-images-idx3-ubyte.gz",
+        sha256: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        bytes: 26421880,
+        dims: DIMS.trainImages,
+      },
+      {
+        role: "trainLabels",
+        file: "train-labels-idx1-ubyte.gz",
+        sha256: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        md5: "25c81989df183df01b3e8a0aad5dffbe",
+        bytes: 29515,
+        dims: DIMS.trainLabels,
+      },
+      {
+        role: "testImages",
+        file: "t10k-images-idx3-ubyte.gz",
+        sha256: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        md5: "bef4ecab320f06d8554ea6380940ec79",
+        bytes: 4422102,
+        dims: DIMS.testImages,
+      },
+      {
+        role: "testLabels",
+        file: "t10k-labels-idx1-ubyte.gz",
+        sha256: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        md5: "bb300cfdad3c16e7a12a480ee83cd310",
+        bytes: 5148,
+        dims: DIMS.testLabels,
+      },
+    ],
+  },
+  "kmnist": {
+    name: "kmnist",
+    title: "KMNIST",
+    homepage: "https://github.com/rois-codh/kmnist",
+    mirrors: ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
+    classes: 10,
+    // Romanized hiragana, in label order (kmnist_classmap.csv): お き す つ な は ま や れ を
+    classNames: ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    files: [
+      {
+        role: "trainImages",
+        file: "train-images-idx3-ubyte.gz",
+        md5: "bdb82020997e1d708af4cf47b453dcf7",
+        bytes: 18165135,
+        dims: DIMS.trainImages,
+      },
+      {
+        role: "trainLabels",
+        file: "train-labels-idx1-ubyte.gz",
+        md5: "e144d726b3acfaa3e44228e80efcd344",
+        dims: DIMS.trainLabels,
+      },
+      {
+        role: "testImages",
+        file: "t10k-images-idx3-ubyte.gz",
+        md5: "5c965bf0a639b31b8f53240b1b52f4d7",
+        bytes: 3041136,
+        dims: DIMS.testImages,
+      },
+      {
+        role: "testLabels",
+        file: "t10k-labels-idx1-ubyte.gz",
+        md5: "7320c461ea6c1c855c0b718fb2a4b134",
+        dims: DIMS.testLabels,
+      },
+    ],
+  },
+});
+
+/** Freeze an object graph so that the shared registry cannot be changed by accident. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * The registry entry for `name`, or a {@link DatasetError} ("unknown-dataset") that lists
+ * the known names.
+ *
+ * @example
+ * ```ts
+ * import { getDatasetSpec } from "./registry.ts";
+ * getDatasetSpec("kmnist").files[0].md5; // "bdb82020997e1d708af4cf47b453dcf7"
+ * ```
+ */
+export function getDatasetSpec(name: string): DatasetSpec {
+  const spec = Object.hasOwn(DATASETS, name) ? DATASETS[name] : undefined;
+  if (!spec) {
+    throw new DatasetError(
+      "unknown-dataset",
+      `unknown dataset ${JSON.stringify(name)}: known datasets are ${
+        Object.keys(DATASETS).map((k) => JSON.stringify(k)).join(", ")
+      }`,
+    );
+  }
+  return spec;
+}

@@ -1,0 +1,87 @@
+/**
+ * Data types shared by the datasets module.
+ *
+ * @module
+ */
+
+/**
+ * One split (train or test) of an image classification dataset, as flat bytes.
+ *
+ * Image `i` is `images.subarray(i * rows * cols, (i + 1) * rows * cols)`, row-major,
+ * 0 = background; its class is `labels[i]`. The arrays may be views into a larger buffer
+ * (mind `byteOffset` when using `.buffer`).
+ *
+ * @example
+ * ```ts
+ * import { syntheticImages, type ImageSplit } from "./mod.ts";
+ * const split: ImageSplit = syntheticImages({ n: 4, classes: 2 });
+ * const first = split.images.subarray(0, split.rows * split.cols);
+ * console.log(first.length, split.labels[0]);
+ * ```
+ */
+export interface ImageSplit {
+  /** `n * rows * cols` greyscale pixels, 0..255. */
+  images: Uint8Array;
+  /** `n` class labels, `0 .. classes - 1`. */
+  labels: Uint8Array;
+  /** Number of images. */
+  n: number;
+  /** Image height in pixels. */
+  rows: number;
+  /** Image width in pixels. */
+  cols: number;
+}
+
+/**
+ * A whole dataset: train and test splits plus class information.
+ *
+ * @example
+ * ```ts
+ * import { loadDataset, type ImageDataset } from "./mod.ts";
+ * const ds: ImageDataset = await loadDataset("fashion-mnist");
+ * console.log(ds.train.n, ds.classNames?.[ds.train.labels[0]]);
+ * ```
+ */
+export interface ImageDataset {
+  /** Registry name, e.g. `"mnist"`. */
+  name: string;
+  /** Training split. */
+  train: ImageSplit;
+  /** Test split. */
+  test: ImageSplit;
+  /** Number of classes. */
+  classes: number;
+  /** Class names, indexed by label. */
+  classNames?: string[];
+}
+
+/**
+ * Options of {@link loadDataset}.
+ *
+ * @example
+ * ```ts
+ * import { loadDataset, type LoadOptions } from "./mod.ts";
+ * const opts: LoadOptions = { dataDir: "../shared/datasets", download: false };
+ * await loadDataset("mnist", opts);
+ * ```
+ */
+export interface LoadOptions {
+  /**
+   * Local directory with the files, searched first: `${dataDir}/${name}/${file}`, then
+   * `${dataDir}/${file}`; in each place the `.gz` file, then the decompressed file (same
+   * name without `.gz`). Default: env `PERENNIAL_DATA`, else none.
+   */
+  dataDir?: string;
+  /**
+   * Download cache, searched second and written by downloads (`${cacheDir}/${name}/${file}`).
+   * Default: env `PERENNIAL_CACHE`, else `$XDG_CACHE_HOME/perennial`, else
+   * `$HOME/.cache/perennial`.
+   */
+  cacheDir?: string;
+  /** Download missing files from the mirrors (default `true`). */
+  download?: boolean;
+  /** Base URLs to download from, tried in order; default: the registry's canonical mirrors. */
+  mirrors?: string[];
+  /** Called for every received chunk of a download. */
+  onProgress?: (p: { file: string; received: number; total?: number }) => void;
+}

@@ -1,0 +1,177 @@
+/**
+ * Choosing the tfjs backend and seeding a run.
+ *
+ * `backend: "auto"` picks tfjs-node when its native binding is installed and loads, else the
+ * WebAssembly backend (SIMD), else the plain JavaScript `cpu` backend. Which one runs is reported.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import "@tensorflow/tfjs-backend-wasm";
+import seedrandom from "seedrandom";
+
+/** Backends a run can ask for. */
+export type BackendName = "auto" | "node" | "wasm" | "cpu";
+
+const BACKENDS: readonly BackendName[] = ["auto", "node", "wasm", "cpu"];
+
+/** Outcome of {@link setBackend}: the backend that runs and why others were skipped. */
+export interface BackendInfo {
+  /** Name of the active tfjs backend ("tensorflow" for tfjs-node, "wasm", "cpu"). */
+  name: string;
+  /** What was asked for. */
+  requested: BackendName;
+  /** Backends tried before the active one, with the reason each was not used. */
+  skipped: { name: string; reason: string }[];
+}
+
+let current: BackendInfo | undefined;
+let prodMode = false;
+
+function quiet(): void {
+  if (!prodMode) {
+    tf.enableProdMode();
+    prodMode = true;
+  }
+}
+
+/** True when tfjs-node's native binding file is present in a node_modules folder near us. */
+function nodeBindingInstalled(): boolean {
+  const roots = new Set<string>();
+  try {
+    roots.add(Deno.cwd());
+    roots.add(new URL("..", import.meta.url).pathname);
+  } catch {
+    return false;
+  }
+  for (const root of roots) {
+    try {
+      for (const entry of Deno.readDirSync(`${root}/node_modules/.deno`)) {
+        if (!entry.name.startsWith("@tensorflow+tfjs-node@")) continue;
+        const lib =
+          `${root}/node_modules/.deno/${entry.name}/node_modules/@tensorflow/tfjs-node/lib`;
+        for (const napi of Deno.readDirSync(lib)) {
+          try {
+            Deno.statSync(`${lib}/${napi.name}/tfjs_binding.node`);
+            return true;
+          } catch { /* not this one */ }
+        }
+      }
+    } catch { /* no node_modules here */ }
+  }
+  return false;
+}
+
+async function tryNode(): Promise<void> {
+  const spec = ["npm:@tensorflow", "tfjs-node@4.22.0"].join("/");
+  await import(spec);
+  if (!(await tf.setBackend("tensorflow"))) throw new Error("tfjs-node registered no backend");
+}
+
+/**
+ * Activates a tfjs backend. `"auto"` tries tfjs-node (only when its native binding is installed),
+ * then wasm, then cpu. An explicit name that cannot start throws an error saying why.
+ *
+ * @example
+ * ```ts
+ * import { setBackend } from "./backend.ts";
+ * const info = await setBackend("cpu");
+ * console.assert(info.name === "cpu");
+ * ```
+ */
+export async function setBackend(name: BackendName = "auto"): Promise<BackendInfo> {
+  if (!BACKENDS.includes(name)) {
+    throw new TypeError(
+      `Unknown backend "${name}": use one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}`,
+    );
+  }
+  quiet();
+  const skipped: { name: string; reason: string }[] = [];
+  const activate = (active: string): BackendInfo => {
+    current = { name: active, requested: name, skipped };
+    return current;
+  };
+  if (name === "node" || name === "auto") {
+    if (name === "auto" && !nodeBindingInstalled()) {
+      skipped.push({ name: "node", reason: "tfjs-node's native binding is not installed" });
+    } else {
+      try {
+        await tryNode();
+        return activate("tensorflow");
+      } catch (e) {
+        const reason = String((e as Error)?.message ?? e).split("\n")[0];
+        if (name === "node") {
+          throw new Error(
+            `Backend "node" could not start: ${reason}. Install @tensorflow/tfjs-node with its ` +
+              `native build (needs internet), or use backend "wasm"`,
+          );
+        }
+        skipped.push({ name: "node", reason });
+      }
+    }
+  }
+  if (name === "wasm" || name === "auto") {
+    try {
+      if (await tf.setBackend("wasm")) {
+        await tf.ready();
+        return activate("wasm");
+      }
+      throw new Error("tf.setBackend('wasm') returned false");
+    } catch (e) {
+      if (name === "wasm") throw new Error(`Backend "wasm" could not start: ${e}`);
+      skipped.push({ name: "wasm", reason: String(e) });
+    }
+  }
+  if (!(await tf.setBackend("cpu"))) throw new Error(`Backend "cpu" could not start`);
+  await tf.ready();
+  return activate("cpu");
+}
+
+/** The backend set by {@link setBackend}, or undefined before the first call. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+/** Ensures some backend is active (auto) and returns its info. */
+export async function ensureBackend(): Promise<BackendInfo> {
+  return current ?? await setBackend("auto");
+}
+
+/**
+ * Seeds everything that draws random numbers outside our explicit generators: Math.random
+ * (through seedrandom, which tfjs' unseeded initializers fall back to). Our own samplers and
+ * initializers take seeds from an {@link Rng} carried by the run.
+ */
+export function seedGlobal(seed: number): void {
+  seedrandom(String(seed), { global: true });
+}
+
+/** Options of {@link setup}. */
+export interface SetupOptions {
+  /** @default "auto" */
+  backend?: BackendName;
+  /** Seed for everything not given an explicit seed (model initializers, strategies' generators). */
+  seed?: number;
+}
+
+/**
+ * One call to start a run: picks the backend and seeds the run.
+ *
+ * @example
+ * ```ts
+ * import { setup } from "./backend.ts";
+ * const info = await setup({ backend: "cpu", seed: 0 });
+ * console.assert(info.name === "cpu");
+ * ```
+ */
+export async function setup(opts: SetupOptions = {}): Promise<BackendInfo> {
+  const info = await setBackend(opts.backend ?? "auto");
+  if (opts.seed !== undefined) {
+    if (!Number.isFinite(opts.seed)) {
+      throw new TypeError(`seed must be a finite number, got ${opts.seed}`);
+    }
+    seedGlobal(opts.seed);
+  }
+  return info;
+}

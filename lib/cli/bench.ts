@@ -1,0 +1,243 @@
+/**
+ * `deno task bench`: the performance benchmark, the same work as the PyTorch reference
+ * `shared/bench/torch_ref.py` (class-incremental Split Fashion-MNIST, 5 experiences of 2 classes
+ * in the order 0..9, MLP 784-400-400-10, SGD lr 0.01 momentum 0.9, batch 128, 1 epoch, eval batch
+ * 256 on the whole test stream after each experience).
+ *
+ * Prints one JSON line per strategy on stdout (status lines go to stderr): samples/s of training
+ * (replayed included) and of new samples, evaluation samples/s, wall times, final average accuracy,
+ * the accuracy matrix, peak RSS and the live-tensor balance.
+ *
+ * Flags: --data DIR (default $PERENNIAL_DATA, else ../shared/datasets beside the repository when
+ * present, else the cache / a verified download), --strategies a,b (default: all), --backend
+ * auto|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
+ * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
+ * --torch (also run torch_ref.py when /usr/bin/python3 has torch, and print the ratios).
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { defaultCacheDir } from "../../datasets/mod.ts";
+import type { BackendName } from "../backend.ts";
+import {
+  BENCH_STRATEGIES,
+  type BenchResult,
+  compareWithTorch,
+  resolveStrategies,
+  runBench,
+  type TorchOutput,
+} from "../benchmarks/bench_workload.ts";
+import { intFlag } from "./args.ts";
+
+export {
+  BENCH_STRATEGIES,
+  BENCH_WORKLOAD,
+  type BenchOptions,
+  type BenchResult,
+  type BenchRun,
+  compareWithTorch,
+  runBench,
+  type StrategyFactory,
+  type TorchComparison,
+  type TorchOutput,
+} from "../benchmarks/bench_workload.ts";
+
+const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
+  Object.keys(BENCH_STRATEGIES).join(",")
+}]
+       [--backend auto|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
+       [--train-limit N] [--test-limit N] [--torch]`;
+
+/** Interpreter that runs the PyTorch reference. */
+export const PYTHON = "/usr/bin/python3";
+/** The shared folder beside the repository (`<repo>/../shared`). */
+export const SHARED_DIR: string = fileURLToPath(new URL("../../../shared", import.meta.url));
+/** The PyTorch reference script. */
+export const TORCH_REF: string = join(SHARED_DIR, "bench", "torch_ref.py");
+
+const encoder = new TextEncoder();
+const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s + "\n"));
+
+/**
+ * The data folder: `explicit`, else env `PERENNIAL_DATA`, else `<repo>/../shared/datasets` when
+ * it exists, else undefined (the loader's cache, then a verified download).
+ */
+export function defaultDataDir(explicit?: string): string | undefined {
+  if (explicit) return explicit;
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("PERENNIAL_DATA") || undefined;
+  } catch { /* no --allow-env */ }
+  if (env) return env;
+  const shared = join(SHARED_DIR, "datasets");
+  return existsSync(shared) ? shared : undefined;
+}
+
+/** The folder holding Fashion-MNIST's `.gz` files for `torch_ref.py`, or undefined. */
+export function fashionMnistDir(dataDir: string | undefined): string | undefined {
+  const candidates = dataDir ? [join(dataDir, "fashion-mnist"), dataDir] : [];
+  candidates.push(join(defaultCacheDir(), "fashion-mnist"));
+  return candidates.find((d) => existsSync(join(d, "train-images-idx3-ubyte.gz")));
+}
+
+/** True when `/usr/bin/python3 -c "import torch"` succeeds. */
+export async function torchAvailable(python = PYTHON): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(python, {
+      args: ["-c", "import torch"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs `torch_ref.py` once and parses its JSON (its stderr goes to ours). */
+export async function runTorchReference(opts: {
+  strategies: readonly string[];
+  dataDir: string;
+  seed: number;
+  epochs: number;
+  python?: string;
+  script?: string;
+}): Promise<TorchOutput> {
+  const script = opts.script ?? TORCH_REF;
+  const args = [
+    script,
+    "--strategies",
+    opts.strategies.join(","),
+    "--data",
+    opts.dataDir,
+    "--seed",
+    String(opts.seed),
+    "--epochs",
+    String(opts.epochs),
+  ];
+  const out = await new Deno.Command(opts.python ?? PYTHON, {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) {
+    throw new Error(`${script} exited with code ${out.code}`);
+  }
+  const text = new TextDecoder().decode(out.stdout);
+  try {
+    return JSON.parse(text) as TorchOutput;
+  } catch (e) {
+    throw new Error(
+      `${script} printed no valid JSON (${(e as Error).message}): ${text.slice(0, 200)}`,
+    );
+  }
+}
+
+function checkBackend(v: string | undefined): BackendName {
+  const b = v ?? "auto";
+  if (!["auto", "wasm", "cpu", "node"].includes(b)) {
+    throw new RangeError(`--backend must be auto, wasm, cpu or node, got "${b}"`);
+  }
+  return b as BackendName;
+}
+
+async function torchComparison(
+  results: BenchResult[],
+  o: { strategies: string[]; dataDir?: string; seed: number; epochs: number; repeats: number },
+): Promise<void> {
+  if (!existsSync(TORCH_REF)) {
+    err(`--torch: ${TORCH_REF} is absent; skipping the PyTorch reference`);
+    return;
+  }
+  if (!(await torchAvailable())) {
+    err(
+      `--torch: ${PYTHON} cannot import torch; skipping the PyTorch reference ` +
+        `(Debian: apt-get install -y --no-install-recommends python3-torch python3-numpy)`,
+    );
+    return;
+  }
+  const fm = fashionMnistDir(o.dataDir);
+  if (!fm) {
+    err(`--torch: no Fashion-MNIST .gz files found for torch_ref.py; pass --data DIR`);
+    return;
+  }
+  if (results.some((r) => r.quick)) {
+    err(`--torch: note: torch_ref.py runs the full workload while this run was reduced`);
+  }
+  const runs: TorchOutput[] = [];
+  for (let i = 0; i < o.repeats; i++) {
+    err(`torch_ref.py run ${i + 1}/${o.repeats} (${o.strategies.join(",")}, data ${fm})`);
+    runs.push(
+      await runTorchReference({
+        strategies: o.strategies,
+        dataDir: fm,
+        seed: o.seed,
+        epochs: o.epochs,
+      }),
+    );
+  }
+  for (const line of compareWithTorch(results, runs)) console.log(JSON.stringify(line));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      data: { type: "string" },
+      strategies: { type: "string" },
+      backend: { type: "string" },
+      repeats: { type: "string" },
+      seed: { type: "string" },
+      epochs: { type: "string" },
+      "train-limit": { type: "string" },
+      "test-limit": { type: "string" },
+      torch: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const strategies = resolveStrategies(values.strategies?.split(","));
+  const backend = checkBackend(values.backend);
+  const repeats = intFlag("repeats", values.repeats, 1);
+  const seed = intFlag("seed", values.seed, 0, 0);
+  const epochs = intFlag("epochs", values.epochs, 1);
+  const optional = (name: string, v: string | undefined) =>
+    v === undefined ? undefined : intFlag(name, v, 0, 1);
+  const trainLimit = optional("train-limit", values["train-limit"]);
+  const testLimit = optional("test-limit", values["test-limit"]);
+  const dataDir = defaultDataDir(values.data);
+  err(
+    `perennial bench: ${strategies.join(", ")} on Split Fashion-MNIST` +
+      ` (data ${dataDir ?? "cache/download"}${trainLimit ? `, train limit ${trainLimit}` : ""}` +
+      `${testLimit ? `, test limit ${testLimit}` : ""}, repeats ${repeats})`,
+  );
+  const results = await runBench({
+    strategies,
+    backend,
+    dataDir,
+    repeats,
+    seed,
+    epochs,
+    trainLimit,
+    testLimit,
+    log: (s) => err(s),
+  });
+  for (const r of results) console.log(JSON.stringify(r));
+  if (values.torch) await torchComparison(results, { strategies, dataDir, seed, epochs, repeats });
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`error: ${(e as Error).message ?? e}`);
+    console.error(USAGE);
+    Deno.exit(1);
+  }
+}

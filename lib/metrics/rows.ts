@@ -1,0 +1,40 @@
+/**
+ * Long-form metric rows: one value with every coordinate that locates it, so that tables and
+ * plots need no name parsing.
+ *
+ * @module
+ */
+
+/** Training or evaluation. */
+export type Phase = "train" | "eval";
+
+/** One metric value. Coordinates that do not apply are null. */
+export interface MetricRow {
+  /** Metric name, e.g. "accuracy", "loss". */
+  metric: string;
+  phase: Phase;
+  /** Stream name, e.g. "train", "test". */
+  stream: string;
+  /** Experience id within the stream (null for stream-level values). */
+  experience: number | null;
+  /** Task label (null when not split by task). */
+  task: number | null;
+  /** Epoch within the experience being trained (train phase). */
+  epoch: number | null;
+  /** Global training iteration at which the value was taken. */
+  iteration: number | null;
+  /** How many training experiences had been completed when the value was taken, minus one (the row of the accuracy matrix); -1 before any training. */
+  trainExperience: number;
+  value: number;
+}
+
+/** Accuracy matrix from eval rows: `m[i][j]` = accuracy on experience j after training experience i. */
+export function accuracyMatrix(rows: readonly MetricRow[], stream = "test"): number[][] {
+  const m: number[][] = [];
+  for (const r of rows) {
+    if (r.metric !== "accuracy" || r.phase !== "eval" || r.stream !== stream) continue;
+    if (r.experience === null || r.task !== null || r.trainExperience < 0) continue;
+    (m[r.trainExperience] ??= [])[r.experience] = r.value;
+  }
+  return Array.from(m, (row) => Array.from(row ?? [], (v) => v ?? NaN));
+}

@@ -1,0 +1,336 @@
+/**
+ * Layers: linear, convolution, pooling, activations, dropout, flatten, sequential.
+ *
+ * Linear layers compute their gradients with explicit transposes followed by plain matrix
+ * products: on the wasm backend `matMul` with a transpose flag is about ten times slower.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { type ForwardOptions, Module } from "./module.ts";
+
+/** Seeds for initializers: an explicit seed, else one drawn from Math.random (seeded per run). */
+export function drawSeed(seed?: number): number {
+  return seed ?? Math.floor(Math.random() * 2 ** 31);
+}
+
+/** x @ w + b with a gradient that avoids transposed-flag matmuls. */
+export const linearOp: (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D = tf
+  .customGrad(
+    ((x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, save: (ts: tf.Tensor[]) => void) => {
+      save([x, w]);
+      return {
+        value: tf.add(tf.matMul(x, w), b) as tf.Tensor2D,
+        gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+          const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
+          return [
+            tf.matMul(dy, tf.transpose(sw)),
+            tf.matMul(tf.transpose(sx), dy),
+            tf.sum(dy, 0),
+          ];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  ) as unknown as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
+/** Padding and output size of one spatial dimension, computed as tfjs' conv2d does. */
+function convDim(
+  size: number,
+  k: number,
+  stride: number,
+  padding: "same" | "valid",
+): { out: number; before: number; after: number } {
+  if (padding === "valid") return { out: Math.ceil((size - k + 1) / stride), before: 0, after: 0 };
+  const out = Math.ceil(size / stride);
+  const total = Math.max(0, (out - 1) * stride + k - size);
+  const before = Math.floor(total / 2);
+  return { out, before, after: total - before };
+}
+
+/**
+ * The image patches a [kh, kw, cin, cout] kernel sees, as a matrix [n * outH * outW, kh*kw*cin]
+ * whose column order matches the kernel reshaped to [kh*kw*cin, cout] (im2col).
+ */
+function im2col(
+  x: tf.Tensor4D,
+  kh: number,
+  kw: number,
+  stride: number,
+  padding: "same" | "valid",
+): tf.Tensor2D {
+  const [n, h, w, c] = x.shape;
+  const dh = convDim(h, kh, stride, padding);
+  const dw = convDim(w, kw, stride, padding);
+  const xp = dh.before + dh.after + dw.before + dw.after > 0
+    ? tf.pad(x, [[0, 0], [dh.before, dh.after], [dw.before, dw.after], [0, 0]])
+    : x;
+  const cols: tf.Tensor[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      cols.push(
+        stride === 1 ? tf.slice(xp, [0, i, j, 0], [n, dh.out, dw.out, c]) : tf.stridedSlice(
+          xp,
+          [0, i, j, 0],
+          [n, i + (dh.out - 1) * stride + 1, j + (dw.out - 1) * stride + 1, c],
+          [1, stride, stride, 1],
+        ),
+      );
+    }
+  }
+  const patches = cols.length === 1 ? cols[0] : tf.concat(cols, 3);
+  return tf.reshape(patches, [n * dh.out * dw.out, kh * kw * c]);
+}
+
+/**
+ * conv2d(x, w) + b on NHWC inputs with a gradient that needs no `Conv2DBackpropFilter` kernel
+ * (the wasm backend has none): the kernel's gradient is im2col(x)ᵀ · dy, the input's gradient
+ * the transposed convolution.
+ */
+export function conv2dOp(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  b: tf.Tensor1D,
+  stride = 1,
+  padding: "same" | "valid" = "same",
+): tf.Tensor4D {
+  const op = tf.customGrad(
+    ((x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, save: (ts: tf.Tensor[]) => void) => {
+      save([x, w]);
+      return {
+        value: tf.add(tf.conv2d(x, w, stride, padding), b) as tf.Tensor4D,
+        gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+          const [sx, sw] = saved as [tf.Tensor4D, tf.Tensor4D];
+          const [kh, kw, , cout] = sw.shape;
+          const dy2 = tf.reshape(dy, [-1, cout]);
+          const cols = im2col(sx, kh, kw, stride, padding);
+          return [
+            tf.conv2dTranspose(dy, sw, sx.shape, stride, padding),
+            tf.reshape(tf.matMul(tf.transpose(cols), dy2), sw.shape),
+            tf.sum(dy2, 0),
+          ];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  ) as unknown as (x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D) => tf.Tensor4D;
+  return op(x, w, b);
+}
+
+/** Options of {@link Linear}. */
+export interface LinearOptions {
+  /** Add a bias. @default true */
+  bias?: boolean;
+  /** Initializer seed (default: drawn from the run's seeded Math.random). */
+  seed?: number;
+}
+
+/**
+ * Fully connected layer `y = x W + b`, W of shape [in, out]. Initialized as PyTorch does:
+ * uniform in ±1/sqrt(in) for weights and bias.
+ */
+export class Linear extends Module {
+  weight: tf.Variable;
+  bias: tf.Variable | undefined;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
+    super();
+    for (const [k, v] of [["inFeatures", inFeatures], ["outFeatures", outFeatures]] as const) {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`Linear ${k} must be a positive integer, got ${v}`);
+      }
+    }
+    const seed = drawSeed(opts.seed);
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.param(
+      "weight",
+      tf.randomUniform([inFeatures, outFeatures], -bound, bound, "float32", seed),
+    );
+    this.bias = opts.bias === false
+      ? undefined
+      : this.param("bias", tf.randomUniform([outFeatures], -bound, bound, "float32", seed + 1));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    const x2 = x.rank === 2 ? x as tf.Tensor2D : tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
+    if (x2.shape[1] !== this.inFeatures) {
+      throw new RangeError(
+        `Linear layer expects ${this.inFeatures} input features but got ${
+          x2.shape[1]
+        } (input shape [${x.shape}])`,
+      );
+    }
+    if (!this.bias) return tf.matMul(x2, this.weight as tf.Tensor2D);
+    return linearOp(x2, this.weight as tf.Tensor2D, this.bias as tf.Tensor1D);
+  }
+
+  /** Replaces weight and bias by ones with `outFeatures` outputs, keeping the first columns. */
+  resizeOutputs(outFeatures: number, seed?: number): void {
+    if (outFeatures === this.outFeatures) return;
+    const keep = Math.min(outFeatures, this.outFeatures);
+    const s = drawSeed(seed);
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    const w = tf.tidy(() => {
+      const fresh = tf.randomUniform([this.inFeatures, outFeatures], -bound, bound, "float32", s);
+      return tf.concat([
+        tf.slice(this.weight, [0, 0], [-1, keep]),
+        tf.slice(fresh, [0, keep], [-1, -1]),
+      ], 1);
+    });
+    this.weight = this.param("weight", w);
+    if (this.bias) {
+      const b = tf.tidy(() => {
+        const fresh = tf.randomUniform([outFeatures], -bound, bound, "float32", s + 1);
+        return tf.concat([tf.slice(this.bias!, [0], [keep]), tf.slice(fresh, [keep], [-1])], 0);
+      });
+      this.bias = this.param("bias", b);
+    }
+    (this as { outFeatures: number }).outFeatures = outFeatures;
+  }
+}
+
+/** Activation functions by name. */
+export type ActivationName = "relu" | "tanh" | "sigmoid" | "elu" | "leakyRelu" | "linear";
+
+const ACTIVATIONS: Record<ActivationName, (x: tf.Tensor) => tf.Tensor> = {
+  relu: (x) => tf.relu(x),
+  tanh: (x) => tf.tanh(x),
+  sigmoid: (x) => tf.sigmoid(x),
+  elu: (x) => tf.elu(x),
+  leakyRelu: (x) => tf.leakyRelu(x, 0.01),
+  linear: (x) => x,
+};
+
+/** Checks an activation name, with an error listing the valid ones. */
+export function checkActivation(name: string): ActivationName {
+  if (!(name in ACTIVATIONS)) {
+    throw new RangeError(
+      `Unknown activation "${name}": use one of ${Object.keys(ACTIVATIONS).join(", ")}`,
+    );
+  }
+  return name as ActivationName;
+}
+
+/** An elementwise activation. */
+export class Activation extends Module {
+  readonly #fn: (x: tf.Tensor) => tf.Tensor;
+  constructor(readonly kind: ActivationName) {
+    super();
+    this.#fn = ACTIVATIONS[checkActivation(kind)];
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return this.#fn(x);
+  }
+}
+
+/** Inverted dropout, active only in training mode. */
+export class Dropout extends Module {
+  #calls = 0;
+  constructor(readonly rate: number, readonly seed: number = drawSeed()) {
+    super();
+    if (!(rate >= 0 && rate < 1)) {
+      throw new RangeError(`Dropout rate must be in [0, 1), got ${rate}`);
+    }
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    if (!this.training || this.rate === 0) return x;
+    return tf.dropout(x, this.rate, undefined, this.seed + this.#calls++);
+  }
+}
+
+/** Flattens every dimension but the first. */
+export class Flatten extends Module {
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.reshape(x, [x.shape[0], -1]);
+  }
+}
+
+/** 2-D convolution on NHWC inputs with a [kh, kw, in, out] kernel ("same" or "valid" padding). */
+export class Conv2d extends Module {
+  weight: tf.Variable;
+  bias: tf.Variable;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly opts: { stride?: number; padding?: "same" | "valid"; seed?: number } = {},
+  ) {
+    super();
+    const dims = [
+      ["inChannels", inChannels],
+      ["outChannels", outChannels],
+      ["kernelSize", kernelSize],
+      ["stride", opts.stride ?? 1],
+    ] as const;
+    for (const [k, v] of dims) {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`Conv2d ${k} must be a positive integer, got ${v}`);
+      }
+    }
+    const padding: string = opts.padding ?? "same";
+    if (padding !== "same" && padding !== "valid") {
+      throw new RangeError(`Conv2d padding must be "same" or "valid", got "${padding}"`);
+    }
+    const seed = drawSeed(opts.seed);
+    const bound = 1 / Math.sqrt(inChannels * kernelSize * kernelSize);
+    this.weight = this.param(
+      "weight",
+      tf.randomUniform(
+        [kernelSize, kernelSize, inChannels, outChannels],
+        -bound,
+        bound,
+        "float32",
+        seed,
+      ),
+    );
+    this.bias = this.param(
+      "bias",
+      tf.randomUniform([outChannels], -bound, bound, "float32", seed + 1),
+    );
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
+      throw new RangeError(
+        `Conv2d expects NHWC input with ${this.inChannels} channels, got shape [${x.shape}]`,
+      );
+    }
+    const stride = this.opts.stride ?? 1;
+    const padding = this.opts.padding ?? "same";
+    // tfjs-node's native kernel gradient is fast; wasm has none and cpu's is ~10x slower than
+    // im2col + matMul.
+    if (tf.getBackend() === "tensorflow") {
+      const y = tf.conv2d(x as tf.Tensor4D, this.weight as tf.Tensor4D, stride, padding);
+      return tf.add(y, this.bias);
+    }
+    return conv2dOp(
+      x as tf.Tensor4D,
+      this.weight as tf.Tensor4D,
+      this.bias as tf.Tensor1D,
+      stride,
+      padding,
+    );
+  }
+}
+
+/** 2-D max pooling on NHWC inputs. */
+export class MaxPool2d extends Module {
+  constructor(readonly size = 2, readonly stride = size) {
+    super();
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.maxPool(x as tf.Tensor4D, this.size, this.stride, "valid");
+  }
+}
+
+/** Runs children in order; they are named "0", "1", ... */
+export class Sequential extends Module {
+  readonly layers: Module[];
+  constructor(layers: Module[]) {
+    super();
+    this.layers = layers;
+    layers.forEach((l, i) => this.child(String(i), l));
+  }
+  forward(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor {
+    let h = x;
+    for (const l of this.layers) h = l.forward(h, opts);
+    return h;
+  }
+}

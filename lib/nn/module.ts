@@ -1,0 +1,231 @@
+/**
+ * A small module system on tfjs variables, shaped like PyTorch's `nn.Module`: named parameters,
+ * children, train/eval mode, and a plain-data state dict for checkpoints.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "./gradients.ts";
+import type { Experience } from "../benchmarks/experience.ts";
+
+let variableCounter = 0;
+
+/** Creates a tfjs variable with a globally unique engine name derived from `name`. */
+export function newVariable(init: tf.Tensor, name: string, trainable = true): tf.Variable {
+  return tf.variable(
+    init,
+    trainable,
+    `${name.replace(/[^A-Za-z0-9_./-]/g, "_")}__${variableCounter++}`,
+  );
+}
+
+/** Extra inputs a forward pass may use (task labels for multi-head models). */
+export interface ForwardOptions {
+  /** Task label of each sample (int32, shape [n]). */
+  taskLabels?: tf.Tensor1D;
+  /** The same task labels as a typed array, when known (avoids a read-back). */
+  taskLabelsArray?: Int32Array;
+}
+
+/** A parameter tensor as plain data. */
+export interface TensorState {
+  shape: number[];
+  values: number[];
+}
+
+/** Plain-data state of a module: parameters and buffers by dotted name, plus structural info. */
+export interface ModuleState {
+  tensors: Record<string, TensorState>;
+  structure?: Record<string, unknown>;
+}
+
+/** Converts a tensor to plain data. */
+export function tensorToState(t: tf.Tensor): TensorState {
+  return { shape: [...t.shape], values: Array.from(t.dataSync()) };
+}
+
+/** Converts plain data to a tensor. */
+export function stateToTensor(s: TensorState): tf.Tensor {
+  return tf.tensor(s.values, s.shape, "float32");
+}
+
+/**
+ * Base class of every model part. Subclasses register parameters with {@link Module.param} and
+ * sub-modules with {@link Module.child}, and implement {@link Module.forward}.
+ */
+export abstract class Module {
+  /** Whether the module is in training mode (dropout active, ...). */
+  training = true;
+  readonly #params = new Map<string, tf.Variable>();
+  readonly #children = new Map<string, Module>();
+
+  /** The forward pass. Call it inside `tf.tidy` or a gradient function. */
+  abstract forward(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor;
+
+  /** Registers (or replaces, disposing the old one) a parameter. */
+  protected param(name: string, init: tf.Tensor, trainable = true): tf.Variable {
+    const old = this.#params.get(name);
+    const v = newVariable(init, name, trainable);
+    init.dispose();
+    old?.dispose();
+    this.#params.set(name, v);
+    return v;
+  }
+
+  /** Registers a sub-module. */
+  protected child<M extends Module>(name: string, module: M): M {
+    this.#children.set(name, module);
+    return module;
+  }
+
+  /** Removes a sub-module (and disposes it). */
+  protected removeChild(name: string): void {
+    this.#children.get(name)?.dispose();
+    this.#children.delete(name);
+  }
+
+  /** Direct sub-modules by name. */
+  children(): Map<string, Module> {
+    return new Map(this.#children);
+  }
+
+  /** Every parameter with its dotted name (e.g. `layers.0.weight`), in registration order. */
+  namedParameters(prefix = ""): Map<string, tf.Variable> {
+    const out = new Map<string, tf.Variable>();
+    for (const [n, v] of this.#params) out.set(prefix + n, v);
+    for (const [n, c] of this.#children) {
+      for (const [pn, v] of c.namedParameters(`${prefix}${n}.`)) out.set(pn, v);
+    }
+    return out;
+  }
+
+  /** Every sub-module with its dotted name, this one included as "". */
+  namedModules(prefix = ""): Map<string, Module> {
+    const out = new Map<string, Module>([[prefix.replace(/\.$/, ""), this]]);
+    for (const [n, c] of this.#children) {
+      for (const [mn, m] of c.namedModules(`${prefix}${n}.`)) out.set(mn, m);
+    }
+    return out;
+  }
+
+  /** Parameters that gradients flow to (the `trainable` ones). */
+  trainableParameters(): Map<string, tf.Variable> {
+    return new Map([...this.namedParameters()].filter(([, v]) => v.trainable));
+  }
+
+  /** Number of scalar parameters. */
+  countParameters(): number {
+    let n = 0;
+    for (const v of this.namedParameters().values()) n += v.size;
+    return n;
+  }
+
+  /** Sets training mode on this module and every child. */
+  train(mode = true): this {
+    this.training = mode;
+    for (const c of this.#children.values()) c.train(mode);
+    return this;
+  }
+
+  /** Sets evaluation mode. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /**
+   * Adapts the module to an experience before training on it (`training` true) or evaluating
+   * on it: grows output units, adds heads. Returns true when parameters were added or reshaped.
+   */
+  adapt(experience: Experience, training = true): boolean {
+    let changed = false;
+    for (const c of this.#children.values()) changed = c.adapt(experience, training) || changed;
+    return changed;
+  }
+
+  /** Structural facts needed to rebuild a grown module before loading its tensors. */
+  structure(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [n, c] of this.#children) {
+      const s = c.structure();
+      if (Object.keys(s).length > 0) out[n] = s;
+    }
+    return out;
+  }
+
+  /** Rebuilds structure saved by {@link Module.structure} (e.g. re-adds heads). */
+  loadStructure(structure: Record<string, unknown>): void {
+    for (const [n, c] of this.#children) {
+      const s = structure[n];
+      if (s && typeof s === "object") c.loadStructure(s as Record<string, unknown>);
+    }
+  }
+
+  /** All parameters as plain data. */
+  stateDict(): ModuleState {
+    const tensors: Record<string, TensorState> = {};
+    for (const [n, v] of this.namedParameters()) tensors[n] = tensorToState(v);
+    return { tensors, structure: this.structure() };
+  }
+
+  /** Loads parameters from {@link Module.stateDict} output; names and shapes must match. */
+  loadStateDict(state: ModuleState): void {
+    if (state.structure) this.loadStructure(state.structure);
+    const params = this.namedParameters();
+    for (const name of Object.keys(state.tensors)) {
+      if (!params.has(name)) {
+        throw new RangeError(
+          `State has parameter "${name}" that the model lacks (model has: ${
+            [...params.keys()].join(", ")
+          })`,
+        );
+      }
+    }
+    // Check everything before assigning anything, so that a bad state leaves the values intact.
+    for (const [name, v] of params) {
+      const s = state.tensors[name];
+      if (!s) throw new RangeError(`State lacks parameter "${name}"`);
+      if (!Array.isArray(s.shape) || s.shape.join() !== v.shape.join()) {
+        throw new RangeError(
+          `Parameter "${name}" has shape [${v.shape}] but the state has [${s.shape}]`,
+        );
+      }
+      if (s.values?.length !== v.size) {
+        throw new RangeError(
+          `Parameter "${name}" of shape [${v.shape}] needs ${v.size} values, ` +
+            `the state has ${s.values?.length}`,
+        );
+      }
+    }
+    for (const [name, v] of params) tf.tidy(() => v.assign(stateToTensor(state.tensors[name])));
+  }
+
+  /** Copies parameter values from a module of the same structure. */
+  copyFrom(other: Module): void {
+    const mine = this.namedParameters();
+    for (const [n, v] of other.namedParameters()) {
+      const t = mine.get(n);
+      if (!t || t.shape.join() !== v.shape.join()) {
+        throw new RangeError(`Cannot copy parameter "${n}": the target's structure differs`);
+      }
+      t.assign(v);
+    }
+  }
+
+  /** Frees every parameter. */
+  dispose(): void {
+    for (const v of this.#params.values()) v.dispose();
+    this.#params.clear();
+    for (const c of this.#children.values()) c.dispose();
+  }
+}
+
+/** A module whose behaviour can be rebuilt from a config: lets strategies clone models. */
+export interface Cloneable {
+  /** A new module with the same structure and freshly initialized (or copied) parameters. */
+  clone(): Module;
+}
+
+/** True when the module implements {@link Cloneable}. */
+export function isCloneable(m: Module): m is Module & Cloneable {
+  return typeof (m as unknown as Cloneable).clone === "function";
+}

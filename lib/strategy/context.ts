@@ -1,0 +1,92 @@
+/**
+ * The context handed to every hook: what the run is doing right now, typed, and the few ways a
+ * plugin may change it (add a loss term, replace gradients, replace the data loader or dataset).
+ *
+ * @module
+ */
+import type * as tf from "@tensorflow/tfjs-core";
+import type { Experience } from "../benchmarks/experience.ts";
+import type { Batch, Dataset } from "../data/dataset.ts";
+import type { MetricRow, Phase } from "../metrics/rows.ts";
+import type { Module } from "../nn/module.ts";
+import type { Criterion } from "../nn/losses.ts";
+import type { Optimizer } from "../optim/optimizers.ts";
+import type { Rng } from "../random.ts";
+import type { DataLoader } from "./loader.ts";
+import type { Strategy } from "./template.ts";
+
+/** A minibatch as tensors, with the typed arrays it came from. */
+export interface TensorBatch {
+  /** Inputs [n, ...inputShape]. */
+  x: tf.Tensor;
+  /** Class labels [n], int32. */
+  y: tf.Tensor1D;
+  /** Task labels [n], int32. */
+  t: tf.Tensor1D;
+  /** Number of samples. */
+  n: number;
+  /** The same data as typed arrays (no read-back needed). */
+  data: Batch;
+}
+
+/** Counters of the run (Avalanche's `clock`). */
+export interface Clock {
+  /** Training experiences completed since the strategy was created. */
+  trainExperiences: number;
+  /** Epochs completed within the current experience. */
+  epoch: number;
+  /** Iterations completed within the current epoch. */
+  epochIteration: number;
+  /** Training iterations since the strategy was created. */
+  trainIterations: number;
+  /** Eval iterations since the strategy was created. */
+  evalIterations: number;
+}
+
+/** Everything a hook can see. Fields are set in the phases named in their docs. */
+export interface StrategyContext {
+  /** The strategy running the loop. */
+  readonly strategy: Strategy;
+  /** The model being trained or evaluated. */
+  readonly model: Module;
+  readonly optimizer: Optimizer;
+  readonly criterion: Criterion;
+  /** The run's seeded generator: every random choice of plugins should draw from it. */
+  readonly rng: Rng;
+  readonly clock: Clock;
+  /** "train" inside `train()`, "eval" inside `eval()`. */
+  phase: Phase;
+  /** The experience being trained on or evaluated. */
+  experience: Experience | undefined;
+  /** The experiences given to the current `train()` or `eval()` call. */
+  experiences: readonly Experience[];
+  /**
+   * The data of the current experience after dataset adaptation. Plugins may replace it in
+   * `beforeTrainDatasetAdaptation`/`afterTrainDatasetAdaptation` (GDumb trains on its memory).
+   */
+  dataset: Dataset | undefined;
+  /** Minibatch source for the current experience; plugins may replace it in `beforeTrainingExp`. */
+  dataLoader: DataLoader | undefined;
+  /** Epochs to train the current experience. */
+  epochs: number;
+  /** The current minibatch (set before `beforeTrainingIteration`; may be replaced there). */
+  batch: TensorBatch | undefined;
+  /** Model output (logits) for the minibatch, set by the forward pass; `afterForward` may replace it. */
+  output: tf.Tensor | undefined;
+  /** The loss: the criterion's value, plus terms added with {@link StrategyContext.addLoss}. */
+  loss: tf.Scalar | undefined;
+  /** Terms added to the loss in this iteration, by name. */
+  lossTerms: Map<string, tf.Scalar>;
+  /** Parameters that get gradients in this iteration (plugins may remove some: freezing). */
+  params: Map<string, tf.Variable>;
+  /** Gradients by parameter name, set after backward; `afterBackward` may replace them. */
+  grads: Map<string, tf.Tensor> | undefined;
+  /** Rows of metrics produced in this run so far. */
+  readonly rows: MetricRow[];
+  /** Adds a differentiable term to the loss. Call it in `beforeBackward`. */
+  addLoss(term: tf.Scalar, name?: string): void;
+  /** Asks the loop to stop training the current experience after this iteration. */
+  stopTraining(): void;
+  /** True once {@link StrategyContext.stopTraining} was called for the current experience. */
+  readonly stopRequested: boolean;
+}

@@ -1,0 +1,67 @@
+/**
+ * Data loaders: how an epoch's minibatches are drawn. Plugins replace the strategy's loader to
+ * change the training data (replay mixes memory into each minibatch, for instance).
+ *
+ * @module
+ */
+import type { Batch, Dataset } from "../data/dataset.ts";
+import type { Rng } from "../random.ts";
+
+/** Produces the minibatches of one epoch. */
+export interface DataLoader {
+  /** Minibatches per epoch. */
+  readonly length: number;
+  /** Samples per epoch. */
+  readonly samples: number;
+  /** The minibatches of one epoch, drawing any randomness from `rng`. */
+  epoch(rng: Rng): Iterable<Batch>;
+}
+
+/** Options of {@link DatasetLoader}. */
+export interface DatasetLoaderOptions {
+  batchSize: number;
+  /** Shuffle every epoch. @default true */
+  shuffle?: boolean;
+  /** Drop the last incomplete minibatch. @default false */
+  dropLast?: boolean;
+}
+
+/** Checks a batch size, naming the option in the error. */
+export function checkBatchSize(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) {
+    throw new RangeError(`${name} must be an integer ≥ 1, got ${v}`);
+  }
+}
+
+/** Minibatches over one dataset, shuffled each epoch (PyTorch's DataLoader with a seeded generator). */
+export class DatasetLoader implements DataLoader {
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+
+  constructor(readonly dataset: Dataset, opts: DatasetLoaderOptions) {
+    checkBatchSize("batchSize", opts.batchSize);
+    this.batchSize = opts.batchSize;
+    this.shuffle = opts.shuffle ?? true;
+    this.dropLast = opts.dropLast ?? false;
+  }
+
+  get length(): number {
+    const n = this.dataset.length;
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  get samples(): number {
+    return this.dropLast ? this.length * this.batchSize : this.dataset.length;
+  }
+
+  *epoch(rng: Rng): Iterable<Batch> {
+    const n = this.dataset.length;
+    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    for (let k = 0; k < this.length; k++) {
+      yield this.dataset.batch(
+        order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize)),
+      );
+    }
+  }
+}

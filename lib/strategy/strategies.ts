@@ -1,0 +1,82 @@
+/**
+ * The baseline strategies: Naive fine-tuning, Cumulative (retrain on everything seen so far) and
+ * Joint training (one pass on the concatenation of the whole stream: the usual upper bound).
+ *
+ * @module
+ */
+import type { Experience } from "../benchmarks/experience.ts";
+import { makeExperience } from "../benchmarks/experience.ts";
+import { concatDatasets, type Dataset } from "../data/dataset.ts";
+import type { StrategyContext } from "./context.ts";
+import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.ts";
+
+/**
+ * Naive fine-tuning: trains on each experience in turn with no protection against forgetting.
+ *
+ * @example
+ * ```ts ignore
+ * const strategy = naive({ model: mlp({ hidden: [400, 400] }), epochs: 1, batchSize: 128 });
+ * for (const exp of bench.train) { await strategy.train(exp); await strategy.eval(bench.test); }
+ * ```
+ */
+export function naive(opts: StrategyOptions): Strategy {
+  return new Strategy({ name: "Naive", ...opts });
+}
+
+/** Trains each experience on the union of it and every training experience seen before. */
+export class CumulativeStrategy extends Strategy {
+  #seen: Experience[] = [];
+
+  protected override trainDatasetAdaptation(ctx: StrategyContext): void {
+    const exp = ctx.experience!;
+    if (!this.#seen.includes(exp)) this.#seen.push(exp);
+    ctx.dataset = concatDatasets(this.#seen.map((e) => e.dataset));
+  }
+
+  /** The experiences accumulated so far. */
+  get seen(): readonly Experience[] {
+    return this.#seen;
+  }
+
+  protected override extraState(): Record<string, unknown> {
+    return { seen: this.#seen.map((e) => ({ stream: e.stream, id: e.id })) };
+  }
+
+  protected override loadExtraState(extra: Record<string, unknown>, opts: RestoreOptions): void {
+    const seen = (extra.seen as { stream: string; id: number }[] | undefined) ?? [];
+    if (seen.length === 0) return;
+    const available = [...(opts.experiences ?? [])];
+    this.#seen = seen.map(({ stream, id }) => {
+      const e = available.find((x) => x.stream === stream && x.id === id);
+      if (!e) {
+        throw new RangeError(
+          `Cumulative checkpoint refers to experience ${id} of stream "${stream}": pass the training ` +
+            `stream as restore(state, { experiences: bench.train })`,
+        );
+      }
+      return e;
+    });
+  }
+}
+
+/** Cumulative training: each experience is trained together with all earlier ones. */
+export function cumulative(opts: StrategyOptions): CumulativeStrategy {
+  return new CumulativeStrategy({ name: "Cumulative", ...opts });
+}
+
+/**
+ * Joint training: `train(stream)` trains once on all the stream's experiences merged into one
+ * (the offline upper bound). Task labels and classes of every experience are kept.
+ */
+export class JointTrainingStrategy extends Strategy {
+  protected override trainingExperiences(experiences: Experience[]): Experience[] {
+    if (experiences.length === 1) return experiences;
+    const data: Dataset = concatDatasets(experiences.map((e) => e.dataset));
+    return [makeExperience(experiences[0].stream, 0, data, experiences[0].info)];
+  }
+}
+
+/** Joint training on the whole stream at once. */
+export function jointTraining(opts: StrategyOptions): JointTrainingStrategy {
+  return new JointTrainingStrategy({ name: "JointTraining", ...opts });
+}

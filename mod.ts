@@ -1,0 +1,36 @@
+/**
+ * perennial: continual learning for Deno and Jupyter, on TensorFlow.js.
+ *
+ * @example Naive fine-tuning on Split MNIST
+ * ```ts ignore
+ * import { mlp, naive, setup, splitMNIST } from "./mod.ts";
+ * await setup({ seed: 0 });
+ * const bench = await splitMNIST({ experiences: 5, seed: 0 });
+ * const strategy = naive({ model: mlp({ hidden: [400, 400] }), epochs: 1, batchSize: 128 });
+ * for (const exp of bench.train) {
+ *   await strategy.train(exp);
+ *   await strategy.eval(bench.test);
+ * }
+ * console.table(strategy.accuracyMatrix());
+ * ```
+ *
+ * @module
+ */
+export * from "./lib/backend.ts";
+export * from "./lib/random.ts";
+export * from "./lib/data/dataset.ts";
+export * from "./lib/benchmarks/mod.ts";
+export * from "./datasets/mod.ts";
+export * from "./lib/nn/module.ts";
+export * from "./lib/nn/layers.ts";
+export * from "./lib/nn/losses.ts";
+export * from "./lib/models/mlp.ts";
+export * from "./lib/models/heads.ts";
+export * from "./lib/optim/optimizers.ts";
+export * from "./lib/strategy/context.ts";
+export * from "./lib/strategy/loader.ts";
+export * from "./lib/strategy/plugin.ts";
+export * from "./lib/strategy/template.ts";
+export * from "./lib/strategy/strategies.ts";
+export * from "./lib/metrics/rows.ts";
+export * from "./lib/loggers/progress.ts";
