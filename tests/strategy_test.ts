@@ -457,3 +457,20 @@ Deno.test("plugins added between calls take part in the next call", async () => 
   s.dispose();
   model.dispose();
 });
+
+Deno.test("the evaluator option runs after every other plugin", async () => {
+  const bench = toyBenchmark({ n: 40 });
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 });
+  const log: string[] = [];
+  const s = naive({
+    model,
+    batchSize: 20,
+    evaluator: { name: "evaluator", afterTrainingExp: () => void log.push("evaluator") },
+    plugins: [{ afterTrainingExp: () => void log.push("plugin") }],
+  });
+  await s.train(bench.train[0]);
+  assert.deepEqual(log, ["plugin", "evaluator"]);
+  assert.equal(s.evaluator?.name, "evaluator");
+  s.dispose();
+  model.dispose();
+});

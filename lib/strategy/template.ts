@@ -46,6 +46,11 @@ export interface StrategyOptions {
   evalBatchSize?: number;
   /** Plugins, whose hooks run in this order. @default [] */
   plugins?: Plugin[];
+  /**
+   * The evaluation plugin (metrics and loggers, e.g. `evaluation({...})`). It runs after every
+   * other plugin, so it sees their effects (replaced outputs, added loss terms).
+   */
+  evaluator?: Plugin;
   /** Seed of the run's generator (shuffling and every plugin's sampling). Default: drawn from Math.random. */
   seed?: number;
   /** Shuffle training data each epoch. @default true */
@@ -153,6 +158,8 @@ export class Strategy {
   readonly optimizer: Optimizer;
   readonly criterion: Criterion;
   readonly plugins: Plugin[];
+  /** The evaluation plugin given as `evaluator`, if any (also the last of `plugins`). */
+  readonly evaluator: Plugin | undefined;
   readonly rng: Rng;
   readonly clock: Clock = {
     trainExperiences: 0,
@@ -188,7 +195,8 @@ export class Strategy {
     this.model = opts.model;
     this.optimizer = opts.optimizer ?? sgd({ lr: 0.01, momentum: 0.9 });
     this.criterion = opts.criterion ?? crossEntropy;
-    this.plugins = [...(opts.plugins ?? [])];
+    this.plugins = [...(opts.plugins ?? []), ...(opts.evaluator ? [opts.evaluator] : [])];
+    this.evaluator = opts.evaluator;
     this.epochs = opts.epochs ?? 1;
     this.batchSize = opts.batchSize ?? 32;
     this.evalBatchSize = opts.evalBatchSize ?? 256;
