@@ -474,3 +474,20 @@ Deno.test("the evaluator option runs after every other plugin", async () => {
   s.dispose();
   model.dispose();
 });
+
+Deno.test("afterForward may replace the output; the replaced output is what training uses", async () => {
+  const bench = toyBenchmark({ n: 40 });
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 });
+  const start = tf.memory().numTensors;
+  const s = naive({
+    model,
+    batchSize: 10,
+    plugins: [{ afterForward: (ctx) => void (ctx.output = tf.mul(ctx.output!, 0)) }],
+  });
+  const r = await s.train(bench.train[0]);
+  // Zero logits: the loss is ln 4 whatever the weights.
+  assert.ok(Math.abs(r.epochs[0].loss - Math.log(4)) < 1e-5, `${r.epochs[0].loss}`);
+  s.dispose();
+  assert.equal(tf.memory().numTensors, start);
+  model.dispose();
+});

@@ -527,6 +527,8 @@ export class Strategy {
           this.model.forward(batch.x, { taskLabels: batch.t, taskLabelsArray: batch.data.t }),
         );
         this.#callSync("afterForward");
+        // A plugin may have replaced the output: keep the tensor that is there now.
+        this.#keepForIteration(ctx.output);
         this.#checkLabels(batch, ctx.output!);
         ctx.loss = this.criterion(ctx.output!, batch.y);
         this.#callSync("beforeBackward");
