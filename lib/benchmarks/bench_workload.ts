@@ -21,6 +21,7 @@ import type { Module } from "../nn/module.ts";
 import { sgd } from "../optim/optimizers.ts";
 import type { Plugin } from "../strategy/plugin.ts";
 import { naive } from "../strategy/strategies.ts";
+import { replay } from "../plugins/replay.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { FMNIST_STATS, splitFMNIST } from "./classic.ts";
 import type { ClassIncrementalBenchmark } from "./generators.ts";
@@ -71,6 +72,8 @@ export type StrategyFactory = (model: Module, opts: BenchStrategyOptions) => Str
  */
 export const BENCH_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Object.freeze({
   naive: (model, opts) => naive({ ...opts, model }),
+  // torch_ref.py: 500 samples, experience-balanced, 128 replayed per minibatch of 128 new ones.
+  replay: (model, opts) => replay({ ...opts, model, memSize: 500, batchSizeMem: 128 }),
 });
 
 /** Options of {@link runBench}. */

@@ -1,0 +1,1036 @@
+/**
+ * Storage policies: which past samples a rehearsal memory keeps (Avalanche's
+ * `avalanche/training/storage_policy.py`).
+ *
+ * A memory is a set of views over the experiences' datasets (no pixel is copied): a
+ * {@link MemoryDataset} records, for each kept sample, the dataset it came from and its index
+ * there. Samples are copied only to write a checkpoint ({@link StoragePolicy.state}).
+ *
+ * - {@link ReservoirSamplingBuffer}: a uniform random sample of everything seen (reservoir
+ *   sampling through random weights).
+ * - {@link ExperienceBalancedStoragePolicy} (Avalanche's `ExperienceBalancedBuffer`): one
+ *   reservoir per experience, the memory split equally among them.
+ * - {@link ClassBalancedStoragePolicy} (Avalanche's `ClassBalancedBuffer`): one reservoir per
+ *   class, the memory split equally among the classes seen.
+ *
+ * Every random choice draws from the run's generator (`ctx.rng`).
+ *
+ * @module
+ */
+import { ArrayDataset, Dataset } from "../data/dataset.ts";
+import type { Experience } from "../benchmarks/experience.ts";
+import type { Rng } from "../random.ts";
+import type { StrategyContext } from "../strategy/context.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Memory views
+// ---------------------------------------------------------------------------------------------
+
+/** A dataset's samples copied out as plain data (for checkpoints). */
+export interface MaterializedDataset {
+  /** Inputs as the model sees them (after scaling/normalization), sample-major. */
+  x: number[];
+  /** Class labels. */
+  y: number[];
+  /** Task labels. */
+  t: number[];
+  /** Shape of one sample. */
+  inputShape: number[];
+}
+
+/**
+ * A memory: samples picked from other datasets, each recorded as (source dataset, index), so that
+ * the memory shares the sources' storage. Selections and concatenations stay one level deep
+ * however many times the memory is updated, and sources no longer referenced are dropped.
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { MemoryDataset } from "./storage_policy.ts";
+ * const d = new ArrayDataset({ x: new Float32Array([0, 1, 2, 3]), y: [0, 1, 0, 1], inputShape: [1] });
+ * const m = MemoryDataset.of(d).select([3, 1]);
+ * console.assert(m.length === 2 && m.targets.join() === "1,1" && m.batch([0]).x[0] === 3);
+ * ```
+ */
+export class MemoryDataset extends Dataset {
+  /** Shape of one sample (that of the sources). */
+  readonly inputShape: readonly number[];
+  /** Class label of every sample (read from the sources). */
+  readonly targets: Int32Array;
+  /** Task label of every sample (read from the sources). */
+  readonly taskLabels: Int32Array;
+  /** The datasets the samples come from. */
+  readonly sources: readonly Dataset[];
+  /** For each sample: position of its dataset in {@link MemoryDataset.sources}. */
+  readonly sourceOf: Int32Array;
+  /** For each sample: its index in its source dataset. */
+  readonly indexOf: Int32Array;
+
+  /**
+   * Builds a memory from sources and (source, index) pairs. Unreferenced sources are dropped.
+   * `inputShape` is needed only when there are no samples (default `[1]`).
+   */
+  constructor(
+    sources: readonly Dataset[],
+    sourceOf: Int32Array,
+    indexOf: Int32Array,
+    inputShape?: readonly number[],
+  ) {
+    super();
+    if (sourceOf.length !== indexOf.length) {
+      throw new RangeError(
+        `MemoryDataset needs as many source ids (${sourceOf.length}) as indices (${indexOf.length})`,
+      );
+    }
+    // Keep only the sources in use, in order of first use.
+    const remap = new Int32Array(sources.length).fill(-1);
+    const used: Dataset[] = [];
+    const src = new Int32Array(sourceOf.length);
+    for (let k = 0; k < sourceOf.length; k++) {
+      const s = sourceOf[k];
+      const d = sources[s];
+      if (!d) throw new RangeError(`MemoryDataset: source ${s} does not exist`);
+      if (!(indexOf[k] >= 0 && indexOf[k] < d.length)) {
+        throw new RangeError(
+          `MemoryDataset: index ${indexOf[k]} is out of range for a source of ${d.length}`,
+        );
+      }
+      if (remap[s] < 0) {
+        remap[s] = used.length;
+        used.push(d);
+      }
+      src[k] = remap[s];
+    }
+    const shape = used[0]?.inputShape ?? inputShape ?? [1];
+    for (const d of used) {
+      if (d.inputShape.join() !== shape.join()) {
+        throw new RangeError(
+          `A memory cannot mix samples of input shapes [${shape}] and [${d.inputShape}]`,
+        );
+      }
+    }
+    this.inputShape = [...shape];
+    this.sources = used;
+    this.sourceOf = src;
+    this.indexOf = Int32Array.from(indexOf);
+    const n = src.length;
+    this.targets = new Int32Array(n);
+    this.taskLabels = new Int32Array(n);
+    for (let k = 0; k < n; k++) {
+      const d = used[src[k]];
+      this.targets[k] = d.targets[this.indexOf[k]];
+      this.taskLabels[k] = d.taskLabels[this.indexOf[k]];
+    }
+  }
+
+  /** Every sample of `dataset`, in order (a memory is returned as is). */
+  static of(dataset: Dataset): MemoryDataset {
+    if (dataset instanceof MemoryDataset) return dataset;
+    const n = dataset.length;
+    return new MemoryDataset(
+      [dataset],
+      new Int32Array(n),
+      Int32Array.from({ length: n }, (_, i) => i),
+      dataset.inputShape,
+    );
+  }
+
+  /** An empty memory (of input shape `inputShape`, default `[1]`). */
+  static empty(inputShape: readonly number[] = [1]): MemoryDataset {
+    return new MemoryDataset([], new Int32Array(0), new Int32Array(0), inputShape);
+  }
+
+  /** The memories one after the other (shared sources are merged). */
+  static concat(parts: readonly MemoryDataset[]): MemoryDataset {
+    const sources: Dataset[] = [];
+    const ids = new Map<Dataset, number>();
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const src = new Int32Array(n);
+    const idx = new Int32Array(n);
+    let k = 0;
+    for (const p of parts) {
+      const local = p.sources.map((d) => {
+        let id = ids.get(d);
+        if (id === undefined) {
+          ids.set(d, id = sources.length);
+          sources.push(d);
+        }
+        return id;
+      });
+      for (let i = 0; i < p.length; i++, k++) {
+        src[k] = local[p.sourceOf[i]];
+        idx[k] = p.indexOf[i];
+      }
+    }
+    const shape = parts.find((p) => p.length > 0)?.inputShape ?? parts[0]?.inputShape;
+    return new MemoryDataset(sources, src, idx, shape);
+  }
+
+  /** The samples at `indices` (in that order), as a memory over the same sources. */
+  select(indices: ArrayLike<number>): MemoryDataset {
+    const n = indices.length;
+    const src = new Int32Array(n);
+    const idx = new Int32Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = indices[k];
+      if (!(i >= 0 && i < this.length)) {
+        throw new RangeError(`Sample index ${i} is out of range for a memory of ${this.length}`);
+      }
+      src[k] = this.sourceOf[i];
+      idx[k] = this.indexOf[i];
+    }
+    return new MemoryDataset(this.sources, src, idx, this.inputShape);
+  }
+
+  /** Writes sample `i`'s input (read from its source) into `out` at `offset`. */
+  fillX(i: number, out: Float32Array, offset: number): void {
+    this.sources[this.sourceOf[i]].fillX(this.indexOf[i], out, offset);
+  }
+
+  /** The samples copied out as plain data (for a checkpoint). */
+  materialize(): MaterializedDataset {
+    return materialize(this);
+  }
+
+  /** A memory over a copy of materialized samples (from {@link MemoryDataset.materialize}). */
+  static fromMaterialized(m: MaterializedDataset): MemoryDataset {
+    if (
+      !m || !Array.isArray(m.x) || !Array.isArray(m.y) || !Array.isArray(m.t) ||
+      !Array.isArray(m.inputShape)
+    ) {
+      throw new TypeError(
+        "A materialized dataset needs arrays x, y, t and inputShape (from MemoryDataset.materialize)",
+      );
+    }
+    if (m.y.length === 0) return MemoryDataset.empty(m.inputShape);
+    return MemoryDataset.of(
+      new ArrayDataset({
+        x: Float32Array.from(m.x),
+        y: m.y,
+        taskLabels: m.t,
+        inputShape: m.inputShape,
+      }),
+    );
+  }
+}
+
+/** Copies a dataset's samples out as plain data. */
+export function materialize(d: Dataset): MaterializedDataset {
+  const b = d.batch(Int32Array.from({ length: d.length }, (_, i) => i));
+  return {
+    x: Array.from(b.x),
+    y: Array.from(b.y),
+    t: Array.from(b.t),
+    inputShape: [...d.inputShape],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------------------------
+
+/** What a storage policy reads from the run when updated: the experience just trained and the generator. */
+export type StorageContext = Pick<StrategyContext, "experience" | "rng">;
+
+/** Plain-data state of one reservoir group. */
+export interface ReservoirGroupState {
+  /** Group key (experience index, class label, or 0 for a plain reservoir). */
+  key: number;
+  /** The group's capacity. */
+  maxSize: number;
+  /** Number of samples of the group in {@link StoragePolicyState.data}. */
+  size: number;
+  /** Reservoir weights (descending), or null when they are not drawn yet (initial `extMem`). */
+  weights: number[] | null;
+}
+
+/** Plain-data state of a storage policy (JSON-serializable). */
+export interface StoragePolicyState {
+  /** Class name of the policy that wrote it. */
+  kind: string;
+  /** Total capacity. */
+  maxSize: number;
+  /** The groups, in order. */
+  groups: ReservoirGroupState[];
+  /** The samples of every group, concatenated in group order. */
+  data: MaterializedDataset;
+  /** Policy-specific fields. */
+  extra: Record<string, unknown>;
+}
+
+function checkSize(fn: string, name: string, v: unknown, fix: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new RangeError(`${fn}: ${name} must be an integer ≥ 0, got ${String(v)}; ${fix}`);
+  }
+  return v;
+}
+
+function requireExperience(fn: string, ctx: StorageContext): Experience {
+  if (!ctx || !ctx.experience) {
+    throw new TypeError(
+      `${fn}.update needs the experience just trained (ctx.experience): call it in afterTrainingExp`,
+    );
+  }
+  if (!ctx.rng || typeof ctx.rng.next !== "function") {
+    throw new TypeError(`${fn}.update needs the run's generator (ctx.rng)`);
+  }
+  return ctx.experience;
+}
+
+/**
+ * A rehearsal memory (Avalanche's `ExemplarsBuffer`): `buffer` holds the samples kept from past
+ * experiences; `update(ctx)` is called after training each experience; `resize` changes the
+ * capacity. Balanced policies keep their samples in `groups` (key → samples) and `buffer` is
+ * the concatenation of the groups in order.
+ */
+export abstract class StoragePolicy {
+  #maxSize: number;
+
+  /**
+   * A policy of capacity `maxSize`.
+   * @param maxSize capacity (samples, ≥ 0).
+   */
+  constructor(maxSize: number) {
+    this.#maxSize = checkSize(
+      this.constructor.name,
+      "maxSize",
+      maxSize,
+      "pass the number of samples the memory may hold",
+    );
+  }
+
+  /** Capacity: the most samples the memory holds. */
+  get maxSize(): number {
+    return this.#maxSize;
+  }
+
+  /** Sets the capacity without touching the samples (subclasses resize their groups). */
+  protected setMaxSize(n: number): void {
+    this.#maxSize = checkSize(this.constructor.name, "maxSize", n, "pass a new capacity");
+  }
+
+  /** The samples held (an empty dataset before the first update). */
+  abstract get buffer(): Dataset;
+
+  /** The samples by group key (experience index, class label; one group 0 for a reservoir). */
+  abstract get groups(): ReadonlyMap<number, Dataset>;
+
+  /** Adds the data of the experience just trained (`ctx.experience`), drawing from `ctx.rng`. */
+  abstract update(ctx: StorageContext): void;
+
+  /** Changes the capacity; a smaller one drops samples (the groups keep random subsets). */
+  abstract resize(newSize: number): void;
+
+  /** The memory as plain data, samples included, for checkpoints. */
+  abstract state(): StoragePolicyState;
+
+  /** Restores what {@link StoragePolicy.state} returned (by a policy of the same class). */
+  abstract loadState(state: StoragePolicyState): void;
+
+  /** Throws unless `state` is a state written by a policy of this class. */
+  protected checkKind(state: StoragePolicyState): void {
+    if (!state || typeof state !== "object" || !Array.isArray(state.groups) || !state.data) {
+      throw new TypeError(`Not a storage policy state: ${String(state)}`);
+    }
+    if (state.kind !== this.constructor.name) {
+      throw new TypeError(
+        `Cannot load the state of a ${state.kind} into a ${this.constructor.name}: build the ` +
+          `plugin with the same storage policy as the checkpointed run`,
+      );
+    }
+  }
+}
+
+/**
+ * Reservoir sampling (Avalanche's `ReservoirSamplingBuffer`): each sample ever offered gets a
+ * uniform random weight from `ctx.rng`, and the memory keeps the `maxSize` samples of largest
+ * weight among the old memory and the new data. The memory is thus a uniform random subset of
+ * everything seen, whatever the order; shrinking keeps the samples of largest weight (again a
+ * uniform random subset).
+ *
+ * Samples are ordered by decreasing weight; on ties the new data come first (as Avalanche
+ * concatenates new data before the old buffer).
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { Rng } from "../random.ts";
+ * import { ReservoirSamplingBuffer } from "./storage_policy.ts";
+ * const d = new ArrayDataset({ x: new Float32Array(100), y: new Array(100).fill(0), inputShape: [1] });
+ * const r = new ReservoirSamplingBuffer(10);
+ * r.updateFromDataset(d, new Rng(0));
+ * console.assert(r.buffer.length === 10);
+ * ```
+ */
+export class ReservoirSamplingBuffer extends StoragePolicy {
+  #data: MemoryDataset = MemoryDataset.empty();
+  /** Sorted descending, aligned with #data; null while not drawn (initial extMem data). */
+  #weights: Float64Array | null = new Float64Array(0);
+
+  /**
+   * An empty reservoir.
+   * @param maxSize capacity of the memory (samples).
+   */
+  constructor(maxSize: number) {
+    super(maxSize);
+  }
+
+  /**
+   * A reservoir holding `data` already (e.g. a group of an initial `extMem`): their weights are
+   * drawn at the next update, in order; a resize before that keeps the first samples.
+   */
+  static withData(maxSize: number, data: Dataset): ReservoirSamplingBuffer {
+    const r = new ReservoirSamplingBuffer(maxSize);
+    r.#data = MemoryDataset.of(data);
+    r.#weights = null;
+    r.resize(maxSize);
+    return r;
+  }
+
+  /** The samples kept, by decreasing weight. */
+  get buffer(): MemoryDataset {
+    return this.#data;
+  }
+
+  /** One group, key 0: the buffer. */
+  get groups(): ReadonlyMap<number, Dataset> {
+    return new Map([[0, this.#data]]);
+  }
+
+  /** The samples' weights, in buffer order (decreasing); empty until drawn. */
+  get weights(): Float64Array {
+    return this.#weights ? this.#weights.slice() : new Float64Array(0);
+  }
+
+  /** Offers the samples of `ctx.experience.dataset` to the reservoir. */
+  update(ctx: StorageContext): void {
+    const exp = requireExperience("ReservoirSamplingBuffer", ctx);
+    this.updateFromDataset(exp.dataset, ctx.rng);
+  }
+
+  /** Draws the weights of data held without them (initial extMem), in order. */
+  drawPendingWeights(rng: Rng): void {
+    if (this.#weights) return;
+    const w = new Float64Array(this.#data.length);
+    for (let i = 0; i < w.length; i++) w[i] = rng.next();
+    const order = sortDescending(w);
+    this.#data = this.#data.select(order);
+    this.#weights = Float64Array.from(order, (i) => w[i]);
+  }
+
+  /**
+   * Offers the samples of `data` (those at `indices` when given, in that order) to the
+   * reservoir: each gets a weight `rng.next()`, and the `maxSize` largest weights of old and
+   * new samples stay.
+   */
+  updateFromDataset(data: Dataset, rng: Rng, indices?: ArrayLike<number>): void {
+    this.drawPendingWeights(rng);
+    const all = MemoryDataset.of(data);
+    const fresh = indices ? all.select(indices) : all;
+    if (fresh.length === 0) return;
+    if (this.#data.length > 0 && fresh.inputShape.join() !== this.#data.inputShape.join()) {
+      throw new RangeError(
+        `Cannot add samples of input shape [${fresh.inputShape}] to a memory of [${this.#data.inputShape}]`,
+      );
+    }
+    const n = fresh.length;
+    const w = new Float64Array(n + this.#data.length);
+    for (let i = 0; i < n; i++) w[i] = rng.next();
+    w.set(this.#weights!, n);
+    const keep = sortDescending(w).subarray(0, Math.min(this.maxSize, w.length));
+    this.#data = MemoryDataset.concat([fresh, this.#data]).select(keep);
+    this.#weights = Float64Array.from(keep, (i) => w[i]);
+  }
+
+  /** Sets the capacity; a smaller one keeps the samples of largest weight. */
+  resize(newSize: number): void {
+    this.setMaxSize(newSize);
+    if (this.#data.length <= newSize) return;
+    const keep = Int32Array.from({ length: newSize }, (_, i) => i);
+    this.#data = this.#data.select(keep);
+    if (this.#weights) this.#weights = this.#weights.slice(0, newSize);
+  }
+
+  /** This reservoir as one group of a state. */
+  groupState(key: number): ReservoirGroupState {
+    return {
+      key,
+      maxSize: this.maxSize,
+      size: this.#data.length,
+      weights: this.#weights ? Array.from(this.#weights) : null,
+    };
+  }
+
+  /** Rebuilds a reservoir from a group state and its samples. */
+  static fromGroupState(g: ReservoirGroupState, data: MemoryDataset): ReservoirSamplingBuffer {
+    const r = new ReservoirSamplingBuffer(g.maxSize);
+    if (g.weights !== null && (!Array.isArray(g.weights) || g.weights.length !== data.length)) {
+      throw new RangeError(
+        `Reservoir group ${g.key} has ${data.length} samples but ${g.weights?.length} weights`,
+      );
+    }
+    r.#data = data;
+    r.#weights = g.weights === null ? null : Float64Array.from(g.weights);
+    return r;
+  }
+
+  /** The reservoir (samples and weights) as plain data. */
+  state(): StoragePolicyState {
+    return {
+      kind: this.constructor.name,
+      maxSize: this.maxSize,
+      groups: [this.groupState(0)],
+      data: this.#data.materialize(),
+      extra: {},
+    };
+  }
+
+  /** Restores what {@link ReservoirSamplingBuffer.state} returned. */
+  loadState(state: StoragePolicyState): void {
+    this.checkKind(state);
+    const data = MemoryDataset.fromMaterialized(state.data);
+    const r = ReservoirSamplingBuffer.fromGroupState(state.groups[0], data);
+    this.setMaxSize(state.maxSize);
+    this.#data = r.#data;
+    this.#weights = r.#weights;
+  }
+}
+
+/** Indices sorted by decreasing weight, ties by increasing index. */
+function sortDescending(w: Float64Array): Int32Array {
+  const order = Int32Array.from({ length: w.length }, (_, i) => i);
+  return order.sort((a, b) => (w[b] - w[a]) || (a - b));
+}
+
+/**
+ * Base of the balanced policies (Avalanche's `BalancedExemplarsBuffer`): samples kept in groups,
+ * each a {@link ReservoirSamplingBuffer}. With `adaptiveSize` the capacity is split equally among
+ * the groups seen so far (`floor(maxSize / k)` each, the first `maxSize % k` groups get one
+ * more); without it each group gets `floor(maxSize / totalNumGroups)`.
+ */
+export abstract class BalancedStoragePolicy extends StoragePolicy {
+  /** Whether the capacity is split over the groups seen so far. */
+  readonly adaptiveSize: boolean;
+  /** Without `adaptiveSize`: the number of groups the capacity is divided over. */
+  readonly totalNumGroups: number | undefined;
+  /** Groups in insertion order. */
+  protected readonly groupBuffers: Map<number, ReservoirSamplingBuffer> = new Map();
+  #cache: MemoryDataset | undefined;
+
+  /**
+   * An empty balanced memory.
+   * @param maxSize total capacity
+   * @param adaptiveSize split the capacity over the groups seen so far
+   * @param totalNumGroups without `adaptiveSize`, the number of groups
+   * @param groupsName the option's name in errors (`numExperiences`, `totalNumClasses`)
+   */
+  constructor(
+    maxSize: number,
+    adaptiveSize: boolean,
+    totalNumGroups: number | undefined,
+    groupsName: string,
+  ) {
+    super(maxSize);
+    const fn = this.constructor.name;
+    if (typeof adaptiveSize !== "boolean") {
+      throw new TypeError(`${fn}: adaptiveSize must be true or false, got ${String(adaptiveSize)}`);
+    }
+    if (adaptiveSize && totalNumGroups !== undefined) {
+      throw new RangeError(
+        `${fn}: ${groupsName} (${totalNumGroups}) is only used with adaptiveSize: false; ` +
+          `leave it out or set adaptiveSize: false`,
+      );
+    }
+    if (!adaptiveSize) {
+      if (
+        typeof totalNumGroups !== "number" || !Number.isInteger(totalNumGroups) ||
+        totalNumGroups < 1
+      ) {
+        throw new RangeError(
+          `${fn}: with adaptiveSize: false, ${groupsName} must be an integer ≥ 1 (the number of ` +
+            `groups the memory is divided over), got ${String(totalNumGroups)}`,
+        );
+      }
+    }
+    this.adaptiveSize = adaptiveSize;
+    this.totalNumGroups = totalNumGroups;
+  }
+
+  /** Capacity of each of `numGroups` groups, in group order. */
+  groupLengths(numGroups: number): number[] {
+    if (numGroups === 0) return [];
+    if (!this.adaptiveSize) {
+      return new Array(numGroups).fill(Math.floor(this.maxSize / this.totalNumGroups!));
+    }
+    const base = Math.floor(this.maxSize / numGroups);
+    const rem = this.maxSize - base * numGroups;
+    return Array.from({ length: numGroups }, (_, i) => base + (i < rem ? 1 : 0));
+  }
+
+  /** The samples of every group, concatenated in group order. */
+  get buffer(): MemoryDataset {
+    return this.#cache ??= MemoryDataset.concat(
+      [...this.groupBuffers.values()].map((g) => g.buffer),
+    );
+  }
+
+  /** The samples of each group, by key, in order of creation. */
+  get groups(): ReadonlyMap<number, Dataset> {
+    return new Map([...this.groupBuffers].map(([k, g]) => [k, g.buffer]));
+  }
+
+  /** Forgets the cached concatenation after the groups changed. */
+  protected changed(): void {
+    this.#cache = undefined;
+  }
+
+  /** Sets the capacity and resizes every group to its new share (random subsets when shrinking). */
+  resize(newSize: number): void {
+    this.setMaxSize(newSize);
+    this.resizeGroups();
+  }
+
+  /** Resizes every group to its share of the capacity. */
+  protected resizeGroups(): void {
+    const lens = this.groupLengths(this.groupBuffers.size);
+    [...this.groupBuffers.values()].forEach((g, i) => g.resize(lens[i]));
+    this.changed();
+  }
+
+  /** Without `adaptiveSize`, refuses more groups than the capacity was divided over. */
+  protected checkGroupCount(numGroups: number, what: string): void {
+    if (!this.adaptiveSize && numGroups > this.totalNumGroups!) {
+      throw new RangeError(
+        `${this.constructor.name}: the memory was divided over ${this.totalNumGroups} ${what} ` +
+          `(adaptiveSize: false) but ${what} number ${numGroups} arrived; pass a larger total`,
+      );
+    }
+  }
+
+  /** Restores the groups from a state. */
+  protected loadGroups(state: StoragePolicyState): void {
+    this.checkKind(state);
+    const data = MemoryDataset.fromMaterialized(state.data);
+    this.setMaxSize(state.maxSize);
+    this.groupBuffers.clear();
+    let start = 0;
+    for (const g of state.groups) {
+      const part = data.select(Int32Array.from({ length: g.size }, (_, i) => start + i));
+      start += g.size;
+      this.groupBuffers.set(g.key, ReservoirSamplingBuffer.fromGroupState(g, part));
+    }
+    if (start !== data.length) {
+      throw new RangeError(
+        `Storage policy state: groups hold ${start} samples, data ${data.length}`,
+      );
+    }
+    this.changed();
+  }
+
+  /** The groups as plain data, with policy-specific `extra` fields. */
+  protected groupsState(extra: Record<string, unknown>): StoragePolicyState {
+    return {
+      kind: this.constructor.name,
+      maxSize: this.maxSize,
+      groups: [...this.groupBuffers].map(([k, g]) => g.groupState(k)),
+      data: this.buffer.materialize(),
+      extra,
+    };
+  }
+
+  /** Makes groups of an initial external memory, each cut to its share. */
+  protected initGroups(extMem: ReadonlyMap<number, Dataset> | undefined, what: string): void {
+    if (extMem === undefined) return;
+    if (!(extMem instanceof Map)) {
+      throw new TypeError(
+        `${this.constructor.name}: extMem must be a Map from ${what} to Dataset, got ${
+          String(extMem)
+        }`,
+      );
+    }
+    const lens = this.groupLengths(extMem.size);
+    this.checkGroupCount(extMem.size, what);
+    [...extMem].forEach(([k, d], i) => {
+      if (!Number.isInteger(k) || !d || typeof (d as Dataset).fillX !== "function") {
+        throw new TypeError(
+          `${this.constructor.name}: extMem must map integer ${what} keys to Datasets (key ${k})`,
+        );
+      }
+      this.groupBuffers.set(k, ReservoirSamplingBuffer.withData(lens[i], d));
+    });
+    this.changed();
+  }
+
+  /** Draws the reservoir weights of groups that have none yet (initial external memory). */
+  protected drawPending(rng: Rng): void {
+    for (const g of this.groupBuffers.values()) g.drawPendingWeights(rng);
+  }
+}
+
+/** Options of {@link ExperienceBalancedStoragePolicy} and {@link experienceBalanced}. */
+export interface ExperienceBalancedOptions {
+  /** Total capacity (samples). */
+  memSize: number;
+  /** Split the capacity over the experiences seen so far. @default true */
+  adaptiveSize?: boolean;
+  /** With `adaptiveSize: false`: the number of experiences the capacity is divided over. */
+  numExperiences?: number;
+  /**
+   * Initial memory (Avalanche's `ext_mem`): group key (experience index) → samples. Each group is
+   * cut to its share; its reservoir weights are drawn at the first update.
+   */
+  extMem?: ReadonlyMap<number, Dataset>;
+}
+
+function onlineOrigin(exp: Experience): string | undefined {
+  const origin = (exp as { origin?: Experience }).origin;
+  return origin && typeof origin === "object" ? `${origin.stream}\u0000${origin.id}` : undefined;
+}
+
+/**
+ * One reservoir per experience (Avalanche's `ExperienceBalancedBuffer`, also its older
+ * `ExperienceBalancedStoragePolicy`). After each experience a new group gets a uniform random
+ * sample of its data; with `adaptiveSize` (default) the capacity is split equally among the
+ * experiences seen so far (memSize 10 after 3 experiences: 4, 3, 3) and the older groups are
+ * subsampled at random (reservoir weights) when their share shrinks; without it each group gets
+ * `floor(memSize / numExperiences)`.
+ *
+ * Online streams ({@link splitOnline}): consecutive sub-experiences cut from the same original
+ * experience (same `origin`) share one group, which keeps a uniform random sample of all of
+ * them (reservoir); a new group starts when the origin changes. The capacity is so split over
+ * the original experiences, not over hundreds of tiny sub-experiences. (Avalanche's online
+ * replay examples use the class-balanced policy: {@link classBalanced}.)
+ *
+ * Group keys are 0, 1, 2, ... in order of creation (Avalanche keys groups by the count of
+ * trained experiences: the same for ordinary streams).
+ *
+ * Constructors: `(memSize, adaptiveSize?, numExperiences?)` (Avalanche's
+ * `ExperienceBalancedBuffer`), `(extMem, memSize, adaptiveSize?, numExperiences?)` (its older
+ * `ExperienceBalancedStoragePolicy`) or an options object.
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { makeExperience } from "../benchmarks/experience.ts";
+ * import { Rng } from "../random.ts";
+ * import { ExperienceBalancedStoragePolicy } from "./storage_policy.ts";
+ * const info = { name: "toy", scenario: "class-incremental", numClasses: 1, inputShape: [1], numExperiences: 3 } as const;
+ * const d = new ArrayDataset({ x: new Float32Array(20), y: new Array(20).fill(0), inputShape: [1] });
+ * const policy = new ExperienceBalancedStoragePolicy({ memSize: 10 });
+ * const rng = new Rng(0);
+ * for (let i = 0; i < 3; i++) policy.update({ experience: makeExperience("train", i, d, info), rng });
+ * console.assert([...policy.groups.values()].map((g) => g.length).join() === "4,3,3");
+ * ```
+ */
+export class ExperienceBalancedStoragePolicy extends BalancedStoragePolicy {
+  #nextKey = 0;
+  #lastOrigin: string | undefined;
+  #lastKey = -1;
+
+  /** From options. */
+  constructor(options: ExperienceBalancedOptions);
+  /** As Avalanche's `ExperienceBalancedBuffer(max_size, adaptive_size, num_experiences)`. */
+  constructor(memSize: number, adaptiveSize?: boolean, numExperiences?: number);
+  /** As Avalanche's older `ExperienceBalancedStoragePolicy(ext_mem, mem_size, adaptive_size, num_experiences)`. */
+  constructor(
+    extMem: ReadonlyMap<number, Dataset> | undefined,
+    memSize: number,
+    adaptiveSize?: boolean,
+    numExperiences?: number,
+  );
+  constructor(
+    a: ExperienceBalancedOptions | number | ReadonlyMap<number, Dataset> | undefined,
+    b?: number | boolean,
+    c?: boolean | number,
+    d?: number,
+  ) {
+    const o = parseBalancedArgs<ExperienceBalancedOptions>(
+      "ExperienceBalancedStoragePolicy",
+      a,
+      b,
+      c,
+      d,
+      (memSize, adaptiveSize, total, extMem) => ({
+        memSize,
+        adaptiveSize,
+        numExperiences: total,
+        extMem,
+      }),
+    );
+    super(
+      checkSize("ExperienceBalancedStoragePolicy", "memSize", o.memSize, "pass the capacity"),
+      o.adaptiveSize ?? true,
+      o.numExperiences,
+      "numExperiences",
+    );
+    this.initGroups(o.extMem, "experiences");
+    if (this.groupBuffers.size > 0) this.#nextKey = Math.max(...this.groupBuffers.keys()) + 1;
+  }
+
+  /** Adds a group for `ctx.experience` (or grows its origin's group, online) and rebalances. */
+  update(ctx: StorageContext): void {
+    const exp = requireExperience("ExperienceBalancedStoragePolicy", ctx);
+    this.drawPending(ctx.rng);
+    const origin = onlineOrigin(exp);
+    const join = origin !== undefined && origin === this.#lastOrigin &&
+      this.groupBuffers.has(this.#lastKey);
+    const key = join ? this.#lastKey : this.#nextKey;
+    const count = this.groupBuffers.size + (join ? 0 : 1);
+    this.checkGroupCount(count, "experiences");
+    const lens = this.groupLengths(count);
+    let group = this.groupBuffers.get(key);
+    if (!group) {
+      group = new ReservoirSamplingBuffer(lens[count - 1]);
+      this.groupBuffers.set(key, group);
+      this.#nextKey = key + 1;
+    } else {
+      group.resize(lens[[...this.groupBuffers.keys()].indexOf(key)]);
+    }
+    group.updateFromDataset(exp.dataset, ctx.rng);
+    this.#lastOrigin = origin;
+    this.#lastKey = key;
+    this.resizeGroups();
+  }
+
+  /** The groups (samples included) as plain data. */
+  state(): StoragePolicyState {
+    return this.groupsState({
+      adaptiveSize: this.adaptiveSize,
+      nextKey: this.#nextKey,
+      lastOrigin: this.#lastOrigin ?? null,
+      lastKey: this.#lastKey,
+    });
+  }
+
+  /** Restores what {@link ExperienceBalancedStoragePolicy.state} returned. */
+  loadState(state: StoragePolicyState): void {
+    this.loadGroups(state);
+    const e = state.extra ?? {};
+    this.#nextKey = Number(e.nextKey ?? this.groupBuffers.size);
+    this.#lastOrigin = typeof e.lastOrigin === "string" ? e.lastOrigin : undefined;
+    this.#lastKey = Number(e.lastKey ?? -1);
+  }
+}
+
+/** Options of {@link ClassBalancedStoragePolicy} and {@link classBalanced}. */
+export interface ClassBalancedOptions {
+  /** Total capacity (samples). */
+  memSize: number;
+  /** Split the capacity over the classes seen so far. @default true */
+  adaptiveSize?: boolean;
+  /** With `adaptiveSize: false`: the number of classes the capacity is divided over. */
+  totalNumClasses?: number;
+  /**
+   * Initial memory (Avalanche's `ext_mem`): class label → samples of that class. Each group is cut
+   * to its share; its reservoir weights are drawn at the first update.
+   */
+  extMem?: ReadonlyMap<number, Dataset>;
+}
+
+/**
+ * One reservoir per class (Avalanche's `ClassBalancedBuffer`). After each experience, each
+ * class present gets its samples offered to its own reservoir; with `adaptiveSize` (default) the
+ * capacity is split equally among the classes seen so far (the remainder to the classes seen
+ * first: classes are ordered by first arrival, ascending within an experience) and groups that
+ * must shrink keep a random subset; without it each class gets
+ * `floor(memSize / totalNumClasses)`. A class seen again (online streams, new-instance
+ * scenarios) gets a uniform random sample of all its samples so far.
+ *
+ * Constructors: `(memSize, adaptiveSize?, totalNumClasses?)`,
+ * `(extMem, memSize, adaptiveSize?, totalNumClasses?)` or an options object.
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { makeExperience } from "../benchmarks/experience.ts";
+ * import { Rng } from "../random.ts";
+ * import { ClassBalancedStoragePolicy } from "./storage_policy.ts";
+ * const info = { name: "toy", scenario: "class-incremental", numClasses: 3, inputShape: [1], numExperiences: 1 } as const;
+ * const d = new ArrayDataset({ x: new Float32Array(30), y: Array.from({ length: 30 }, (_, i) => i % 3), inputShape: [1] });
+ * const policy = new ClassBalancedStoragePolicy({ memSize: 10 });
+ * policy.update({ experience: makeExperience("train", 0, d, info), rng: new Rng(0) });
+ * console.assert([...policy.groups.values()].map((g) => g.length).join() === "4,3,3");
+ * ```
+ */
+export class ClassBalancedStoragePolicy extends BalancedStoragePolicy {
+  /** From options. */
+  constructor(options: ClassBalancedOptions);
+  /** As Avalanche's `ClassBalancedBuffer(max_size, adaptive_size, total_num_classes)`. */
+  constructor(memSize: number, adaptiveSize?: boolean, totalNumClasses?: number);
+  /** With an initial external memory (class → samples). */
+  constructor(
+    extMem: ReadonlyMap<number, Dataset> | undefined,
+    memSize: number,
+    adaptiveSize?: boolean,
+    totalNumClasses?: number,
+  );
+  constructor(
+    a: ClassBalancedOptions | number | ReadonlyMap<number, Dataset> | undefined,
+    b?: number | boolean,
+    c?: boolean | number,
+    d?: number,
+  ) {
+    const o = parseBalancedArgs<ClassBalancedOptions>(
+      "ClassBalancedStoragePolicy",
+      a,
+      b,
+      c,
+      d,
+      (memSize, adaptiveSize, total, extMem) => ({
+        memSize,
+        adaptiveSize,
+        totalNumClasses: total,
+        extMem,
+      }),
+    );
+    super(
+      checkSize("ClassBalancedStoragePolicy", "memSize", o.memSize, "pass the capacity"),
+      o.adaptiveSize ?? true,
+      o.totalNumClasses,
+      "totalNumClasses",
+    );
+    if (o.extMem) {
+      for (const [k, data] of o.extMem) {
+        if (data && data.targets && data.targets.some((y) => y !== k)) {
+          throw new RangeError(
+            `ClassBalancedStoragePolicy: extMem group ${k} holds samples of other classes; ` +
+              `key each group by the class of its samples`,
+          );
+        }
+      }
+    }
+    this.initGroups(o.extMem, "classes");
+  }
+
+  /** Classes seen so far, in the order their groups were created. */
+  get seenClasses(): number[] {
+    return [...this.groupBuffers.keys()];
+  }
+
+  /** Offers each class's samples of `ctx.experience.dataset` to its group and rebalances. */
+  update(ctx: StorageContext): void {
+    const exp = requireExperience("ClassBalancedStoragePolicy", ctx);
+    this.updateFromDataset(exp.dataset, ctx.rng);
+  }
+
+  /** Adds the samples of `data` class by class (what {@link ClassBalancedStoragePolicy.update} does). */
+  updateFromDataset(data: Dataset, rng: Rng): void {
+    this.drawPending(rng);
+    if (data.length === 0) return;
+    const byClass = data.indicesByClass();
+    const newCount = [...byClass.keys()].filter((c) => !this.groupBuffers.has(c)).length;
+    const count = this.groupBuffers.size + newCount;
+    this.checkGroupCount(count, "classes");
+    const lens = this.groupLengths(count);
+    for (const c of byClass.keys()) {
+      if (!this.groupBuffers.has(c)) this.groupBuffers.set(c, new ReservoirSamplingBuffer(0));
+    }
+    const keys = [...this.groupBuffers.keys()];
+    for (const [c, idx] of byClass) {
+      const g = this.groupBuffers.get(c)!;
+      g.resize(lens[keys.indexOf(c)]);
+      g.updateFromDataset(data, rng, idx);
+    }
+    this.resizeGroups();
+  }
+
+  /** The groups (samples included) as plain data. */
+  state(): StoragePolicyState {
+    return this.groupsState({ adaptiveSize: this.adaptiveSize });
+  }
+
+  /** Restores what {@link ClassBalancedStoragePolicy.state} returned. */
+  loadState(state: StoragePolicyState): void {
+    this.loadGroups(state);
+  }
+}
+
+function parseBalancedArgs<O extends { memSize: number }>(
+  fn: string,
+  a: unknown,
+  b: unknown,
+  c: unknown,
+  d: unknown,
+  make: (
+    memSize: number,
+    adaptiveSize: boolean | undefined,
+    total: number | undefined,
+    extMem: ReadonlyMap<number, Dataset> | undefined,
+  ) => O,
+): O {
+  if (typeof a === "number") {
+    return make(a, b as boolean | undefined, c as number | undefined, undefined);
+  }
+  if (a === undefined || a instanceof Map) {
+    if (b === undefined) {
+      throw new TypeError(
+        `${fn}: pass the capacity: new ${fn}(memSize), new ${fn}(extMem, memSize) or new ${fn}({ memSize })`,
+      );
+    }
+    return make(
+      b as number,
+      c as boolean | undefined,
+      d as number | undefined,
+      a as ReadonlyMap<number, Dataset> | undefined,
+    );
+  }
+  if (a && typeof a === "object" && "memSize" in a) return a as O;
+  throw new TypeError(
+    `${fn}: expected memSize, (extMem, memSize) or an options object { memSize }, got ${String(a)}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A reservoir-sampling memory of `memSize` samples ({@link ReservoirSamplingBuffer}).
+ *
+ * @example
+ * ```ts
+ * import { reservoir } from "./storage_policy.ts";
+ * const policy = reservoir({ memSize: 500 });
+ * console.assert(policy.maxSize === 500);
+ * ```
+ */
+export function reservoir(opts: { memSize: number }): ReservoirSamplingBuffer {
+  return new ReservoirSamplingBuffer(opts?.memSize);
+}
+
+/**
+ * An experience-balanced memory ({@link ExperienceBalancedStoragePolicy}).
+ *
+ * @example
+ * ```ts
+ * import { experienceBalanced } from "./storage_policy.ts";
+ * const policy = experienceBalanced({ memSize: 500 });
+ * console.assert(policy.adaptiveSize && policy.buffer.length === 0);
+ * ```
+ */
+export function experienceBalanced(
+  opts: ExperienceBalancedOptions,
+): ExperienceBalancedStoragePolicy {
+  if (!opts || typeof opts !== "object") {
+    throw new TypeError("experienceBalanced expects an options object { memSize }");
+  }
+  return new ExperienceBalancedStoragePolicy(opts);
+}
+
+/**
+ * A class-balanced memory ({@link ClassBalancedStoragePolicy}).
+ *
+ * @example
+ * ```ts
+ * import { classBalanced } from "./storage_policy.ts";
+ * const policy = classBalanced({ memSize: 500 });
+ * console.assert(policy.maxSize === 500);
+ * ```
+ */
+export function classBalanced(opts: ClassBalancedOptions): ClassBalancedStoragePolicy {
+  if (!opts || typeof opts !== "object") {
+    throw new TypeError("classBalanced expects an options object { memSize }");
+  }
+  return new ClassBalancedStoragePolicy(opts);
+}
