@@ -40,3 +40,4 @@ export * from "./lib/plugins/replay.ts";
 export * from "./lib/plugins/gdumb.ts";
 export * from "./lib/plugins/cwr_star.ts";
 export * from "./lib/plugins/cope.ts";
+export * from "./lib/notebook/mod.ts";

@@ -1,0 +1,542 @@
+/**
+ * Tables: metric rows as danfo DataFrames that render as HTML in Jupyter, run summaries
+ * (final accuracy, forgetting, backward transfer), and the small pure functions behind them.
+ *
+ * danfojs-node is loaded on first use (it brings its own tfjs 3.x, about a second to load). Its
+ * tfjs shares the process-wide tfjs engine with ours; loading it keeps our kernels registered
+ * and turns tfjs's production mode on (which silences the warnings of the second copy).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { createRequire } from "node:module";
+import process from "node:process";
+import { accuracyMatrix, type MetricRow } from "../metrics/rows.ts";
+import { JUPYTER_DISPLAY, type MediaBundle } from "./display.ts";
+
+/** The danfojs-node module, as {@link loadDanfo} returns it. */
+export type Danfo = typeof import("danfojs-node");
+/** A danfo DataFrame (danfojs-node). */
+export type DataFrame = import("danfojs-node").DataFrame;
+
+/** Metric rows, or anything that holds them (a strategy, an `EvalResult`, an evaluator). */
+export type RowSource = readonly MetricRow[] | { readonly rows: readonly MetricRow[] };
+
+/** An accuracy matrix: `m[i][j]` = accuracy on experience j after training experience i. */
+export type Matrix = readonly (readonly number[])[];
+
+/** The rows of a {@link RowSource}. */
+export function rowsOf(source: RowSource): readonly MetricRow[] {
+  if (Array.isArray(source)) return source;
+  const rows = (source as { rows?: unknown } | null)?.rows;
+  if (Array.isArray(rows)) return rows;
+  throw new TypeError(
+    `Expected metric rows or an object with a \`rows\` array, got ${kindOf(source)}`,
+  );
+}
+
+function kindOf(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === "object") return v.constructor?.name ?? "object";
+  return `${typeof v} ${String(v)}`;
+}
+
+function isMatrix(v: unknown): v is Matrix {
+  return Array.isArray(v) && (v.length === 0 || Array.isArray(v[0]));
+}
+
+/** The accuracy matrix of a row source on `stream`, or the matrix itself. */
+export function matrixOf(source: RowSource | Matrix, stream = "test"): number[][] {
+  if (isMatrix(source)) return source.map((row) => [...row]);
+  return accuracyMatrix(rowsOf(source), stream);
+}
+
+function mean(values: readonly number[]): number {
+  const finite = values.filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
+}
+
+// ------------------------------------------------------------------------ summaries ----
+
+/**
+ * Forgetting of each experience at the end of the run (Chaudhry et al., 2018): for every
+ * experience j before the last trained one, the best accuracy on j after any earlier training
+ * experience minus its final accuracy. With T rows, the result has T − 1 entries (fewer when the
+ * matrix has fewer columns); missing (NaN) cells are skipped, and an experience with no earlier
+ * value gets NaN.
+ *
+ * @example
+ * ```ts
+ * import { forgettingPerExperience } from "./tables.ts";
+ * const m = [
+ *   [0.9, 0.1, 0.0],
+ *   [0.6, 0.8, 0.1],
+ *   [0.5, 0.7, 0.9],
+ * ];
+ * const f = forgettingPerExperience(m); // [0.9 - 0.5, 0.8 - 0.7]
+ * console.assert(Math.abs(f[0] - 0.4) < 1e-12 && Math.abs(f[1] - 0.1) < 1e-12);
+ * ```
+ */
+export function forgettingPerExperience(matrix: Matrix): number[] {
+  const k = matrix.length - 1;
+  if (k < 1) return [];
+  const last = matrix[k];
+  const out: number[] = [];
+  for (let j = 0; j < k && j < last.length; j++) {
+    let best = -Infinity;
+    for (let l = 0; l < k; l++) {
+      const v = matrix[l][j];
+      if (Number.isFinite(v) && v > best) best = v;
+    }
+    out.push(best === -Infinity ? NaN : best - last[j]);
+  }
+  return out;
+}
+
+/** Backward transfer (Lopez-Paz & Ranzato, 2017): mean over j < T − 1 of R[T−1][j] − R[j][j]. */
+function backwardTransfer(matrix: Matrix): number {
+  const k = matrix.length - 1;
+  const diffs: number[] = [];
+  for (let j = 0; j < k && j < matrix[k].length; j++) {
+    diffs.push(matrix[k][j] - (matrix[j]?.[j] ?? NaN));
+  }
+  return mean(diffs);
+}
+
+/** One run in figures (see {@link runSummary}). */
+export interface RunSummary {
+  /** Training experiences evaluated (rows of the accuracy matrix). */
+  experiences: number;
+  /**
+   * Final average accuracy: mean accuracy after the last training experience k over the
+   * experiences seen so far, j ≤ k (A_k, Chaudhry et al. 2018).
+   */
+  finalAccuracy: number;
+  /** Mean of {@link forgettingPerExperience} (NaN with fewer than two experiences). */
+  forgetting: number;
+  /**
+   * Backward transfer (Lopez-Paz & Ranzato, 2017): mean over j < k of R[k][j] − R[j][j];
+   * negative means forgetting (NaN with fewer than two experiences).
+   */
+  bwt: number;
+}
+
+/**
+ * Final average accuracy, average forgetting and backward transfer of a run, from its eval
+ * rows on `stream` or from its accuracy matrix.
+ *
+ * @example
+ * ```ts
+ * import { runSummary } from "./tables.ts";
+ * const s = runSummary([[0.9, 0.1], [0.6, 0.8]]);
+ * console.assert(s.experiences === 2 && Math.abs(s.finalAccuracy - 0.7) < 1e-12);
+ * console.assert(Math.abs(s.forgetting - 0.3) < 1e-12);
+ * ```
+ */
+export function runSummary(source: RowSource | Matrix, stream = "test"): RunSummary {
+  const m = matrixOf(source, stream);
+  const last = m[m.length - 1] ?? [];
+  return {
+    experiences: m.length,
+    finalAccuracy: mean(last.slice(0, m.length)),
+    forgetting: mean(forgettingPerExperience(m)),
+    bwt: backwardTransfer(m),
+  };
+}
+
+// --------------------------------------------------------------------------- danfo ----
+
+/** Columns of a metric-row table, in order; extra row fields follow as more columns. */
+export const ROW_COLUMNS: readonly (keyof MetricRow)[] = [
+  "metric",
+  "phase",
+  "stream",
+  "experience",
+  "task",
+  "epoch",
+  "iteration",
+  "trainExperience",
+  "value",
+];
+/** Row coordinates that may be null: stored as NaN in a DataFrame (as pandas does). */
+const NULLABLE = new Set<string>(["experience", "task", "epoch", "iteration"]);
+const STRING_COLUMNS = new Set<string>(["metric", "phase", "stream"]);
+
+let danfo: Danfo | undefined;
+
+/** Snapshot tfjs's global registries, so that danfo's tfjs 3.x cannot replace our kernels. */
+function beforeLoad(): () => void {
+  tf.enableProdMode();
+  const globals = (globalThis as { _tfGlobals?: Map<string, unknown> })._tfGlobals;
+  const saved: [Map<unknown, unknown>, Map<unknown, unknown>][] = [];
+  for (const name of ["kernelRegistry", "gradRegistry"]) {
+    const reg = globals?.get(name);
+    if (reg instanceof Map) saved.push([reg, new Map(reg)]);
+  }
+  const p = process as { noDeprecation?: boolean };
+  const noDeprecation = p.noDeprecation;
+  p.noDeprecation = true; // its `request` dependency requires the deprecated `punycode`
+  return () => {
+    p.noDeprecation = noDeprecation;
+    for (const [reg, copy] of saved) for (const [k, v] of copy) reg.set(k, v);
+  };
+}
+
+function afterLoad(mod: Danfo): Danfo {
+  mod.tensorflow?.enableProdMode?.();
+  const proto = (mod.NDframe ?? mod.DataFrame).prototype as unknown as Record<symbol, unknown>;
+  if (!Object.hasOwn(proto, JUPYTER_DISPLAY)) {
+    Object.defineProperty(proto, JUPYTER_DISPLAY, {
+      value: function (this: FrameLike): MediaBundle {
+        return tableBundle(this);
+      },
+      configurable: true,
+      writable: true,
+    });
+  }
+  danfo = mod;
+  return mod;
+}
+
+/**
+ * Loads danfojs-node (once) and returns it, with every DataFrame and Series rendering as an
+ * HTML table in Jupyter. The table functions load it by themselves when the package is in a
+ * `node_modules` folder; call this first where it is not.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadDanfo } from "./tables.ts";
+ * const dfd = await loadDanfo();
+ * new dfd.DataFrame({ a: [1, 2] }).print();
+ * ```
+ */
+export async function loadDanfo(): Promise<Danfo> {
+  if (danfo) return danfo;
+  const restore = beforeLoad();
+  let mod: Danfo;
+  try {
+    mod = await import("danfojs-node");
+  } finally {
+    restore();
+  }
+  return afterLoad(mod);
+}
+
+function danfoSync(): Danfo {
+  if (danfo) return danfo;
+  const restore = beforeLoad();
+  let mod: Danfo;
+  try {
+    mod = createRequire(import.meta.url)("danfojs-node") as Danfo;
+  } catch (e) {
+    throw new Error(
+      `danfojs-node could not be loaded (${e instanceof Error ? e.message : String(e)}): ` +
+        "call `await loadDanfo()` first",
+    );
+  } finally {
+    restore();
+  }
+  return afterLoad(mod);
+}
+
+/** Column names of rows: the {@link ROW_COLUMNS}, then extra fields in first-seen order. */
+function columnsOf(rows: readonly MetricRow[]): string[] {
+  const cols: string[] = [...ROW_COLUMNS];
+  const seen = new Set(cols);
+  for (const r of rows) {
+    for (const k of Object.keys(r)) {
+      if (!seen.has(k)) {
+        seen.add(k);
+        cols.push(k);
+      }
+    }
+  }
+  return cols;
+}
+
+/**
+ * Column-major values and danfo dtypes for a DataFrame: null coordinates and missing numbers
+ * become NaN, other missing values null. The dtypes are given, not inferred: danfo infers from
+ * the first values, and a string column that starts with missing values would pass as numbers.
+ */
+function columnData(
+  rows: readonly MetricRow[],
+  cols: readonly string[],
+): { data: unknown[][]; dtypes: string[] } {
+  const data: unknown[][] = [];
+  const dtypes: string[] = [];
+  for (const c of cols) {
+    const raw = rows.map((r) => (r as unknown as Record<string, unknown>)[c]);
+    const present = raw.filter((v) => v !== null && v !== undefined);
+    const numeric = NULLABLE.has(c) || c === "trainExperience" || c === "value" ||
+      (!STRING_COLUMNS.has(c) && present.every((v) => typeof v === "number"));
+    const boolean = !numeric && present.length > 0 && present.every((v) => typeof v === "boolean");
+    dtypes.push(
+      numeric ? (c === "trainExperience" ? "int32" : "float32") : boolean ? "boolean" : "string",
+    );
+    data.push(raw.map((v) => (v === null || v === undefined) ? (numeric ? NaN : null) : v));
+  }
+  return { data, dtypes };
+}
+
+/**
+ * All rows in a danfo DataFrame, one row per metric value, columns {@link ROW_COLUMNS} then
+ * any extra fields (e.g. `class`). Null coordinates are NaN, as in pandas; {@link rowsFrom}
+ * turns them back into null. In Jupyter the frame renders as an HTML table.
+ *
+ * @example Accuracy after each experience
+ * ```ts ignore
+ * import { table } from "./tables.ts";
+ * const df = table(strategy); // or strategy.rows, or an EvalResult
+ * df.query(df["metric"].eq("accuracy")).groupby(["trainExperience"]).col(["value"]).mean();
+ * ```
+ */
+export function table(source: RowSource): DataFrame {
+  const rows = rowsOf(source);
+  const dfd = danfoSync();
+  const cols = columnsOf(rows);
+  if (rows.length === 0) return new dfd.DataFrame([], { columns: cols });
+  const { data, dtypes } = columnData(rows, cols);
+  return new dfd.DataFrame(Object.fromEntries(cols.map((c, i) => [c, data[i]])), {
+    columns: cols,
+    dtypes,
+  });
+}
+
+/** What {@link rowsFrom} and the HTML rendering read from a DataFrame or Series. */
+export interface FrameLike {
+  /** Column names. */
+  readonly columns: readonly string[];
+  /** Row-major values (a Series gives a flat array). */
+  readonly values: readonly unknown[];
+  /** Row labels. @default positions 0..n-1 */
+  readonly index?: readonly (string | number)[];
+}
+
+function rowMajor(frame: FrameLike): unknown[][] {
+  return frame.values.map((v) => (Array.isArray(v) ? v : [v]));
+}
+
+/**
+ * Metric rows back from a DataFrame made by {@link table} (or any frame with the
+ * {@link ROW_COLUMNS}): NaN coordinates become null, and extra columns become fields where
+ * they hold a value (missing values, NaN and null are left out).
+ *
+ * @example
+ * ```ts ignore
+ * import { rowsFrom, table } from "./tables.ts";
+ * const same = rowsFrom(table(rows)); // deep-equal to rows
+ * ```
+ */
+export function rowsFrom(frame: FrameLike): MetricRow[] {
+  const cols = [...frame.columns];
+  const missing = ROW_COLUMNS.filter((c) => !cols.includes(c));
+  if (missing.length) {
+    throw new TypeError(`DataFrame lacks the metric row columns ${missing.join(", ")}`);
+  }
+  return rowMajor(frame).map((values) => {
+    const row: Record<string, unknown> = {};
+    cols.forEach((c, i) => {
+      const v = values[i];
+      const absent = v === null || v === undefined || (typeof v === "number" && Number.isNaN(v));
+      if (NULLABLE.has(c)) row[c] = absent ? null : v;
+      else if ((ROW_COLUMNS as readonly string[]).includes(c)) row[c] = v;
+      else if (!absent) row[c] = v;
+    });
+    return row as unknown as MetricRow;
+  });
+}
+
+/** A run to summarize or compare: a strategy, or any object with a name and rows. */
+export interface NamedRun {
+  /** Shown in legends and tables (duplicates get a " (2)" suffix in charts). */
+  readonly name: string;
+  /** The run's metric rows (eval accuracy rows give its accuracy matrix). */
+  readonly rows: readonly MetricRow[];
+}
+
+/**
+ * One row per run: `run`, `experiences`, `finalAccuracy`, `forgetting` (average, Chaudhry),
+ * `bwt`, computed from each run's accuracy matrix on `stream`.
+ *
+ * @example Comparing strategies
+ * ```ts ignore
+ * import { summaryTable } from "./tables.ts";
+ * summaryTable([naiveRun, ewcRun]); // strategies are { name, rows }
+ * ```
+ */
+export function summaryTable(
+  runs: readonly NamedRun[],
+  options: { stream?: string } = {},
+): DataFrame {
+  if (!Array.isArray(runs)) {
+    throw new TypeError(`summaryTable expects an array of { name, rows }, got ${kindOf(runs)}`);
+  }
+  const dfd = danfoSync();
+  const cols = ["run", "experiences", "finalAccuracy", "forgetting", "bwt"];
+  if (runs.length === 0) return new dfd.DataFrame([], { columns: cols });
+  const sums = runs.map((r) => runSummary(rowsOf(r), options.stream));
+  return new dfd.DataFrame({
+    run: runs.map((r) => String(r.name)),
+    experiences: sums.map((s) => s.experiences),
+    finalAccuracy: sums.map((s) => s.finalAccuracy),
+    forgetting: sums.map((s) => s.forgetting),
+    bwt: sums.map((s) => s.bwt),
+  }, { columns: cols });
+}
+
+// ---------------------------------------------------------------------------- HTML ----
+
+/** Options of {@link toHTML} and {@link toText}. */
+export interface TableFormatOptions {
+  /** Tables longer than this show their first and last `edgeRows` rows. @default 60 */
+  maxRows?: number;
+  /** Rows shown at each end of a truncated table. @default 10 */
+  edgeRows?: number;
+  /** Decimals of non-integer numbers. @default 4 */
+  decimals?: number;
+}
+
+interface Grid {
+  columns: string[];
+  index: string[];
+  rows: unknown[][];
+}
+
+function isFrameLike(v: unknown): v is FrameLike {
+  return v !== null && typeof v === "object" &&
+    Array.isArray((v as FrameLike).columns) && Array.isArray((v as FrameLike).values);
+}
+
+function gridOf(source: FrameLike | RowSource): Grid {
+  if (isFrameLike(source)) {
+    const rows = rowMajor(source);
+    const index = source.index ? source.index.map(String) : rows.map((_, i) => String(i));
+    return { columns: source.columns.map(String), index, rows };
+  }
+  const list = rowsOf(source);
+  const columns = columnsOf(list);
+  return {
+    columns,
+    index: list.map((_, i) => String(i)),
+    rows: list.map((r) => columns.map((c) => (r as unknown as Record<string, unknown>)[c])),
+  };
+}
+
+/** Formats one cell: integers as they are, other numbers with `decimals`, null as empty. */
+export function formatCell(v: unknown, decimals = 4): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") {
+    if (Number.isInteger(v) || !Number.isFinite(v)) return String(v);
+    return v.toFixed(decimals);
+  }
+  return String(v);
+}
+
+const ENTITIES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+/** Escapes text for HTML content and attribute values. */
+export function escapeHTML(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ENTITIES[c]);
+}
+
+function checkFormat(options: TableFormatOptions): Required<TableFormatOptions> {
+  const { maxRows = 60, edgeRows = 10, decimals = 4 } = options;
+  for (const [name, v] of [["maxRows", maxRows], ["edgeRows", edgeRows]] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`${name} must be an integer ≥ 1, got ${v}`);
+    }
+  }
+  if (!Number.isInteger(decimals) || decimals < 0 || decimals > 20) {
+    throw new RangeError(`decimals must be an integer from 0 to 20, got ${decimals}`);
+  }
+  return { maxRows, edgeRows, decimals };
+}
+
+/** Row positions to show, with -1 standing for the elided middle. */
+function visibleRows(n: number, f: Required<TableFormatOptions>): number[] {
+  const all = Array.from({ length: n }, (_, i) => i);
+  if (n <= f.maxRows) return all;
+  const edge = Math.min(f.edgeRows, Math.floor(f.maxRows / 2));
+  return [...all.slice(0, edge), -1, ...all.slice(n - edge)];
+}
+
+/**
+ * An HTML table of a DataFrame, a Series or metric rows: escaped text, numbers with 4
+ * decimals, long tables cut to their first and last rows.
+ *
+ * @example
+ * ```ts
+ * import { toHTML } from "./tables.ts";
+ * const html = toHTML({ columns: ["run", "acc"], values: [["<naive>", 0.123456]] });
+ * console.assert(html.includes("&lt;naive&gt;") && html.includes("0.1235"));
+ * ```
+ */
+export function toHTML(source: FrameLike | RowSource, options: TableFormatOptions = {}): string {
+  const f = checkFormat(options);
+  const g = gridOf(source);
+  const numeric = g.columns.map((_, c) => g.rows.some((r) => typeof r[c] === "number"));
+  const head = `<thead><tr><th></th>${
+    g.columns.map((c) => `<th>${escapeHTML(c)}</th>`).join("")
+  }</tr></thead>`;
+  const body = visibleRows(g.rows.length, f).map((i) => {
+    if (i < 0) {
+      return `<tr><th>…</th>${g.columns.map(() => "<td>…</td>").join("")}</tr>`;
+    }
+    const cells = g.rows[i].map((v, c) => {
+      const align = numeric[c] ? ` style="text-align:right"` : "";
+      return `<td${align}>${escapeHTML(formatCell(v, f.decimals))}</td>`;
+    });
+    return `<tr><th>${escapeHTML(g.index[i])}</th>${cells.join("")}</tr>`;
+  });
+  const size = g.rows.length > f.maxRows
+    ? `<p>${g.rows.length} rows × ${g.columns.length} columns</p>`
+    : "";
+  return `<table class="perennial-table">${head}<tbody>${body.join("")}</tbody></table>${size}`;
+}
+
+/**
+ * A plain-text table (aligned columns) of a DataFrame, a Series or metric rows.
+ *
+ * @example
+ * ```ts
+ * import { toText } from "./tables.ts";
+ * const text = toText({ columns: ["acc"], values: [[0.5], [0.25]] });
+ * console.assert(text.split("\n").length === 3);
+ * ```
+ */
+export function toText(source: FrameLike | RowSource, options: TableFormatOptions = {}): string {
+  const f = checkFormat(options);
+  const g = gridOf(source);
+  const shown = visibleRows(g.rows.length, f);
+  const lines: string[][] = [["", ...g.columns]];
+  for (const i of shown) {
+    lines.push(
+      i < 0
+        ? ["…", ...g.columns.map(() => "…")]
+        : [g.index[i], ...g.rows[i].map((v) => formatCell(v, f.decimals))],
+    );
+  }
+  const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
+  const numeric = g.columns.map((_, c) => g.rows.some((r) => typeof r[c] === "number"));
+  const out = lines.map((l) =>
+    l.map((cell, c) => c > 0 && numeric[c - 1] ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))
+      .join("  ").trimEnd()
+  );
+  if (g.rows.length > f.maxRows) out.push(`[${g.rows.length} rows × ${g.columns.length} columns]`);
+  return out.join("\n");
+}
+
+/** The Jupyter bundle of a table: `text/html` and `text/plain`. */
+export function tableBundle(
+  source: FrameLike | RowSource,
+  options: TableFormatOptions = {},
+): MediaBundle {
+  return { "text/html": toHTML(source, options), "text/plain": toText(source, options) };
+}
