@@ -26,6 +26,17 @@ export interface MetricRow {
   /** How many training experiences had been completed when the value was taken, minus one (the row of the accuracy matrix); -1 before any training. */
   trainExperience: number;
   value: number;
+  /**
+   * Granularity of the value: one minibatch, one epoch, one experience or one stream (a whole
+   * `train`/`eval` call). Set by the evaluation metrics; absent on the loop's own rows.
+   */
+  at?: "minibatch" | "epoch" | "experience" | "stream";
+  /** The k of a top-k accuracy (metric "topKAccuracy"). */
+  k?: number;
+  /** Class label of a per-class value ("classAccuracy"), or true class of a confusion-matrix cell. */
+  class?: number;
+  /** Predicted class of a confusion-matrix cell ("confusionMatrix"). */
+  predicted?: number;
 }
 
 /** Accuracy matrix from eval rows: `m[i][j]` = accuracy on experience j after training experience i. */
