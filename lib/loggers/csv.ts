@@ -1,0 +1,188 @@
+/**
+ * A CSV logger: one long-form row per metric value, appended as the run goes, readable at any
+ * time (even after an interruption) by pandas, Polars, a spreadsheet or {@link readCsvRows}.
+ *
+ * @module
+ */
+import { avalancheName } from "../metrics/names.ts";
+import type { MetricRow } from "../metrics/rows.ts";
+import { type FileLoggerOptions, LineFile } from "./_files.ts";
+import type { Logger } from "./logger.ts";
+
+/** A column of the CSV file: a row field, or "name" (the row's Avalanche name). */
+export type CsvColumn = keyof MetricRow | "name";
+
+/** Columns written by default, in order. */
+export const CSV_COLUMNS: readonly CsvColumn[] = [
+  "metric",
+  "phase",
+  "stream",
+  "experience",
+  "task",
+  "epoch",
+  "iteration",
+  "trainExperience",
+  "at",
+  "k",
+  "class",
+  "predicted",
+  "value",
+];
+
+/** Options of {@link csvLogger}. */
+export interface CsvLoggerOptions extends FileLoggerOptions {
+  /** File name inside `dir`. @default "metrics.csv" */
+  file?: string;
+  /** Columns, in order. @default CSV_COLUMNS */
+  columns?: readonly CsvColumn[];
+}
+
+function field(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  const s = String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * One CSV line (with its newline) for a row.
+ *
+ * @example
+ * ```ts
+ * import { csvLine } from "./csv.ts";
+ * const row = { metric: "loss", phase: "eval", stream: "test", experience: null, task: null,
+ *   epoch: null, iteration: 7, trainExperience: 0, value: 0.25 } as const;
+ * console.assert(csvLine(row, ["metric", "iteration", "value"]) === "loss,7,0.25\n");
+ * ```
+ */
+export function csvLine(row: MetricRow, columns: readonly CsvColumn[] = CSV_COLUMNS): string {
+  return columns.map((c) => field(c === "name" ? avalancheName(row) : row[c])).join(",") + "\n";
+}
+
+/**
+ * A logger appending each row to `{dir}/metrics.csv` (header once; each hook's rows in one
+ * append, so an interrupted run leaves every complete line readable). An existing file is
+ * appended to when its header matches, unless `ifExists` says otherwise.
+ *
+ * @example
+ * ```ts ignore
+ * const evaluator = evaluation({ loggers: [csvLogger({ dir: "runs/naive-seed0" })] });
+ * ```
+ */
+export function csvLogger(opts: CsvLoggerOptions): Logger & { readonly path: string } {
+  const columns = opts?.columns ?? CSV_COLUMNS;
+  const file = new LineFile(opts, "metrics.csv", columns.join(",") + "\n");
+  return {
+    name: "csvLogger",
+    path: file.path,
+    log(rows) {
+      file.append(rows.map((r) => csvLine(r, columns)).join(""));
+    },
+  };
+}
+
+/** Splits CSV text into records; `complete` tells whether the last one ended with a newline. */
+function records(text: string): { fields: string[]; complete: boolean }[] {
+  const out: { fields: string[]; complete: boolean }[] = [];
+  let fields: string[] = [];
+  let cur = "";
+  let quoted = false;
+  let any = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    any = true;
+    if (quoted) {
+      if (ch === '"') {
+        if (text[i + 1] === '"') {
+          cur += '"';
+          i++;
+        } else quoted = false;
+      } else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") {
+      fields.push(cur);
+      cur = "";
+    } else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i++;
+      fields.push(cur);
+      out.push({ fields, complete: true });
+      fields = [];
+      cur = "";
+      any = false;
+    } else cur += ch;
+  }
+  if (any) {
+    fields.push(cur);
+    out.push({ fields, complete: false });
+  }
+  return out;
+}
+
+const NULLABLE = new Set(["experience", "task", "epoch", "iteration"]);
+const NUMERIC = new Set([
+  "experience",
+  "task",
+  "epoch",
+  "iteration",
+  "trainExperience",
+  "k",
+  "class",
+  "predicted",
+  "value",
+]);
+
+/**
+ * Parses the text of a CSV metrics file back into rows. Lines that are incomplete (an
+ * interrupted write) or malformed are skipped; empty optional fields are left out.
+ *
+ * @example
+ * ```ts
+ * import { csvLine, CSV_COLUMNS, parseCsvRows } from "./csv.ts";
+ * const row = { metric: "loss", phase: "train", stream: "train", experience: 0, task: null,
+ *   epoch: 0, iteration: 5, trainExperience: 0, value: 0.5 } as const;
+ * const text = CSV_COLUMNS.join(",") + "\n" + csvLine(row) + "loss,tr";
+ * console.assert(parseCsvRows(text).length === 1);
+ * ```
+ */
+export function parseCsvRows(text: string): MetricRow[] {
+  const recs = records(text);
+  if (recs.length === 0 || !recs[0].complete) return [];
+  const header = recs[0].fields;
+  const rows: MetricRow[] = [];
+  for (const rec of recs.slice(1)) {
+    if (!rec.complete || rec.fields.length !== header.length) continue;
+    const row: Record<string, unknown> = {};
+    let ok = true;
+    header.forEach((col, i) => {
+      const s = rec.fields[i];
+      if (col === "name") return;
+      if (NUMERIC.has(col)) {
+        if (s === "") {
+          if (NULLABLE.has(col)) row[col] = null;
+          else if (col === "value" || col === "trainExperience") ok = false;
+          return;
+        }
+        const v = Number(s);
+        if (Number.isNaN(v) && s !== "NaN") ok = false;
+        row[col] = v;
+      } else if (s !== "" || col === "stream" || col === "metric" || col === "phase") {
+        row[col] = s;
+      }
+    });
+    if (ok && typeof row.metric === "string" && row.metric !== "") {
+      rows.push(row as unknown as MetricRow);
+    }
+  }
+  return rows;
+}
+
+/**
+ * Reads a CSV metrics file written by {@link csvLogger} (see {@link parseCsvRows}).
+ *
+ * @example
+ * ```ts ignore
+ * const rows = await readCsvRows("runs/x/metrics.csv");
+ * ```
+ */
+export async function readCsvRows(path: string): Promise<MetricRow[]> {
+  return parseCsvRows(await Deno.readTextFile(path));
+}

@@ -1,0 +1,335 @@
+/**
+ * The evaluation plugin: runs the metrics at each hook, collects their rows, keeps the last
+ * value and the whole curve of each metric (Avalanche's `EvaluationPlugin`), and hands the rows
+ * to the loggers.
+ *
+ * @module
+ */
+import { accuracy } from "../metrics/accuracy.ts";
+import { loss } from "../metrics/loss.ts";
+import { type Metric, METRIC_HOOKS, type MetricHookName } from "../metrics/metric.ts";
+import { avalancheName } from "../metrics/names.ts";
+import type { MetricRow, Phase } from "../metrics/rows.ts";
+import type { Logger } from "../loggers/logger.ts";
+import type { StrategyContext } from "../strategy/context.ts";
+import type { Plugin } from "../strategy/plugin.ts";
+
+/** Options of {@link evaluation} and {@link EvaluationPlugin}. */
+export interface EvaluationOptions {
+  /**
+   * Metrics (arrays are flattened, as Avalanche's helpers return lists).
+   * @default [accuracy(), loss()] (epoch, experience and stream)
+   */
+  metrics?: readonly (Metric | readonly Metric[])[];
+  /** Loggers that receive the rows. @default [] */
+  loggers?: readonly Logger[];
+  /** Keep every value of every metric for {@link EvaluationPlugin.getAllMetrics}. @default true */
+  collectAll?: boolean;
+  /**
+   * Also append the rows to the run's rows (`ctx.rows`: `strategy.rows`, and the rows of what
+   * `train` and `eval` return), except the top-1 accuracy and loss rows the loop already writes
+   * itself (train epochs, eval experiences and streams), which would be duplicates.
+   * @default true
+   */
+  shareRows?: boolean;
+}
+
+/** A metric curve: the global training iteration of each value, and the values. */
+export interface MetricCurve {
+  /** Global training iteration at which each value was taken. */
+  x: number[];
+  /** The values. */
+  y: number[];
+}
+
+/** Plain-data state of an {@link EvaluationPlugin} (part of strategy checkpoints). */
+export interface EvaluationState {
+  /** Every row so far. */
+  rows: MetricRow[];
+  /** The Avalanche name of each row. */
+  names: string[];
+  /** State of each metric that has one, by `${index}:${name}`. */
+  metrics: Record<string, unknown>;
+}
+
+function isLoopRow(r: MetricRow): boolean {
+  if (r.metric !== "accuracy" && r.metric !== "loss") return false;
+  if (r.task !== null || r.k !== undefined || r.class !== undefined) return false;
+  return r.phase === "train" ? r.at === "epoch" : r.at === "experience" || r.at === "stream";
+}
+
+/**
+ * Runs metrics and loggers as one plugin. Give it to a strategy as `evaluator` (it then runs
+ * after every other plugin, so it sees their effects). `rows` holds every row its metrics
+ * produced; `getLastMetrics()` and `getAllMetrics()` key values by their Avalanche name
+ * ({@link avalancheName}; the task shown for rows over one task label is that label, as in
+ * Avalanche).
+ *
+ * @example
+ * ```ts ignore
+ * const evaluator = new EvaluationPlugin({ metrics: [accuracy(), forgetting()] });
+ * const strategy = naive({ model, evaluator });
+ * ```
+ */
+export class EvaluationPlugin implements Plugin {
+  /** The plugin's name in errors and checkpoints. */
+  readonly name = "evaluation";
+  /** The metrics, flattened. */
+  readonly metrics: readonly Metric[];
+  /** The loggers. */
+  readonly loggers: readonly Logger[];
+  /** Whether whole curves are kept. */
+  readonly collectAll: boolean;
+  /** Whether rows are also appended to the run's rows. */
+  readonly shareRows: boolean;
+  /** Every row the metrics produced, in order. */
+  readonly rows: MetricRow[] = [];
+  /** The Avalanche name of each row of {@link EvaluationPlugin.rows}. */
+  readonly names: string[] = [];
+  #last = new Map<string, number>();
+  #all = new Map<string, MetricCurve>();
+  #metricHooks = new Map<MetricHookName, Metric[]>();
+  #loggerHooks = new Map<MetricHookName, Logger[]>();
+  #tasks: Record<Phase, Set<number>> = { train: new Set(), eval: new Set() };
+
+  /** Builds the plugin; see {@link EvaluationOptions}. */
+  constructor(opts: EvaluationOptions = {}) {
+    const metrics = (opts.metrics ?? [accuracy(), loss()]).flat() as Metric[];
+    metrics.forEach((m, i) => {
+      if (!m || typeof m !== "object") {
+        throw new TypeError(`metrics[${i}] is not a metric object: ${String(m)}`);
+      }
+    });
+    const loggers = [...(opts.loggers ?? [])];
+    loggers.forEach((l, i) => {
+      if (!l || typeof l !== "object") {
+        throw new TypeError(`loggers[${i}] is not a logger object: ${String(l)}`);
+      }
+    });
+    this.metrics = metrics;
+    this.loggers = loggers;
+    this.collectAll = opts.collectAll ?? true;
+    this.shareRows = opts.shareRows ?? true;
+    for (const h of METRIC_HOOKS) {
+      const ms = metrics.filter((m) => typeof m[h] === "function");
+      if (ms.length) this.#metricHooks.set(h, ms);
+      const ls = loggers.filter((l) => typeof l[h] === "function");
+      if (ls.length) this.#loggerHooks.set(h, ls);
+    }
+  }
+
+  /** The last value of each metric, by Avalanche name (a copy). */
+  getLastMetrics(): Record<string, number> {
+    return Object.fromEntries(this.#last);
+  }
+
+  /** Every value of each metric, by Avalanche name (empty when `collectAll` is false). */
+  getAllMetrics(): Record<string, MetricCurve> {
+    return Object.fromEntries(
+      [...this.#all].map(([k, c]) => [k, { x: [...c.x], y: [...c.y] }]),
+    );
+  }
+
+  /** Forgets the last values (not the rows nor the curves). */
+  resetLastMetrics(): void {
+    this.#last.clear();
+  }
+
+  /** Rows, names and the metrics' states, as plain data. */
+  state(): EvaluationState {
+    const metrics: Record<string, unknown> = {};
+    this.metrics.forEach((m, i) => {
+      if (typeof m.state === "function") metrics[`${i}:${m.name}`] = m.state();
+    });
+    return { rows: this.rows.map((r) => ({ ...r })), names: [...this.names], metrics };
+  }
+
+  /** Restores what {@link EvaluationPlugin.state} returned. */
+  loadState(state: unknown): void {
+    const s = state as EvaluationState;
+    if (!s || !Array.isArray(s.rows)) {
+      throw new TypeError("Not an evaluation plugin state: expected { rows, names, metrics }");
+    }
+    this.rows.length = 0;
+    this.names.length = 0;
+    this.#last.clear();
+    this.#all.clear();
+    s.rows.forEach((r, i) => this.#record({ ...r }, s.names?.[i] ?? avalancheName(r)));
+    this.metrics.forEach((m, i) => {
+      const ms = s.metrics?.[`${i}:${m.name}`];
+      if (ms !== undefined && typeof m.loadState === "function") m.loadState(ms);
+    });
+  }
+
+  /** Closes the loggers (displays, files). */
+  async close(): Promise<void> {
+    for (const l of this.loggers) await l.close?.();
+  }
+
+  /** Frees the metrics' tensors. */
+  dispose(): void {
+    for (const m of this.metrics) m.dispose?.();
+  }
+
+  #record(row: MetricRow, name: string): void {
+    this.rows.push(row);
+    this.names.push(name);
+    this.#last.set(name, row.value);
+    if (this.collectAll) {
+      let c = this.#all.get(name);
+      if (!c) this.#all.set(name, c = { x: [], y: [] });
+      c.x.push(row.iteration ?? 0);
+      c.y.push(row.value);
+    }
+  }
+
+  /** The task label Avalanche would show for a row not split by task. */
+  #taskOf(row: MetricRow, ctx: StrategyContext): number | null {
+    if (row.task !== null) return row.task;
+    const labels = row.experience !== null && ctx.experience
+      ? ctx.experience.taskLabels
+      : [...this.#tasks[row.phase]];
+    if (labels.length === 0) return 0;
+    return labels.length === 1 ? labels[0] : null;
+  }
+
+  async #run(hook: MetricHookName, ctx: StrategyContext): Promise<void> {
+    if (hook === "beforeTraining") this.#tasks.train.clear();
+    if (hook === "beforeEval") this.#tasks.eval.clear();
+    if (hook === "beforeTrainingExp" || hook === "beforeEvalExp") {
+      const set = this.#tasks[hook === "beforeEvalExp" ? "eval" : "train"];
+      for (const t of ctx.experience?.taskLabels ?? []) set.add(t);
+    }
+    const metrics = this.#metricHooks.get(hook);
+    if (metrics) {
+      const produced: MetricRow[] = [];
+      for (const m of metrics) {
+        const rows = await m[hook]!(ctx);
+        if (rows && rows.length) produced.push(...rows);
+      }
+      if (produced.length) {
+        for (const row of produced) {
+          this.#record(row, avalancheName(row, { task: this.#taskOf(row, ctx) }));
+          if (this.shareRows && !isLoopRow(row)) ctx.rows.push(row);
+        }
+        for (const l of this.loggers) await l.log?.(produced, ctx);
+      }
+    }
+    const loggers = this.#loggerHooks.get(hook);
+    if (loggers) { for (const l of loggers) await l[hook]!(ctx); }
+  }
+
+  /** The `beforeTraining` hook: runs the metrics, then the loggers. */
+  beforeTraining(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeTraining", ctx);
+  }
+  /** The `beforeTrainDatasetAdaptation` hook: runs the metrics, then the loggers. */
+  beforeTrainDatasetAdaptation(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeTrainDatasetAdaptation", ctx);
+  }
+  /** The `afterTrainDatasetAdaptation` hook: runs the metrics, then the loggers. */
+  afterTrainDatasetAdaptation(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterTrainDatasetAdaptation", ctx);
+  }
+  /** The `beforeTrainingExp` hook: runs the metrics, then the loggers. */
+  beforeTrainingExp(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeTrainingExp", ctx);
+  }
+  /** The `beforeTrainingEpoch` hook: runs the metrics, then the loggers. */
+  beforeTrainingEpoch(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeTrainingEpoch", ctx);
+  }
+  /** The `beforeTrainingIteration` hook: runs the metrics, then the loggers. */
+  beforeTrainingIteration(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeTrainingIteration", ctx);
+  }
+  /** The `afterBackward` hook: runs the metrics, then the loggers. */
+  afterBackward(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterBackward", ctx);
+  }
+  /** The `beforeUpdate` hook: runs the metrics, then the loggers. */
+  beforeUpdate(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeUpdate", ctx);
+  }
+  /** The `afterUpdate` hook: runs the metrics, then the loggers. */
+  afterUpdate(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterUpdate", ctx);
+  }
+  /** The `afterTrainingIteration` hook: runs the metrics, then the loggers. */
+  afterTrainingIteration(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterTrainingIteration", ctx);
+  }
+  /** The `afterTrainingEpoch` hook: runs the metrics, then the loggers. */
+  afterTrainingEpoch(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterTrainingEpoch", ctx);
+  }
+  /** The `afterTrainingExp` hook: runs the metrics, then the loggers. */
+  afterTrainingExp(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterTrainingExp", ctx);
+  }
+  /** The `afterTraining` hook: runs the metrics, then the loggers. */
+  afterTraining(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterTraining", ctx);
+  }
+  /** The `beforeEval` hook: runs the metrics, then the loggers. */
+  beforeEval(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeEval", ctx);
+  }
+  /** The `beforeEvalDatasetAdaptation` hook: runs the metrics, then the loggers. */
+  beforeEvalDatasetAdaptation(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeEvalDatasetAdaptation", ctx);
+  }
+  /** The `afterEvalDatasetAdaptation` hook: runs the metrics, then the loggers. */
+  afterEvalDatasetAdaptation(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterEvalDatasetAdaptation", ctx);
+  }
+  /** The `beforeEvalExp` hook: runs the metrics, then the loggers. */
+  beforeEvalExp(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeEvalExp", ctx);
+  }
+  /** The `beforeEvalIteration` hook: runs the metrics, then the loggers. */
+  beforeEvalIteration(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeEvalIteration", ctx);
+  }
+  /** The `beforeEvalForward` hook: runs the metrics, then the loggers. */
+  beforeEvalForward(ctx: StrategyContext): Promise<void> {
+    return this.#run("beforeEvalForward", ctx);
+  }
+  /** The `afterEvalForward` hook: runs the metrics, then the loggers. */
+  afterEvalForward(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterEvalForward", ctx);
+  }
+  /** The `afterEvalIteration` hook: runs the metrics, then the loggers. */
+  afterEvalIteration(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterEvalIteration", ctx);
+  }
+  /** The `afterEvalExp` hook: runs the metrics, then the loggers. */
+  afterEvalExp(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterEvalExp", ctx);
+  }
+  /** The `afterEval` hook: runs the metrics, then the loggers. */
+  afterEval(ctx: StrategyContext): Promise<void> {
+    return this.#run("afterEval", ctx);
+  }
+}
+
+/**
+ * The evaluation plugin, built from metrics and loggers.
+ *
+ * @example Metrics and loggers of a run
+ * ```ts ignore
+ * const evaluator = evaluation({
+ *   metrics: [accuracy({ at: ["epoch", "experience", "stream"] }), loss(), forgetting(), bwt()],
+ *   loggers: [progressLogger(), csvLogger({ dir: "runs/x" })],
+ * });
+ * const strategy = naive({ model, evaluator });
+ * for (const exp of bench.train) {
+ *   await strategy.train(exp);
+ *   await strategy.eval(bench.test);
+ * }
+ * evaluator.getLastMetrics()["StreamForgetting/eval_phase/test_stream"];
+ * ```
+ */
+export function evaluation(opts: EvaluationOptions = {}): EvaluationPlugin {
+  return new EvaluationPlugin(opts);
+}
