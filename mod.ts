@@ -42,3 +42,6 @@ export * from "./lib/plugins/gdumb.ts";
 export * from "./lib/plugins/cwr_star.ts";
 export * from "./lib/plugins/cope.ts";
 export * from "./lib/notebook/mod.ts";
+export * from "./lib/plugins/qp.ts";
+export * from "./lib/plugins/gem.ts";
+export * from "./lib/plugins/agem.ts";
