@@ -45,3 +45,6 @@ export * from "./lib/notebook/mod.ts";
 export * from "./lib/plugins/qp.ts";
 export * from "./lib/plugins/gem.ts";
 export * from "./lib/plugins/agem.ts";
+export * from "./lib/plugins/ewc.ts";
+export * from "./lib/plugins/synaptic_intelligence.ts";
+export * from "./lib/plugins/lwf.ts";

@@ -22,6 +22,8 @@ import { sgd } from "../optim/optimizers.ts";
 import type { Plugin } from "../strategy/plugin.ts";
 import { naive } from "../strategy/strategies.ts";
 import { replay } from "../plugins/replay.ts";
+import { ewc } from "../plugins/ewc.ts";
+import { lwf } from "../plugins/lwf.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { FMNIST_STATS, splitFMNIST } from "./classic.ts";
 import type { ClassIncrementalBenchmark } from "./generators.ts";
@@ -74,6 +76,10 @@ export const BENCH_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Objec
   naive: (model, opts) => naive({ ...opts, model }),
   // torch_ref.py: 500 samples, experience-balanced, 128 replayed per minibatch of 128 new ones.
   replay: (model, opts) => replay({ ...opts, model, memSize: 500, batchSizeMem: 128 }),
+  // torch_ref.py: λ 1000, separate mode (one importance/anchor pair per past experience).
+  ewc: (model, opts) => ewc({ ...opts, model, lambda: 1000, mode: "separate" }),
+  // torch_ref.py: α 1, T 2 over the classes seen before the current experience.
+  lwf: (model, opts) => lwf({ ...opts, model, alpha: 1, temperature: 2 }),
 });
 
 /** Options of {@link runBench}. */
