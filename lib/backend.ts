@@ -2,7 +2,10 @@
  * Choosing the tfjs backend and seeding a run.
  *
  * `backend: "auto"` picks tfjs-node when its native binding is installed and loads, else the
- * WebAssembly backend (SIMD), else the plain JavaScript `cpu` backend. Which one runs is reported.
+ * "blas" backend (the WebAssembly backend with matrix products and convolutions in a native BLAS
+ * called through FFI, `lib/backends/blas.ts`) when `--allow-ffi` is granted and a BLAS library
+ * is found, else the WebAssembly backend (SIMD), else the plain JavaScript `cpu` backend. Which
+ * one runs is reported, with the reason each one before it was skipped.
  *
  * @module
  */
@@ -10,15 +13,17 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import seedrandom from "seedrandom";
+import { BLAS_BACKEND, registerBlasBackend } from "./backends/blas.ts";
 
 /** Backends a run can ask for. */
-export type BackendName = "auto" | "node" | "wasm" | "cpu";
+export type BackendName = "auto" | "node" | "blas" | "wasm" | "cpu";
 
-const BACKENDS: readonly BackendName[] = ["auto", "node", "wasm", "cpu"];
+/** Every name {@link setBackend} accepts. */
+export const BACKENDS: readonly BackendName[] = ["auto", "node", "blas", "wasm", "cpu"];
 
 /** Outcome of {@link setBackend}: the backend that runs and why others were skipped. */
 export interface BackendInfo {
-  /** Name of the active tfjs backend ("tensorflow" for tfjs-node, "wasm", "cpu"). */
+  /** Name of the active tfjs backend ("tensorflow" for tfjs-node, "blas", "wasm", "cpu"). */
   name: string;
   /** What was asked for. */
   requested: BackendName;
@@ -71,7 +76,8 @@ async function tryNode(): Promise<void> {
 
 /**
  * Activates a tfjs backend. `"auto"` tries tfjs-node (only when its native binding is installed),
- * then wasm, then cpu. An explicit name that cannot start throws an error saying why.
+ * then blas (when `--allow-ffi` is granted and a BLAS library loads), then wasm, then cpu. An
+ * explicit name that cannot start throws an error saying why and how to fix it.
  *
  * @example
  * ```ts
@@ -109,6 +115,27 @@ export async function setBackend(name: BackendName = "auto"): Promise<BackendInf
         }
         skipped.push({ name: "node", reason });
       }
+    }
+  }
+  if (name === "blas" || name === "auto") {
+    const reg = await registerBlasBackend();
+    if (reg.ok) {
+      try {
+        if (!(await tf.setBackend(BLAS_BACKEND))) {
+          throw new Error(`tf.setBackend("${BLAS_BACKEND}") returned false`);
+        }
+        await tf.ready();
+        return activate(BLAS_BACKEND);
+      } catch (e) {
+        if (name === "blas") throw new Error(`Backend "blas" could not start: ${e}`);
+        skipped.push({ name: "blas", reason: String(e) });
+      }
+    } else if (name === "blas") {
+      throw new Error(
+        `Backend "blas" is unavailable: ${reg.reason}. Or use backend "wasm" (no native library)`,
+      );
+    } else {
+      skipped.push({ name: "blas", reason: reg.reason });
     }
   }
   if (name === "wasm" || name === "auto") {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { backendInfo, ensureBackend, seedGlobal, setup } from "../lib/backend.ts";
 import { drawSeed, Linear } from "../lib/nn/layers.ts";
+import { registerBlasBackend } from "../lib/backends/blas.ts";
 
 /** A small computation whose result is known: [[1, 2], [3, 4]] @ [[1], [1]] = [[3], [7]]. */
 function compute(): number[] {
@@ -45,21 +46,34 @@ Deno.test("a tensor made on one backend is usable after switching to the other",
   }
 });
 
-Deno.test("'auto' picks wasm here, reporting tfjs-node as skipped for its missing binding", async () => {
-  // tfjs-node is not installed on this machine, so auto must not even try to import it.
-  const info = await setBackend("auto");
-  assert.equal(info.name, "wasm");
-  assert.equal(info.requested, "auto");
-  assert.equal(tf.getBackend(), "wasm");
-  assert.equal(info.skipped.length, 1);
-  assert.equal(info.skipped[0].name, "node");
-  assert.match(info.skipped[0].reason, /binding/);
-  assert.deepEqual(compute(), [3, 7]);
-  // The default is auto.
-  const again = await setBackend();
-  assert.equal(again.requested, "auto");
-  assert.equal(again.name, "wasm");
-  assert.equal(await ensureBackend(), again);
+Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, skipping tfjs-node", async () => {
+  const blas = await registerBlasBackend();
+  const want = blas.ok ? "blas" : "wasm";
+  try {
+    // tfjs-node is not installed on this machine, so auto must not even try to import it.
+    const info = await setBackend("auto");
+    assert.equal(info.name, want);
+    assert.equal(info.requested, "auto");
+    assert.equal(tf.getBackend(), want);
+    assert.equal(info.skipped[0].name, "node");
+    assert.match(info.skipped[0].reason, /binding/);
+    if (blas.ok) {
+      assert.equal(info.skipped.length, 1);
+    } else {
+      // Without --allow-ffi (or a library) the reason names the fix.
+      assert.equal(info.skipped.length, 2);
+      assert.equal(info.skipped[1].name, "blas");
+      assert.match(info.skipped[1].reason, /--allow-ffi|OPENBLAS_LIB/);
+    }
+    assert.deepEqual(compute(), [3, 7]);
+    // The default is auto.
+    const again = await setBackend();
+    assert.equal(again.requested, "auto");
+    assert.equal(again.name, want);
+    assert.equal(await ensureBackend(), again);
+  } finally {
+    await setBackend("wasm");
+  }
 });
 
 Deno.test("an unknown backend name throws a TypeError listing the valid names", async () => {
@@ -71,7 +85,7 @@ Deno.test("an unknown backend name throws a TypeError listing the valid names", 
       (e: Error) => {
         assert.ok(e instanceof TypeError);
         assert.ok(e.message.includes(`"${bad}"`), e.message);
-        for (const valid of ["auto", "node", "wasm", "cpu"]) {
+        for (const valid of ["auto", "node", "blas", "wasm", "cpu"]) {
           assert.ok(e.message.includes(`"${valid}"`), `${e.message} lacks "${valid}"`);
         }
         return true;

@@ -10,7 +10,7 @@
  *
  * Flags: --data DIR (default $PERENNIAL_DATA, else ../shared/datasets beside the repository when
  * present, else the cache / a verified download), --strategies a,b (default: all), --backend
- * auto|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
+ * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
  * --torch (also run torch_ref.py when /usr/bin/python3 has torch, and print the ratios).
  *
@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { defaultCacheDir } from "../../datasets/mod.ts";
-import type { BackendName } from "../backend.ts";
+import { type BackendName, BACKENDS } from "../backend.ts";
 import {
   BENCH_STRATEGIES,
   type BenchResult,
@@ -48,7 +48,7 @@ export {
 const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
-       [--backend auto|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
+       [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
        [--train-limit N] [--test-limit N] [--torch]`;
 
 /** Interpreter that runs the PyTorch reference. */
@@ -138,8 +138,8 @@ export async function runTorchReference(opts: {
 
 function checkBackend(v: string | undefined): BackendName {
   const b = v ?? "auto";
-  if (!["auto", "wasm", "cpu", "node"].includes(b)) {
-    throw new RangeError(`--backend must be auto, wasm, cpu or node, got "${b}"`);
+  if (!(BACKENDS as readonly string[]).includes(b)) {
+    throw new RangeError(`--backend must be one of ${BACKENDS.join(", ")}, got "${b}"`);
   }
   return b as BackendName;
 }

@@ -9,6 +9,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type ForwardOptions, Module } from "./module.ts";
 
+/** Backends whose own gradient kernels are fast (native matrix products). */
+const NATIVE_GRADS: ReadonlySet<string> = new Set(["blas", "tensorflow"]);
+
 /** Seeds for initializers: an explicit seed, else one drawn from Math.random (seeded per run). */
 export function drawSeed(seed?: number): number {
   return seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -159,6 +162,11 @@ export class Linear extends Module {
       );
     }
     if (!this.bias) return tf.matMul(x2, this.weight as tf.Tensor2D);
+    // Backends with native matrix products (BLAS, tfjs-node) take tfjs' own gradients, which
+    // skip the input gradient where none is needed; wasm keeps the explicit-transpose form.
+    if (NATIVE_GRADS.has(tf.getBackend())) {
+      return tf.add(tf.matMul(x2, this.weight as tf.Tensor2D), this.bias);
+    }
     return linearOp(x2, this.weight as tf.Tensor2D, this.bias as tf.Tensor1D);
   }
 
@@ -296,7 +304,7 @@ export class Conv2d extends Module {
     const padding = this.opts.padding ?? "same";
     // tfjs-node's native kernel gradient is fast; wasm has none and cpu's is ~10x slower than
     // im2col + matMul.
-    if (tf.getBackend() === "tensorflow") {
+    if (NATIVE_GRADS.has(tf.getBackend())) {
       const y = tf.conv2d(x as tf.Tensor4D, this.weight as tf.Tensor4D, stride, padding);
       return tf.add(y, this.bias);
     }
