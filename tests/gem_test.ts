@@ -315,10 +315,14 @@ Deno.test("GEM plugin keeps patternsPerExperience random samples of each experie
     const s = gem({ model, patternsPerExperience: 7, batchSize: 10, seed });
     for (const exp of bench.train) await s.train(exp);
     const plugin = s.plugins[0] as GEMPlugin;
-    s.dispose();
-    model.dispose();
+    // strategy.dispose() disposes its plugins (and clears their memory): inspect first.
+    cleanups.push(() => {
+      s.dispose();
+      model.dispose();
+    });
     return plugin;
   };
+  const cleanups: (() => void)[] = [];
   const p = await run(0);
   assert.deepEqual(p.memory.sizes, [7, 7, 7]);
   for (let k = 0; k < 3; k++) {
@@ -344,6 +348,8 @@ Deno.test("GEM plugin keeps patternsPerExperience random samples of each experie
   assert.deepEqual((s.plugins[0] as GEMPlugin).memory.sizes, [bench.train[0].dataset.length]);
   s.dispose();
   model.dispose();
+  cleanups.forEach((f) => f());
+  assert.deepEqual(p.memory.sizes, [], "strategy.dispose() disposed the plugin");
 });
 
 Deno.test("GEM with a multi-head model: memory task labels pick the heads, other heads stay without gradient", async () => {

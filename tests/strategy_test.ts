@@ -491,3 +491,12 @@ Deno.test("afterForward may replace the output; the replaced output is what trai
   assert.equal(tf.memory().numTensors, start);
   model.dispose();
 });
+
+Deno.test("strategy.dispose() disposes its plugins", () => {
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 });
+  let disposed = 0;
+  const s = naive({ model, plugins: [{ dispose: () => void disposed++ }, {}] });
+  s.dispose();
+  assert.equal(disposed, 1);
+  model.dispose();
+});

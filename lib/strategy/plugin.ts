@@ -74,6 +74,8 @@ export type Plugin =
     state?(): unknown;
     /** Restores what {@link Plugin.state} returned. */
     loadState?(state: unknown, ctx: StrategyContext): void | Promise<void>;
+    /** Frees the plugin's tensors; called by `strategy.dispose()`. Must be safe to call twice. */
+    dispose?(): void;
   }
   & { [K in HookName]?: Hook };
 

@@ -757,11 +757,12 @@ export class Strategy {
     this.loadExtraState(state.extra ?? {}, opts);
   }
 
-  /** Frees the strategy's own tensors (not the model's). */
+  /** Frees the strategy's own tensors and its plugins' (not the model's). */
   dispose(): void {
     this.#lossSum.dispose();
     this.#correct.dispose();
     this.optimizer.dispose();
+    for (const p of this.plugins) if (typeof p.dispose === "function") p.dispose();
   }
 }
 
