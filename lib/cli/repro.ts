@@ -1,0 +1,148 @@
+/**
+ * `deno task repro`: reproduces published continual-learning results (settings and targets of
+ * ContinualAI's continual-learning-baselines, `lib/repro/configs.ts`) from the terminal, with a
+ * progress bar; writes `result.json`, CSV files and PNG figures under `<out>/<name>/`, and a
+ * summary table (target, ours, reached?) on stdout and in `<out>/summary.{csv,md}`.
+ *
+ * Full runs go to `results/` (committed: the numbers the README quotes); `--quick` and `--tiny`
+ * runs go to `runs/repro-quick/` and `runs/repro-tiny/` (git-ignored), unless `--out` says
+ * otherwise.
+ *
+ * Flags: `--all`, `--list`, `--quick` / `--tiny` (reduced runs), `--data DIR` (default
+ * $PERENNIAL_DATA, else ../shared/datasets beside the repository when present, else the cache or
+ * a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|blas|wasm|cpu`, `--svg`
+ * (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target).
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { type BackendName, BACKENDS, setBackend } from "../backend.ts";
+import { formatMatrix, intFlag } from "./args.ts";
+import {
+  reproConfig,
+  REPRODUCTIONS,
+  type ReproMode,
+  type ReproResult,
+  reproSummaryTable,
+  runReproduction,
+  saveResult,
+  scaleConfig,
+  verdictText,
+  writeSummary,
+} from "../repro/mod.ts";
+
+const USAGE = `Usage: deno task repro <name...> | --all | --list
+       [--quick | --tiny] [--data DIR] [--out DIR] [--seed 0]
+       [--backend auto|node|blas|wasm|cpu] [--svg] [--check]
+Reproductions: ${REPRODUCTIONS.map((r) => r.name).join(", ")}`;
+
+/** The repository root. */
+const ROOT: string = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Default output folder of each mode, relative to the repository root. */
+export const DEFAULT_OUT: Readonly<Record<ReproMode, string>> = {
+  full: "results",
+  quick: "runs/repro-quick",
+  tiny: "runs/repro-tiny",
+};
+
+/** The data folder: the flag, else $PERENNIAL_DATA, else `../shared/datasets` when present. */
+export function defaultDataDir(flag?: string): string | undefined {
+  if (flag) return flag;
+  const env = Deno.env.get("PERENNIAL_DATA");
+  if (env) return env;
+  const shared = `${ROOT}../shared/datasets`;
+  return existsSync(`${shared}/mnist`) ? shared : undefined;
+}
+
+function listText(): string {
+  const lines = REPRODUCTIONS.map((r) => {
+    const q = scaleConfig(r, "quick");
+    return `${r.name.padEnd(26)} target ≥ ${r.target.toFixed(2)}  ${r.title}\n` +
+      `${"".padEnd(26)} quick: ${q.reductions.join("; ")}`;
+  });
+  return lines.join("\n");
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      all: { type: "boolean" },
+      list: { type: "boolean" },
+      quick: { type: "boolean" },
+      tiny: { type: "boolean" },
+      data: { type: "string" },
+      out: { type: "string" },
+      seed: { type: "string" },
+      backend: { type: "string" },
+      svg: { type: "boolean" },
+      check: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.list) {
+    console.log(listText());
+    return 0;
+  }
+  if (values.quick && values.tiny) throw new RangeError("--quick and --tiny exclude each other");
+  const mode: ReproMode = values.quick ? "quick" : values.tiny ? "tiny" : "full";
+  if (values.all && positionals.length) {
+    throw new RangeError("Give reproduction names or --all, not both");
+  }
+  if (!values.all && positionals.length === 0) {
+    throw new RangeError("Name the reproductions to run, or pass --all (--list shows them)");
+  }
+  const configs = values.all ? REPRODUCTIONS : positionals.map((n) => reproConfig(n));
+  const seed = intFlag("seed", values.seed, 0, 0);
+  const backendName = (values.backend ?? "auto") as BackendName;
+  if (!BACKENDS.includes(backendName)) {
+    throw new RangeError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backendName}"`);
+  }
+  const out = values.out ?? `${ROOT}${DEFAULT_OUT[mode]}`;
+  const dataDir = defaultDataDir(values.data);
+  const backend = await setBackend(backendName);
+  console.log(
+    `perennial repro: ${configs.length} reproduction(s), ${mode} mode, backend ${backend.name}, ` +
+      `data ${dataDir ?? "(cache or download)"}, results in ${out}`,
+  );
+  const results: ReproResult[] = [];
+  for (const config of configs) {
+    const setting = scaleConfig(config, mode);
+    console.log(`\n== ${config.name}: ${config.title}`);
+    if (setting.reductions.length) console.log(`   ${mode} mode: ${setting.reductions.join("; ")}`);
+    const result = await runReproduction(config, { mode, dataDir, seed });
+    const dir = `${out}/${config.name}`;
+    await saveResult(result, dir, { png: !values.svg });
+    console.log("Accuracy matrix (row: after training experience i; column: test experience j)");
+    console.log(formatMatrix(result.matrix));
+    console.log(`${verdictText(result)} (${result.seconds.toFixed(1)} s; written to ${dir})`);
+    results.push(result);
+  }
+  await writeSummary(out);
+  console.log(`\nSummary (${mode} mode; ${out}/summary.md has every result there):`);
+  console.log(String(reproSummaryTable(results)));
+  const missed = results.filter((r) => r.mode === "full" && !r.reached);
+  if (values.check && missed.length) {
+    console.error(`targets missed: ${missed.map((r) => r.name).join(", ")}`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (e) {
+    console.error(`error: ${(e as Error).message ?? e}`);
+    console.error(USAGE);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,344 @@
+/**
+ * Builders behind the reproductions and comparisons: a benchmark from a {@link BenchmarkSpec}, a
+ * model from a {@link ModelSpec}, an optimizer from an {@link OptimizerSpec}, and any strategy
+ * of the library from its key and hyperparameters.
+ *
+ * @module
+ */
+import type { ImageDataset } from "../../datasets/mod.ts";
+import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
+import type { Benchmark, Experience } from "../benchmarks/experience.ts";
+import { splitOnline, subsample } from "../benchmarks/generators.ts";
+import { type Classifier, mlp } from "../models/mlp.ts";
+import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";
+import { agem } from "../plugins/agem.ts";
+import { cope } from "../plugins/cope.ts";
+import { cwrStar } from "../plugins/cwr_star.ts";
+import { ewc } from "../plugins/ewc.ts";
+import { gdumb } from "../plugins/gdumb.ts";
+import { gem } from "../plugins/gem.ts";
+import { lwf } from "../plugins/lwf.ts";
+import { replay } from "../plugins/replay.ts";
+import { classBalanced, experienceBalanced } from "../plugins/storage_policy.ts";
+import { synapticIntelligence } from "../plugins/synaptic_intelligence.ts";
+import type { Plugin } from "../strategy/plugin.ts";
+import { cumulative, naive } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import type {
+  BenchmarkSpec,
+  ModelSpec,
+  OptimizerSpec,
+  ParamValue,
+  StrategyKey,
+} from "./configs.ts";
+
+/** Where the data come from and how much of them to keep. */
+export interface BenchmarkLoadOptions {
+  /** MNIST folder (else `PERENNIAL_DATA`, the cache, or a verified download). */
+  dataDir?: string;
+  /** Use these images instead of MNIST (tests: `syntheticImages` with 10 classes of 28×28). */
+  data?: ImageDataset;
+  /** Seed of the class order, the permutations, the subsampling and the online split. @default 0 */
+  seed?: number;
+  /** Training samples kept per experience. @default all */
+  trainPerExperience?: number;
+  /** Test samples kept per experience. @default all */
+  testPerExperience?: number;
+}
+
+/** A benchmark ready to run: its test stream, and what to train on for each experience. */
+export interface LoadedBenchmark {
+  /** The benchmark (training stream before any online split). */
+  benchmark: Benchmark;
+  /**
+   * For each experience of the benchmark, the experiences to train on: itself, or its online
+   * sub-experiences.
+   */
+  groups: Experience[][];
+}
+
+/**
+ * Loads the benchmark of a spec, subsampled as asked, and cut into online sub-experiences when
+ * the spec is online.
+ *
+ * @example Tiny Split MNIST from synthetic images
+ * ```ts
+ * import { syntheticImages } from "../../datasets/mod.ts";
+ * import { loadBenchmark } from "./build.ts";
+ * const data = { name: "synthetic", classes: 10, train: syntheticImages({ n: 200, classes: 10 }),
+ *   test: syntheticImages({ n: 100, classes: 10, seed: 2 }) };
+ * const { groups } = await loadBenchmark({ name: "splitMNIST", experiences: 5, onlineExperienceSize: 10 }, { data });
+ * console.assert(groups.length === 5 && groups[0].length === 4);
+ * ```
+ */
+export async function loadBenchmark(
+  spec: BenchmarkSpec,
+  opts: BenchmarkLoadOptions = {},
+): Promise<LoadedBenchmark> {
+  const seed = opts.seed ?? 0;
+  const source = { dataDir: opts.dataDir, data: opts.data };
+  let benchmark: Benchmark;
+  if (spec.name === "splitMNIST") {
+    benchmark = await splitMNIST({
+      ...source,
+      experiences: spec.experiences,
+      seed,
+      fixedClassOrder: spec.fixedClassOrder,
+      returnTaskId: spec.taskIncremental ?? false,
+      classIdsFromZeroInEachExp: spec.taskIncremental ?? false,
+    });
+  } else if (spec.name === "permutedMNIST") {
+    benchmark = await permutedMNIST({
+      ...source,
+      experiences: spec.experiences,
+      seed,
+      returnTaskId: spec.taskIncremental ?? false,
+    });
+  } else {
+    throw new RangeError(
+      `Unknown benchmark ${JSON.stringify((spec as { name: unknown }).name)}: use "splitMNIST" ` +
+        `or "permutedMNIST"`,
+    );
+  }
+  if (opts.trainPerExperience !== undefined || opts.testPerExperience !== undefined) {
+    benchmark = subsample(benchmark, {
+      trainPerExperience: opts.trainPerExperience,
+      testPerExperience: opts.testPerExperience,
+      seed,
+    });
+  }
+  const size = spec.onlineExperienceSize;
+  if (size === undefined) return { benchmark, groups: benchmark.train.map((e) => [e]) };
+  const groups: Experience[][] = benchmark.train.map(() => []);
+  for (const sub of splitOnline(benchmark.train, { experienceSize: size, seed })) {
+    groups[sub.origin.id].push(sub);
+  }
+  return { benchmark, groups };
+}
+
+/**
+ * An MLP from a spec (784 inputs).
+ *
+ * @example
+ * ```ts
+ * import { buildModel } from "./build.ts";
+ * const m = buildModel({ hidden: [32], outputs: 10 }, 0);
+ * console.assert(m.featureSize === 32);
+ * m.dispose();
+ * ```
+ */
+export function buildModel(spec: ModelSpec, seed?: number): Classifier {
+  return mlp({
+    input: 784,
+    hidden: [...spec.hidden],
+    outputs: spec.outputs,
+    head: spec.head ?? "single",
+    activation: spec.activation ?? "relu",
+    dropout: spec.dropout ?? 0,
+    seed,
+  });
+}
+
+/**
+ * An optimizer from a spec.
+ *
+ * @example
+ * ```ts
+ * import { buildOptimizer } from "./build.ts";
+ * console.assert(buildOptimizer({ name: "adam", lr: 1e-3 }).constructor.name === "Adam");
+ * ```
+ */
+export function buildOptimizer(spec: OptimizerSpec): Optimizer {
+  if (spec.name === "sgd") return sgd({ lr: spec.lr, momentum: spec.momentum ?? 0 });
+  if (spec.name === "adam") return adam({ lr: spec.lr });
+  throw new RangeError(
+    `Unknown optimizer ${JSON.stringify((spec as { name: unknown }).name)}: use "sgd" or "adam"`,
+  );
+}
+
+/** What {@link buildStrategy} needs besides the strategy's key. */
+export interface StrategyBuildOptions {
+  model: Classifier;
+  optimizer: Optimizer;
+  epochs: number;
+  batchSize: number;
+  /** @default 256 */
+  evalBatchSize?: number;
+  /** Seed of the run's generator. */
+  seed?: number;
+  /** Extra plugins (progress bars). */
+  plugins?: Plugin[];
+  /** Hyperparameters of the strategy (see {@link STRATEGY_PARAMS}). */
+  params?: Readonly<Record<string, ParamValue>>;
+  /** Name shown in results. @default the strategy's own */
+  name?: string;
+}
+
+/** The hyperparameters each strategy reads, with their defaults here (undefined: required). */
+export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<string, ParamValue>>>> =
+  {
+    naive: {},
+    cumulative: {},
+    replay: { memSize: 200, storagePolicy: "experienceBalanced" },
+    gdumb: { memSize: 200 },
+    cwrStar: {},
+    cope: { memSize: 200, nClasses: 10, alpha: 0.99, T: 0.1 },
+    lwf: { alpha: 1, temperature: 2 },
+    ewc: { lambda: 1, mode: "separate" },
+    si: { lambda: 1, eps: 0.1 },
+    gem: { patternsPerExperience: 256, memoryStrength: 0.5 },
+    agem: { patternsPerExperience: 256, sampleSize: 256 },
+  };
+
+/** Every strategy key. */
+export const STRATEGY_KEYS: readonly StrategyKey[] = Object.keys(STRATEGY_PARAMS) as StrategyKey[];
+
+function num(key: StrategyKey, p: Readonly<Record<string, ParamValue>>, name: string): number {
+  const v = p[name] ?? STRATEGY_PARAMS[key][name];
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new TypeError(`${key}: parameter ${name} must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function optNum(p: Readonly<Record<string, ParamValue>>, name: string): number | undefined {
+  const v = p[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== "number") {
+    throw new TypeError(`Parameter ${name} must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function numOrList(
+  key: StrategyKey,
+  p: Readonly<Record<string, ParamValue>>,
+  name: string,
+): number | readonly number[] {
+  const v = p[name] ?? STRATEGY_PARAMS[key][name];
+  if (typeof v === "number" || (Array.isArray(v) && v.every((x) => typeof x === "number"))) {
+    return v as number | readonly number[];
+  }
+  throw new TypeError(
+    `${key}: parameter ${name} must be a number or a list of numbers, got ${JSON.stringify(v)}`,
+  );
+}
+
+/**
+ * Any strategy of the library, from its key, the common options and its hyperparameters.
+ *
+ * Hyperparameters by key: `replay` memSize, storagePolicy ("experienceBalanced" |
+ * "classBalanced"), batchSizeMem; `gdumb` memSize; `cope` memSize, nClasses, pSize, alpha, T,
+ * maxIterPerBatch, initAdaptive; `lwf` alpha (a number or one per experience), temperature;
+ * `ewc` lambda, mode ("separate" | "online"), decayFactor; `si` lambda, eps; `gem`
+ * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize.
+ *
+ * @example
+ * ```ts
+ * import { buildModel, buildOptimizer, buildStrategy } from "./build.ts";
+ * const model = buildModel({ hidden: [16], outputs: 10 }, 0);
+ * const s = buildStrategy("ewc", {
+ *   model, optimizer: buildOptimizer({ name: "sgd", lr: 0.01 }), epochs: 1, batchSize: 32,
+ *   params: { lambda: 100 },
+ * });
+ * console.assert(s.name === "EWC");
+ * s.dispose();
+ * model.dispose();
+ * ```
+ */
+export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Strategy {
+  const p = opts.params ?? {};
+  const known = STRATEGY_PARAMS[key];
+  if (!known) {
+    throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
+  }
+  const base: StrategyOptions = {
+    model: opts.model,
+    optimizer: opts.optimizer,
+    epochs: opts.epochs,
+    batchSize: opts.batchSize,
+    evalBatchSize: opts.evalBatchSize ?? 256,
+    seed: opts.seed,
+    plugins: opts.plugins ?? [],
+    ...(opts.name ? { name: opts.name } : {}),
+  };
+  switch (key) {
+    case "naive":
+      return naive(base);
+    case "cumulative":
+      return cumulative(base);
+    case "replay": {
+      const memSize = num(key, p, "memSize");
+      const policy = p.storagePolicy ?? known.storagePolicy;
+      if (policy !== "classBalanced" && policy !== "experienceBalanced") {
+        throw new RangeError(
+          `replay: storagePolicy must be "classBalanced" or "experienceBalanced", got ` +
+            JSON.stringify(policy),
+        );
+      }
+      return replay({
+        ...base,
+        memSize,
+        storagePolicy: policy === "classBalanced"
+          ? classBalanced({ memSize })
+          : experienceBalanced({ memSize }),
+        batchSizeMem: optNum(p, "batchSizeMem"),
+      });
+    }
+    case "gdumb":
+      return gdumb({ ...base, memSize: num(key, p, "memSize") });
+    case "cwrStar":
+      return cwrStar(base);
+    case "cope":
+      return cope({
+        ...base,
+        memSize: num(key, p, "memSize"),
+        nClasses: num(key, p, "nClasses"),
+        pSize: optNum(p, "pSize"),
+        alpha: num(key, p, "alpha"),
+        T: num(key, p, "T"),
+        maxIterPerBatch: optNum(p, "maxIterPerBatch"),
+        initAdaptive: typeof p.initAdaptive === "boolean" ? p.initAdaptive : undefined,
+      });
+    case "lwf":
+      return lwf({
+        ...base,
+        alpha: numOrList(key, p, "alpha"),
+        temperature: num(key, p, "temperature"),
+      });
+    case "ewc": {
+      const mode = p.mode ?? known.mode;
+      if (mode !== "separate" && mode !== "online") {
+        throw new RangeError(
+          `ewc: mode must be "separate" or "online", got ${JSON.stringify(mode)}`,
+        );
+      }
+      return ewc({
+        ...base,
+        lambda: num(key, p, "lambda"),
+        mode,
+        decayFactor: optNum(p, "decayFactor"),
+      });
+    }
+    case "si":
+      return synapticIntelligence({
+        ...base,
+        lambda: numOrList(key, p, "lambda"),
+        eps: num(key, p, "eps"),
+      });
+    case "gem":
+      return gem({
+        ...base,
+        patternsPerExperience: num(key, p, "patternsPerExperience"),
+        memoryStrength: num(key, p, "memoryStrength"),
+      });
+    case "agem":
+      return agem({
+        ...base,
+        patternsPerExperience: num(key, p, "patternsPerExperience"),
+        sampleSize: num(key, p, "sampleSize"),
+      });
+    default:
+      throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
+  }
+}

@@ -1,0 +1,464 @@
+/**
+ * The published results we reproduce, as plain data: one {@link ReproConfig} per result, with the
+ * benchmark, model, optimizer and strategy settings of ContinualAI's continual-learning-baselines
+ * (run on Avalanche) and the accuracy they reach. `deno task repro` and the reproduction notebooks
+ * both read this module, so the two never diverge.
+ *
+ * The metric is the one the baselines check: top-1 accuracy over the whole test stream (every
+ * test sample of every experience) after training on the last experience.
+ *
+ * @module
+ */
+import type { ActivationName } from "../nn/layers.ts";
+import type { HeadKind } from "../models/mlp.ts";
+
+/** How much of a reproduction runs: the published setting, a few-minute run, or a smoke test. */
+export type ReproMode = "full" | "quick" | "tiny";
+
+/** Every mode, in order of size. */
+export const REPRO_MODES: readonly ReproMode[] = ["full", "quick", "tiny"];
+
+/** The strategies a reproduction (or a comparison) can build. */
+export type StrategyKey =
+  | "naive"
+  | "cumulative"
+  | "replay"
+  | "gdumb"
+  | "cwrStar"
+  | "cope"
+  | "lwf"
+  | "ewc"
+  | "si"
+  | "gem"
+  | "agem";
+
+/** A strategy hyperparameter: a number, a string, a flag or a list of numbers. */
+export type ParamValue = number | string | boolean | readonly number[];
+
+/** The benchmark of a run. */
+export interface BenchmarkSpec {
+  /** Split MNIST (classes dealt to experiences) or Permuted MNIST (one permutation each). */
+  name: "splitMNIST" | "permutedMNIST";
+  /** Number of experiences. */
+  experiences: number;
+  /**
+   * Task-incremental: each experience gets its task label and its classes are numbered from 0
+   * (for a multi-head model). @default false (class-incremental or domain-incremental)
+   */
+  taskIncremental?: boolean;
+  /** Class order of Split MNIST. @default a seeded random order */
+  fixedClassOrder?: readonly number[];
+  /**
+   * Online continual learning: each training experience is cut into sub-experiences of this
+   * many samples ({@link splitOnline}), trained one after another. @default not online
+   */
+  onlineExperienceSize?: number;
+}
+
+/** An MLP (see `mlp`): hidden widths, outputs, head, activation, dropout. */
+export interface ModelSpec {
+  /** Widths of the hidden layers. */
+  hidden: readonly number[];
+  /** Output units (initial units of each head for a multi-head model; embedding size for CoPE). */
+  outputs: number;
+  /** @default "single" */
+  head?: HeadKind;
+  /** @default "relu" */
+  activation?: ActivationName;
+  /** @default 0 */
+  dropout?: number;
+}
+
+/** The optimizer of a run. */
+export interface OptimizerSpec {
+  name: "sgd" | "adam";
+  lr: number;
+  /** SGD momentum. @default 0 */
+  momentum?: number;
+}
+
+/** A run: benchmark, model, optimizer, strategy and its hyperparameters, as plain data. */
+export interface ExperimentSpec {
+  /** Identifier (file and folder names). */
+  readonly name: string;
+  /** The strategy to build. */
+  readonly strategy: StrategyKey;
+  /** The strategy's name in tables and figures. */
+  readonly label: string;
+  readonly benchmark: BenchmarkSpec;
+  readonly model: ModelSpec;
+  readonly optimizer: OptimizerSpec;
+  /** Epochs per (sub-)experience. */
+  readonly epochs: number;
+  /** Training minibatch size. */
+  readonly batchSize: number;
+  /** Strategy hyperparameters (see `buildStrategy` for each strategy's keys). */
+  readonly params: Readonly<Record<string, ParamValue>>;
+  /**
+   * Reset the optimizer's state (momentum, Adam's moments and step counts) before each
+   * experience, as Avalanche up to 0.3 did (`reset_optimizer` in `make_optimizer`). @default false
+   */
+  readonly resetOptimizer?: boolean;
+}
+
+/** One published result and the setting that produced it. */
+export interface ReproConfig extends ExperimentSpec {
+  /** Identifier, used by `deno task repro <name>` and as the results folder name. */
+  readonly name: string;
+  /** One line: strategy, benchmark and scenario. */
+  readonly title: string;
+  /** The paper that introduced the strategy. */
+  readonly paper: string;
+  /** The baseline experiment whose setting and target we use. */
+  readonly source: string;
+  /** The benchmark, in words. */
+  readonly scenario: string;
+  /** Target: the final stream accuracy must be at least this. */
+  readonly target: number;
+  /** Where our setting departs from the baseline, or facts worth knowing. */
+  readonly notes: readonly string[];
+}
+
+/** What a {@link ReproMode} cuts: samples per experience, epochs, and experiences. */
+export interface Scale {
+  /** Training samples kept per experience (before any online split). @default all */
+  trainPerExperience?: number;
+  /** Test samples kept per experience. @default all */
+  testPerExperience?: number;
+  /** At most this many epochs per experience. @default as configured */
+  maxEpochs?: number;
+  /** At most this many experiences, for benchmarks whose length is free (Permuted MNIST). */
+  maxExperiences?: number;
+  /** At most this many samples per memory (replay, GDumb, CoPE, GEM/A-GEM patterns). */
+  maxMemory?: number;
+}
+
+/**
+ * The cuts of each mode: `full` is the published setting; `quick` (a few seconds to a minute per
+ * result, for CI and for a first look) keeps 1000 training and 300 test samples per experience,
+ * at most 2 epochs and 3 Permuted MNIST experiences; `tiny` (tests) keeps 100 and 50, 1 epoch, 2
+ * experiences and memories of at most 200 samples.
+ */
+export const SCALES: Readonly<Record<ReproMode, Readonly<Scale>>> = {
+  full: {},
+  quick: { trainPerExperience: 1000, testPerExperience: 300, maxEpochs: 2, maxExperiences: 3 },
+  tiny: {
+    trainPerExperience: 100,
+    testPerExperience: 50,
+    maxEpochs: 1,
+    maxExperiences: 2,
+    maxMemory: 200,
+  },
+};
+
+const BASELINES =
+  "https://github.com/ContinualAI/continual-learning-baselines/blob/main/experiments";
+const ADAM_RESET = "Adam's state is reset before each experience, as Avalanche did when the " +
+  "baselines were run (its strategies rebuilt the optimizer state at every experience).";
+const NATURAL_ORDER = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+
+/**
+ * The reproductions, in the order of the results table. Settings and targets: ContinualAI's
+ * continual-learning-baselines.
+ */
+export const REPRODUCTIONS: readonly ReproConfig[] = [
+  {
+    name: "si-split-mnist",
+    title: "Synaptic Intelligence on Split MNIST (task-incremental, multi-head)",
+    strategy: "si",
+    label: "SI",
+    paper: "Zenke, Poole & Ganguli, Continual Learning Through Synaptic Intelligence, ICML 2017",
+    source: `${BASELINES}/split_mnist/synaptic_intelligence.py`,
+    scenario: "Split MNIST, 5 experiences, task-incremental (one head per task)",
+    benchmark: {
+      name: "splitMNIST",
+      experiences: 5,
+      taskIncremental: true,
+      fixedClassOrder: NATURAL_ORDER,
+    },
+    model: { hidden: [256, 256], outputs: 2, head: "multi" },
+    optimizer: { name: "adam", lr: 1e-3 },
+    epochs: 10,
+    batchSize: 64,
+    params: { lambda: 1, eps: 0.1 },
+    resetOptimizer: true,
+    target: 0.97,
+    notes: [ADAM_RESET],
+  },
+  {
+    name: "gdumb-split-mnist",
+    title: "GDumb on Split MNIST (class-incremental)",
+    strategy: "gdumb",
+    label: "GDumb",
+    paper:
+      "Prabhu, Torr & Dokania, GDumb: A Simple Approach that Questions Our Progress in Continual Learning, ECCV 2020",
+    source: `${BASELINES}/split_mnist/gdumb.py`,
+    scenario: "Split MNIST, 5 experiences, class-incremental",
+    benchmark: { name: "splitMNIST", experiences: 5 },
+    model: { hidden: [400, 400], outputs: 10 },
+    optimizer: { name: "sgd", lr: 0.1 },
+    epochs: 10,
+    batchSize: 16,
+    params: { memSize: 4400 },
+    target: 0.97,
+    notes: [
+      "The model is retrained from its initial weights on the memory at every experience.",
+      "Calibration: the same MLP in PyTorch 1.13, trained on a class-balanced 4400-sample MNIST " +
+      "subset (10 epochs, SGD 0.1, minibatches of 16), reaches 0.951-0.953 test accuracy " +
+      "(3 seeds); GDumb's final model is such a model.",
+    ],
+  },
+  {
+    name: "lwf-split-mnist",
+    title: "Learning without Forgetting on Split MNIST (class-incremental)",
+    strategy: "lwf",
+    label: "LwF",
+    paper: "Li & Hoiem, Learning without Forgetting, ECCV 2016 / TPAMI 2017",
+    source: `${BASELINES}/split_mnist/lwf.py`,
+    scenario: "Split MNIST, 5 experiences, class-incremental",
+    benchmark: { name: "splitMNIST", experiences: 5 },
+    model: { hidden: [200], outputs: 10, activation: "tanh" },
+    optimizer: { name: "sgd", lr: 1e-3 },
+    epochs: 21,
+    batchSize: 128,
+    params: { alpha: [0, 0.5, 1.33, 2.25, 3.2], temperature: 2 },
+    target: 0.23,
+    notes: [
+      "α grows with the experiences (one value per experience); a class-incremental " +
+      "single-head LwF stays far below replay methods, hence the low target.",
+    ],
+  },
+  {
+    name: "cope-split-mnist",
+    title: "CoPE on online Split MNIST (class-incremental, experiences of 10 samples)",
+    strategy: "cope",
+    label: "CoPE",
+    paper:
+      "De Lange & Tuytelaars, Continual Prototype Evolution: Learning Online from Non-Stationary Data Streams, ICCV 2021",
+    source: `${BASELINES}/split_mnist/cope.py`,
+    scenario:
+      "Split MNIST, 5 experiences cut into online experiences of 10 samples, class-incremental",
+    benchmark: {
+      name: "splitMNIST",
+      experiences: 5,
+      fixedClassOrder: NATURAL_ORDER,
+      onlineExperienceSize: 10,
+    },
+    model: { hidden: [400, 400], outputs: 32 },
+    optimizer: { name: "sgd", lr: 0.01 },
+    epochs: 1,
+    batchSize: 10,
+    params: {
+      memSize: 2000,
+      nClasses: 10,
+      pSize: 32,
+      alpha: 0.99,
+      T: 0.1,
+      maxIterPerBatch: 1,
+      initAdaptive: false,
+    },
+    target: 0.93,
+    notes: [
+      "Avalanche's CoPEPlugin settings: one iteration per minibatch (max_it_cnt = 1) and the " +
+      "10 prototypes created at the start (initAdaptive false).",
+    ],
+  },
+  {
+    name: "online-replay-split-mnist",
+    title: "Online Replay on Split MNIST (class-incremental, experiences of 10 samples)",
+    strategy: "replay",
+    label: "Replay (online)",
+    paper: "Chaudhry et al., On Tiny Episodic Memories in Continual Learning, 2019",
+    source: `${BASELINES}/split_mnist/online_replay.py`,
+    scenario:
+      "Split MNIST, 5 experiences cut into online experiences of 10 samples, class-incremental",
+    benchmark: {
+      name: "splitMNIST",
+      experiences: 5,
+      fixedClassOrder: NATURAL_ORDER,
+      onlineExperienceSize: 10,
+    },
+    model: { hidden: [512], outputs: 10, dropout: 0.5 },
+    optimizer: { name: "sgd", lr: 0.1 },
+    epochs: 1,
+    batchSize: 10,
+    params: { memSize: 1000, storagePolicy: "classBalanced", batchSizeMem: 10 },
+    target: 0.92,
+    notes: [
+      "The memory is class-balanced (adaptive) and updated after every online experience; each " +
+      "minibatch of 10 new samples gets 10 memory samples.",
+      "The model is Avalanche's SimpleMLP: one hidden layer of 512 units with dropout 0.5.",
+    ],
+  },
+  {
+    name: "ewc-permuted-mnist",
+    title: "EWC on Permuted MNIST (domain-incremental)",
+    strategy: "ewc",
+    label: "EWC",
+    paper: "Kirkpatrick et al., Overcoming catastrophic forgetting in neural networks, PNAS 2017",
+    source: `${BASELINES}/permuted_mnist/ewc.py`,
+    scenario: "Permuted MNIST, 10 experiences, domain-incremental",
+    benchmark: { name: "permutedMNIST", experiences: 10 },
+    model: { hidden: [512], outputs: 10 },
+    optimizer: { name: "sgd", lr: 1e-3 },
+    epochs: 10,
+    batchSize: 256,
+    params: { lambda: 1, mode: "separate" },
+    target: 0.83,
+    notes: [],
+  },
+  {
+    name: "si-permuted-mnist",
+    title: "Synaptic Intelligence on Permuted MNIST (domain-incremental)",
+    strategy: "si",
+    label: "SI",
+    paper: "Zenke, Poole & Ganguli, Continual Learning Through Synaptic Intelligence, ICML 2017",
+    source: `${BASELINES}/permuted_mnist/synaptic_intelligence.py`,
+    scenario: "Permuted MNIST, 10 experiences, domain-incremental",
+    benchmark: { name: "permutedMNIST", experiences: 10 },
+    model: { hidden: [1000], outputs: 10 },
+    optimizer: { name: "adam", lr: 1e-3 },
+    epochs: 10,
+    batchSize: 256,
+    params: { lambda: 10, eps: 0.1 },
+    resetOptimizer: true,
+    target: 0.83,
+    notes: [ADAM_RESET],
+  },
+  {
+    name: "gem-permuted-mnist",
+    title: "GEM on Permuted MNIST (domain-incremental, one pass)",
+    strategy: "gem",
+    label: "GEM",
+    paper: "Lopez-Paz & Ranzato, Gradient Episodic Memory for Continual Learning, NeurIPS 2017",
+    source: `${BASELINES}/permuted_mnist/gem.py`,
+    scenario:
+      "Permuted MNIST, 5 experiences, domain-incremental, a single pass in minibatches of 10",
+    benchmark: { name: "permutedMNIST", experiences: 5 },
+    model: { hidden: [100, 100], outputs: 10 },
+    optimizer: { name: "sgd", lr: 0.1 },
+    epochs: 1,
+    batchSize: 10,
+    params: { patternsPerExperience: 1000, memoryStrength: 0.5 },
+    target: 0.93,
+    notes: [],
+  },
+  {
+    name: "agem-permuted-mnist",
+    title: "A-GEM on Permuted MNIST (domain-incremental, one pass)",
+    strategy: "agem",
+    label: "A-GEM",
+    paper:
+      "Chaudhry, Ranzato, Rohrbach & Elhoseiny, Efficient Lifelong Learning with A-GEM, ICLR 2019",
+    source: `${BASELINES}/permuted_mnist/agem.py`,
+    scenario:
+      "Permuted MNIST, 17 experiences, domain-incremental, a single pass in minibatches of 10",
+    benchmark: { name: "permutedMNIST", experiences: 17 },
+    model: { hidden: [256, 256], outputs: 10 },
+    optimizer: { name: "sgd", lr: 0.1 },
+    epochs: 1,
+    batchSize: 10,
+    params: { patternsPerExperience: 250, sampleSize: 256 },
+    target: 0.81,
+    notes: [],
+  },
+];
+
+/**
+ * The reproduction called `name`, with an error listing the known names otherwise.
+ *
+ * @example
+ * ```ts
+ * import { reproConfig } from "./configs.ts";
+ * console.assert(reproConfig("gdumb-split-mnist").target === 0.97);
+ * ```
+ */
+export function reproConfig(name: string): ReproConfig {
+  const c = REPRODUCTIONS.find((r) => r.name === name);
+  if (!c) {
+    throw new RangeError(
+      `Unknown reproduction "${name}": use one of ${REPRODUCTIONS.map((r) => r.name).join(", ")}`,
+    );
+  }
+  return c;
+}
+
+/** Checks a mode name. */
+export function checkMode(mode: unknown): ReproMode {
+  if (!REPRO_MODES.includes(mode as ReproMode)) {
+    throw new RangeError(
+      `Unknown mode ${JSON.stringify(mode)}: use one of ${REPRO_MODES.join(", ")}`,
+    );
+  }
+  return mode as ReproMode;
+}
+
+/** Memory-like parameters that {@link Scale.maxMemory} caps. */
+const MEMORY_PARAMS = ["memSize", "patternsPerExperience"] as const;
+
+/** What a mode changes in a configuration, in words (empty for `full`). */
+export interface ScaledConfig extends ReproConfig {
+  /** The mode the configuration was scaled to. */
+  readonly mode: ReproMode;
+  /** Training samples per experience kept (undefined: all). */
+  readonly trainPerExperience: number | undefined;
+  /** Test samples per experience kept (undefined: all). */
+  readonly testPerExperience: number | undefined;
+  /** What differs from the published setting, one line each. */
+  readonly reductions: readonly string[];
+}
+
+/**
+ * The configuration as run in `mode`: fewer epochs, experiences and memory where the mode's
+ * {@link Scale} says so, and the sample counts to keep. `full` returns the published setting.
+ *
+ * @example
+ * ```ts
+ * import { reproConfig, scaleConfig } from "./configs.ts";
+ * const quick = scaleConfig(reproConfig("ewc-permuted-mnist"), "quick");
+ * console.assert(quick.epochs === 2 && quick.benchmark.experiences === 3);
+ * ```
+ */
+export function scaleConfig(config: ReproConfig, mode: ReproMode): ScaledConfig {
+  const scale = SCALES[checkMode(mode)];
+  const reductions: string[] = [];
+  let epochs = config.epochs;
+  if (scale.maxEpochs !== undefined && epochs > scale.maxEpochs) {
+    reductions.push(`epochs ${epochs} → ${scale.maxEpochs}`);
+    epochs = scale.maxEpochs;
+  }
+  let benchmark = config.benchmark;
+  if (
+    benchmark.name === "permutedMNIST" && scale.maxExperiences !== undefined &&
+    benchmark.experiences > scale.maxExperiences
+  ) {
+    reductions.push(`experiences ${benchmark.experiences} → ${scale.maxExperiences}`);
+    benchmark = { ...benchmark, experiences: scale.maxExperiences };
+  }
+  const params: Record<string, ParamValue> = { ...config.params };
+  if (scale.maxMemory !== undefined) {
+    for (const k of MEMORY_PARAMS) {
+      const v = params[k];
+      if (typeof v === "number" && v > scale.maxMemory) {
+        reductions.push(`${k} ${v} → ${scale.maxMemory}`);
+        params[k] = scale.maxMemory;
+      }
+    }
+  }
+  if (scale.trainPerExperience !== undefined) {
+    reductions.push(`${scale.trainPerExperience} training samples per experience`);
+  }
+  if (scale.testPerExperience !== undefined) {
+    reductions.push(`${scale.testPerExperience} test samples per experience`);
+  }
+  return {
+    ...config,
+    benchmark,
+    epochs,
+    params,
+    mode,
+    trainPerExperience: scale.trainPerExperience,
+    testPerExperience: scale.testPerExperience,
+    reductions,
+  };
+}
