@@ -244,10 +244,7 @@ export async function runExperiment(
     }
     await progress.done(`final accuracy ${finalAccuracy.toFixed(4)}`);
   } finally {
-    // The strategy frees its own tensors only: the plugins' (importances, memories, old
-    // models) and the model's are freed here.
-    for (const p of strategy.plugins) (p as { dispose?: () => void }).dispose?.();
-    strategy.dispose();
+    strategy.dispose(); // its plugins' tensors too (importances, memories, old models)
     model.dispose();
   }
   const matrix: number[][] = groups.map((_, i) =>
