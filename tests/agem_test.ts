@@ -6,7 +6,13 @@ import { permuted, permutedMNIST, subsample, taskIncremental } from "../lib/benc
 import { toArrayDatasets } from "../lib/benchmarks/classic.ts";
 import { mlp, multiHeadMLP } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
-import { agem, AGEMPlugin, agemPlugin, agemProject } from "../lib/plugins/agem.ts";
+import {
+  agem,
+  AGEMPlugin,
+  agemPlugin,
+  agemProject,
+  experienceBalancedSample,
+} from "../lib/plugins/agem.ts";
 import { flattenGradients, memoryGradients } from "../lib/plugins/gem.ts";
 import { Rng } from "../lib/random.ts";
 import type { StrategyContext } from "../lib/strategy/context.ts";
@@ -124,7 +130,11 @@ Deno.test("AGEM plugin: after projection g̃·g_ref ≥ 0 on the sampled memory,
   let untouched = 0;
   for (const bench of [toyBenchmark({ n: 240, classes: 6, experiences: 3 }), permutedToy()]) {
     const model = mlp({ input: 64, hidden: [16], outputs: 6, seed: 0 });
-    const plugin = new AGEMPlugin(12, 10);
+    const plugin = new AGEMPlugin({
+      patternsPerExperience: 12,
+      sampleSize: 10,
+      sampling: "uniform",
+    });
     let g: Float64Array | undefined;
     const samples: Int32Array[] = [];
     const before: Plugin = {
@@ -182,7 +192,14 @@ Deno.test("AGEM plugin: after projection g̃·g_ref ≥ 0 on the sampled memory,
 Deno.test("AGEM plugin: merged memory of patternsPerExperience samples per experience; counters", async () => {
   const bench = toyBenchmark({ n: 120, classes: 6, experiences: 3 });
   const model = mlp({ input: 64, hidden: [8], outputs: 6, seed: 0 });
-  const s = agem({ model, patternsPerExperience: 7, sampleSize: 50, batchSize: 10, seed: 0 });
+  const s = agem({
+    model,
+    patternsPerExperience: 7,
+    sampleSize: 50,
+    batchSize: 10,
+    seed: 0,
+    sampling: "uniform",
+  });
   const plugin = s.plugins[0] as AGEMPlugin;
   let seen: Int32Array[] = [];
   s.plugins.push({ afterBackward: () => void seen.push(plugin.lastSample) });
@@ -203,6 +220,51 @@ Deno.test("AGEM plugin: merged memory of patternsPerExperience samples per exper
   plugin.dispose();
   assert.equal(plugin.projections, before, "the count survives dispose()");
   assert.equal(plugin.memory.size, 0);
+});
+
+Deno.test("AGEM plugin: by default the reference batch takes ⌊sampleSize / k⌋ samples of each experience, with replacement (Avalanche)", async () => {
+  const bench = toyBenchmark({ n: 180, classes: 6, experiences: 3 });
+  const model = mlp({ input: 64, hidden: [8], outputs: 6, seed: 0 });
+  const s = agem({ model, patternsPerExperience: 6, sampleSize: 20, batchSize: 10, seed: 0 });
+  const plugin = s.plugins[0] as AGEMPlugin;
+  assert.equal(plugin.sampling, "experienceBalanced");
+  const seen: { k: number; idx: Int32Array }[] = [];
+  s.plugins.push({
+    afterBackward: () => void seen.push({ k: plugin.memory.experiences, idx: plugin.lastSample }),
+  });
+  for (const exp of bench.train) await s.train(exp);
+  const drawn = seen.filter((x) => x.k > 0);
+  assert.ok(drawn.some((x) => x.k === 1) && drawn.some((x) => x.k === 2));
+  let repeats = 0;
+  for (const { k, idx } of drawn) {
+    const per = Math.floor(20 / k); // 20 with one experience (more than its 6 samples), 10 with two
+    assert.equal(idx.length, per * k);
+    for (let j = 0; j < k; j++) {
+      for (const i of idx.slice(j * per, (j + 1) * per)) assert.ok(i >= 6 * j && i < 6 * (j + 1));
+    }
+    if (new Set(idx).size < idx.length) repeats++;
+  }
+  assert.equal(
+    repeats,
+    drawn.length,
+    "drawn with replacement: 10 or 20 draws from 6 samples repeat",
+  );
+  assert.throws(
+    () => new AGEMPlugin({ patternsPerExperience: 4, sampleSize: 8, sampling: "all" as never }),
+    /sampling must be "experienceBalanced" or "uniform"/,
+  );
+  s.dispose();
+  model.dispose();
+});
+
+Deno.test("experienceBalancedSample: per-experience counts, offsets, at least one per experience", () => {
+  const rng = new Rng(3);
+  const idx = experienceBalancedSample([250, 0, 100], 256, rng);
+  assert.equal(idx.length, 256);
+  assert.ok(idx.slice(0, 128).every((i) => i >= 0 && i < 250));
+  assert.ok(idx.slice(128).every((i) => i >= 250 && i < 350));
+  assert.equal(experienceBalancedSample([5, 5, 5], 2, rng).length, 3);
+  assert.equal(experienceBalancedSample([], 10, rng).length, 0);
 });
 
 /** Runs `fn` and counts the tensor read-backs (dataSync, data, arraySync, array) it makes. */

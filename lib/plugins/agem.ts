@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
@@ -75,24 +76,68 @@ export function agemProject(
   return { grads: out, dot, refNorm2, projected };
 }
 
+/**
+ * How A-GEM draws its reference batch from the memory: `"experienceBalanced"` takes
+ * `⌊sampleSize / k⌋` samples from each of the k stored experiences, with replacement (Avalanche's
+ * `AGEMPlugin` since it keeps one buffer per experience behind a `GroupBalancedInfiniteDataLoader`
+ * of batch size `sample_size // len(buffers)` over samplers with replacement); `"uniform"` takes
+ * `sampleSize` samples of the merged memory without replacement (the whole memory when it is not
+ * larger), as Avalanche's first `AGEMPlugin` did.
+ */
+export type AGEMSampling = "experienceBalanced" | "uniform";
+
 /** Options of {@link AGEMPlugin}. */
 export interface AGEMOptions {
   /** Samples of each training experience kept in memory. */
   patternsPerExperience: number;
   /** Memory samples drawn each iteration to compute the reference gradient. */
   sampleSize: number;
+  /** How the reference batch is drawn. @default "experienceBalanced" (Avalanche's) */
+  sampling?: AGEMSampling;
+}
+
+/**
+ * Avalanche's A-GEM reference batch: `⌊sampleSize / k⌋` (at least 1) indices from each of the k
+ * experiences of a merged memory whose experiences hold `sizes[j]` samples, drawn with
+ * replacement, as indices of the merged memory (experience after experience).
+ *
+ * @example
+ * ```ts
+ * import { Rng } from "../random.ts";
+ * import { experienceBalancedSample } from "./agem.ts";
+ * const idx = experienceBalancedSample([250, 250, 250], 256, new Rng(0));
+ * console.assert(idx.length === 255 && idx.slice(0, 85).every((i) => i < 250));
+ * console.assert(idx.slice(85, 170).every((i) => i >= 250 && i < 500));
+ * ```
+ */
+export function experienceBalancedSample(
+  sizes: readonly number[],
+  sampleSize: number,
+  rng: Rng,
+): Int32Array {
+  const k = sizes.filter((n) => n > 0).length;
+  if (k === 0) return new Int32Array(0);
+  const per = Math.max(1, Math.floor(sampleSize / k));
+  const out = new Int32Array(per * k);
+  let at = 0, offset = 0;
+  for (const n of sizes) {
+    if (n > 0) { for (let i = 0; i < per; i++) out[at++] = offset + rng.int(n); }
+    offset += n;
+  }
+  return out;
 }
 
 /**
  * Averaged GEM (Chaudhry et al. 2019), as Avalanche's `AGEMPlugin`.
  *
  * After each training experience, `patternsPerExperience` of its samples (drawn uniformly
- * without replacement from `ctx.rng`; Avalanche keeps a random split of the same size) join one
- * merged memory buffer. In every later training iteration (in `afterBackward`, at the parameters
- * the minibatch gradient was taken at), `sampleSize` samples are drawn uniformly without
- * replacement from the whole buffer (`ctx.rng`; the whole buffer when it is not larger; recent
- * Avalanche versions balance the draw across experiences instead), the gradient `g_ref` of the
- * criterion on them is computed (task labels passed for multi-head models), and if the minibatch
+ * without replacement from `ctx.rng`; Avalanche keeps a random split of the same size) join the
+ * memory as that experience's buffer. In every later training iteration (in `afterBackward`, at
+ * the parameters the minibatch gradient was taken at), a reference batch is drawn from `ctx.rng`
+ * as `sampling` says (by default as Avalanche: `⌊sampleSize / k⌋` samples from each of the k
+ * experience buffers, with replacement, see {@link experienceBalancedSample}), the gradient
+ * `g_ref` of the criterion on it is computed (task labels passed for multi-head models), and if
+ * the minibatch
  * gradient `g` has `g·g_ref < 0` it is replaced by its projection
  * `g̃ = g − (g·g_ref / g_ref·g_ref) g_ref` onto the half-space `g̃·g_ref ≥ 0`
  * ({@link agemProject}). The vector math and the branch run on the device: nothing is read back.
@@ -110,6 +155,7 @@ export interface AGEMOptions {
 export class AGEMPlugin extends StrategyPlugin {
   readonly patternsPerExperience: number;
   readonly sampleSize: number;
+  readonly sampling: AGEMSampling;
   /** The merged memory (one chunk per experience). */
   readonly memory: EpisodicMemory = new EpisodicMemory();
   /** Training iterations that ran with a non-empty memory. */
@@ -137,6 +183,12 @@ export class AGEMPlugin extends StrategyPlugin {
       );
     }
     this.sampleSize = s;
+    this.sampling = o.sampling ?? "experienceBalanced";
+    if (this.sampling !== "experienceBalanced" && this.sampling !== "uniform") {
+      throw new RangeError(
+        `AGEMPlugin sampling must be "experienceBalanced" or "uniform", got ${String(o.sampling)}`,
+      );
+    }
   }
 
   override get name(): string {
@@ -159,7 +211,9 @@ export class AGEMPlugin extends StrategyPlugin {
     const size = this.memory.size;
     if (size === 0 || !ctx.grads || ctx.params.size === 0) return;
     this.checks++;
-    const idx = size <= this.sampleSize
+    const idx = this.sampling === "experienceBalanced"
+      ? experienceBalancedSample(this.memory.sizes, this.sampleSize, ctx.rng)
+      : size <= this.sampleSize
       ? Int32Array.from({ length: size }, (_, i) => i)
       : ctx.rng.sample(size, this.sampleSize);
     this.lastSample = idx;
@@ -258,7 +312,7 @@ export function agem(opts: AGEMStrategyOptions): Strategy {
       "agem expects options: agem({ model, patternsPerExperience: 256, sampleSize: 256 })",
     );
   }
-  const { patternsPerExperience, sampleSize, ...rest } = opts;
-  const plugin = new AGEMPlugin({ patternsPerExperience, sampleSize });
+  const { patternsPerExperience, sampleSize, sampling, ...rest } = opts;
+  const plugin = new AGEMPlugin({ patternsPerExperience, sampleSize, sampling });
   return new Strategy({ name: "AGEM", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
 }

@@ -360,7 +360,12 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
     batchSize: 10,
     params: { patternsPerExperience: 250, sampleSize: 256 },
     target: 0.81,
-    notes: [],
+    notes: [
+      "The reference batch is drawn as Avalanche's AGEMPlugin does: one buffer per experience " +
+      "behind a GroupBalancedInfiniteDataLoader of batch size sample_size // len(buffers), i.e. " +
+      "⌊256 / k⌋ samples of each of the k past experiences, drawn with replacement " +
+      "(avalanche/training/plugins/agem.py, update_memory and sample_from_memory).",
+    ],
   },
 ];
 
