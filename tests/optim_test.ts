@@ -18,13 +18,16 @@ import {
 import { mlp } from "../lib/models/mlp.ts";
 import { crossEntropy } from "../lib/nn/losses.ts";
 
-const BACKENDS = ["cpu", "wasm"] as const;
+import { registerBlasBackend } from "../lib/backends/blas.ts";
+
+/** cpu and wasm, plus blas (SGD's in-place BLAS update) where a BLAS library loads. */
+const BACKENDS = (await registerBlasBackend()).ok ? ["cpu", "wasm", "blas"] : ["cpu", "wasm"];
 
 /** Runs `fn` once on each backend, leaving wasm active afterwards. */
 async function onBackends(fn: (backend: string) => void | Promise<void>): Promise<void> {
   try {
     for (const b of BACKENDS) {
-      await setBackend(b);
+      await setBackend(b as "cpu");
       await fn(b);
     }
   } finally {
@@ -171,6 +174,7 @@ Deno.test("SGD weight decay, dampening and nesterov follow PyTorch's formulas", 
     { lr: 0.1, momentum: 0.9, nesterov: true },
     { lr: 0.1, momentum: 0.5, nesterov: true, weightDecay: 0.2 },
     { lr: 0.1, momentum: 0.9, dampening: 0.3 },
+    { lr: 0.1, momentum: 0.9, dampening: 0.3, weightDecay: 0.1 },
   ];
   await onBackends((b) => {
     for (const c of cases) {
@@ -181,6 +185,34 @@ Deno.test("SGD weight decay, dampening and nesterov follow PyTorch's formulas", 
       opt.dispose();
       p.dispose();
     }
+  });
+});
+
+Deno.test("SGD never changes data shared with another tensor (in-place BLAS update on blas)", async () => {
+  const c = { lr: 0.1, momentum: 0.9, weightDecay: 0.01 };
+  const expected = torchSGD(P0, GRADS, c);
+  await onBackends((b) => {
+    const p = tf.variable(tf.tensor1d(P0));
+    const opt = sgd(c);
+    const snapshots: tf.Tensor[] = [];
+    for (const g of GRADS) {
+      // A clone shares the parameter's data on wasm and blas: it must keep the old values.
+      const before = tf.clone(p);
+      snapshots.push(before);
+      stepOnce(opt, p, g);
+      // A clone of the momentum buffer too (from the second step on, when it exists).
+      const buf = (opt as unknown as { slots: Map<string, Map<string, tf.Variable>> }).slots
+        .get("p")?.get("momentum");
+      if (buf) snapshots.push(tf.clone(buf));
+    }
+    assertClose(values(p), expected, 1e-6, `${b} parameter`);
+    assertClose(values(snapshots[0]), P0, 0, `${b} clone before step 1`);
+    const p1 = torchSGD(P0, GRADS.slice(0, 1), c);
+    assertClose(values(snapshots[2]), p1, 1e-6, `${b} clone before step 2`);
+    assertClose(values(snapshots[1]), GRADS[0].map((g, i) => g + 0.01 * P0[i]), 1e-6, `${b} buf`);
+    tf.dispose(snapshots);
+    opt.dispose();
+    p.dispose();
   });
 });
 

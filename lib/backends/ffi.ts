@@ -36,7 +36,19 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  // y += alpha · x and x *= alpha (the optimizers' in-place updates).
+  cblas_saxpy: {
+    parameters: ["i32", "f32", "buffer", "i32", "buffer", "i32"],
+    result: "void",
+    optional: true,
+  },
+  cblas_sscal: { parameters: ["i32", "f32", "buffer", "i32"], result: "void", optional: true },
   // OpenBLAS extensions: absent from Accelerate and the reference CBLAS.
+  cblas_saxpby: {
+    parameters: ["i32", "f32", "buffer", "i32", "f32", "buffer", "i32"],
+    result: "void",
+    optional: true,
+  },
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   openblas_get_config: { parameters: [], result: "pointer", optional: true },
@@ -71,6 +83,11 @@ export interface BlasLibrary {
     c: Float32Array,
     ldc: number,
   ): void;
+  /**
+   * `y = alpha · x + beta · y` over `n` elements, in place (one pass with OpenBLAS' `saxpby`,
+   * else `sscal` then `saxpy`; a JavaScript loop when the library has neither).
+   */
+  axpby(n: number, alpha: number, x: Float32Array, beta: number, y: Float32Array): void;
   /** Sets the size of OpenBLAS' thread pool (no-op for other libraries). */
   setThreads(n: number): void;
   /** Unloads the library. */
@@ -153,6 +170,16 @@ function wrap(path: string, dl: Deno.DynamicLibrary<typeof SYMBOLS>): BlasLibrar
     },
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       gemm(RowMajor, transA ? T : N, transB ? T : N, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    },
+    axpby(n, alpha, x, beta, y) {
+      if (n <= 0) return;
+      if (s.cblas_saxpby) s.cblas_saxpby(n, alpha, x, 1, beta, y, 1);
+      else if (s.cblas_saxpy && s.cblas_sscal) {
+        if (beta !== 1) s.cblas_sscal(n, beta, y, 1);
+        if (alpha !== 0) s.cblas_saxpy(n, alpha, x, 1, y, 1);
+      } else {
+        for (let i = 0; i < n; i++) y[i] = alpha * x[i] + beta * y[i];
+      }
     },
     setThreads(n: number) {
       if (setThreads) setThreads(n);

@@ -44,13 +44,16 @@ export function countMacs(
   let macs = 0;
   const modules = [...model.namedModules().values()];
   const modes = modules.map((m) => m.training);
-  const patched: { m: Module; own: PropertyDescriptor | undefined }[] = [];
+  const patched: { m: Module; key: string; own: PropertyDescriptor | undefined }[] = [];
   for (const m of modules) {
     if (!(m instanceof Linear) && !(m instanceof Conv2d)) continue;
-    const own = Object.getOwnPropertyDescriptor(m, "forward");
-    const original = m.forward;
-    patched.push({ m, own });
-    Object.defineProperty(m, "forward", {
+    // Linear's products all go through forwardActivated (Sequential calls it directly when it
+    // fuses a Linear with the relu after it).
+    const key = m instanceof Linear ? "forwardActivated" : "forward";
+    const own = Object.getOwnPropertyDescriptor(m, key);
+    const original = (m as unknown as Record<string, unknown>)[key];
+    patched.push({ m, key, own });
+    Object.defineProperty(m, key, {
       configurable: true,
       writable: true,
       value: function (this: Module, x: tf.Tensor, o?: unknown) {
@@ -74,9 +77,9 @@ export function countMacs(
       });
     });
   } finally {
-    for (const { m, own } of patched) {
-      if (own) Object.defineProperty(m, "forward", own);
-      else delete (m as { forward?: unknown }).forward;
+    for (const { m, key, own } of patched) {
+      if (own) Object.defineProperty(m, key, own);
+      else delete (m as unknown as Record<string, unknown>)[key];
     }
     modules.forEach((m, i) => (m.training = modes[i]));
   }

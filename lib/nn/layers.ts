@@ -7,6 +7,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import {
+  hasFusedKernel,
+  LINEAR,
+  linear as fusedLinear,
+  type LinearActivation,
+} from "../backends/fused.ts";
 import { type ForwardOptions, Module } from "./module.ts";
 
 /** Backends whose own gradient kernels are fast (native matrix products). */
@@ -153,6 +159,14 @@ export class Linear extends Module {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
+    return this.forwardActivated(x, "linear");
+  }
+
+  /**
+   * `activation(x · weight + bias)`: one fused kernel (and only the needed gradients) where the
+   * backend has it ("blas"), else the product, the bias and the activation.
+   */
+  forwardActivated(x: tf.Tensor, activation: LinearActivation): tf.Tensor {
     const x2 = x.rank === 2 ? x as tf.Tensor2D : tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
     if (x2.shape[1] !== this.inFeatures) {
       throw new RangeError(
@@ -161,13 +175,18 @@ export class Linear extends Module {
         } (input shape [${x.shape}])`,
       );
     }
-    if (!this.bias) return tf.matMul(x2, this.weight as tf.Tensor2D);
-    // Backends with native matrix products (BLAS, tfjs-node) take tfjs' own gradients, which
-    // skip the input gradient where none is needed; wasm keeps the explicit-transpose form.
-    if (NATIVE_GRADS.has(tf.getBackend())) {
-      return tf.add(tf.matMul(x2, this.weight as tf.Tensor2D), this.bias);
-    }
-    return linearOp(x2, this.weight as tf.Tensor2D, this.bias as tf.Tensor1D);
+    const w = this.weight as tf.Tensor2D, b = this.bias as tf.Tensor1D | undefined;
+    if (hasFusedKernel(LINEAR) && x2.dtype === "float32") return fusedLinear(x2, w, b, activation);
+    const y = this.#affine(x2, w, b);
+    return activation === "relu" ? tf.relu(y) : y;
+  }
+
+  #affine(x2: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined): tf.Tensor {
+    if (!b) return tf.matMul(x2, w);
+    // Backends with native matrix products (tfjs-node) take tfjs' own gradients, which skip
+    // the input gradient where none is needed; wasm keeps the explicit-transpose form.
+    if (NATIVE_GRADS.has(tf.getBackend())) return tf.add(tf.matMul(x2, w), b);
+    return linearOp(x2, w, b);
   }
 
   /** Replaces weight and bias by ones with `outFeatures` outputs, keeping the first columns. */
@@ -338,7 +357,17 @@ export class Sequential extends Module {
   }
   forward(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor {
     let h = x;
-    for (const l of this.layers) h = l.forward(h, opts);
+    const layers = this.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const l = layers[i], next = layers[i + 1];
+      // A Linear followed by a relu is one fused kernel where the backend has it.
+      if (l instanceof Linear && next instanceof Activation && next.kind === "relu") {
+        h = l.forwardActivated(h, "relu");
+        i++;
+      } else {
+        h = l.forward(h, opts);
+      }
+    }
     return h;
   }
 }

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { newVariable, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
+import { sgdStepInPlace } from "../backends/fused.ts";
 
 /** Plain-data optimizer state: hyper-parameters, step count and slots by parameter name. */
 export interface OptimizerState {
@@ -60,6 +61,12 @@ abstract class SlotOptimizer implements Optimizer {
     t.dispose();
     m.set(slot, v);
     return [v, true];
+  }
+
+  /** The slot `slot` of parameter `name` when it exists with `like`'s shape (never creates). */
+  protected existingSlot(name: string, slot: string, like: tf.Tensor): tf.Variable | undefined {
+    const v = this.slots.get(name)?.get(slot);
+    return v && v.shape.join() === like.shape.join() ? v : undefined;
   }
 
   reset(): void {
@@ -160,10 +167,14 @@ export class SGD extends SlotOptimizer {
   }
 
   step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>): void {
-    const lr = tf.scalar(-this.lr);
+    let lr: tf.Scalar | undefined;
     for (const [name, g0] of grads) {
       const p = params.get(name);
       if (!p) continue;
+      // In place with BLAS where it can (the "blas" backend, momentum buffer already there).
+      const existing = this.momentum ? this.existingSlot(name, "momentum", p) : undefined;
+      if ((!this.momentum || existing) && sgdStepInPlace(p, g0, existing, this)) continue;
+      lr ??= tf.scalar(-this.lr);
       let g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
       if (this.momentum) {
         const [buf, fresh] = this.slot(name, "momentum", p, () => tf.clone(g));

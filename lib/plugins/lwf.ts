@@ -7,6 +7,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { DISTILLATION, fusedDistillation, hasFusedKernel } from "../backends/fused.ts";
 import { Classifier } from "../models/mlp.ts";
 import { MultiHeadClassifier } from "../models/heads.ts";
 import { isCloneable, type Module, type ModuleState } from "../nn/module.ts";
@@ -38,7 +39,8 @@ function selectUnits(logits: tf.Tensor, units: readonly number[]): tf.Tensor2D {
  * `units` only (softmax taken over those units), summed over units and averaged over the batch
  * (`kl_div(..., reduction="batchmean")`). No `T²` factor, as Avalanche and
  * `shared/bench/torch_ref.py` (Hinton et al.'s distillation multiplies by `T²`; scale `alpha` to
- * get it).
+ * get it). On the wasm, blas and cpu backends the loss and its gradient are one fused kernel
+ * each way.
  *
  * @example
  * ```ts
@@ -65,6 +67,22 @@ export function distillationLoss(
         `${prevWidth} (previous)`,
     );
   }
+  if (
+    out.rank === 2 && prevOut.rank === 2 && out.dtype === "float32" &&
+    prevOut.dtype === "float32" && width === prevWidth && hasFusedKernel(DISTILLATION)
+  ) {
+    return fusedDistillation(out, prevOut, sorted, temperature);
+  }
+  return compositeDistillation(out, prevOut, sorted, temperature);
+}
+
+/** {@link distillationLoss} from tfjs ops, on every backend (`units` sorted, distinct). */
+export function compositeDistillation(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  sorted: readonly number[],
+  temperature: number,
+): tf.Scalar {
   const n = out.shape[0];
   const logQ = tf.logSoftmax(tf.div(selectUnits(out, sorted), temperature));
   const logP = tf.logSoftmax(tf.div(selectUnits(prevOut, sorted), temperature));

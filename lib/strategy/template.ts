@@ -16,6 +16,7 @@ import type { Batch, Dataset } from "../data/dataset.ts";
 import type { MetricRow } from "../metrics/rows.ts";
 import { accuracyMatrix } from "../metrics/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
+import { accumulateBatch } from "../backends/fused.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
 import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
 import { Rng, type RngState } from "../random.ts";
@@ -542,8 +543,7 @@ export class Strategy {
       tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
       await this.#call("afterUpdate");
       tf.tidy(() => {
-        this.#lossSum.assign(tf.add(this.#lossSum, tf.mul(ctx.loss!, batch.n)));
-        this.#correct.assign(tf.add(this.#correct, this.#countCorrect(ctx.output!, batch.y)));
+        this.#accumulate(ctx.loss!, ctx.output!, batch.y);
       });
       this.clock.trainIterations++;
       this.clock.epochIteration++;
@@ -568,8 +568,11 @@ export class Strategy {
     });
   }
 
-  #countCorrect(output: tf.Tensor, y: tf.Tensor): tf.Scalar {
-    return tf.sum(tf.cast(tf.equal(tf.argMax(output, -1), y), "float32")) as tf.Scalar;
+  /** Adds a batch's summed loss and correct predictions to the epoch accumulators. */
+  #accumulate(loss: tf.Tensor, output: tf.Tensor, y: tf.Tensor): void {
+    const [lossSum, correct] = accumulateBatch(this.#lossSum, this.#correct, loss, output, y);
+    this.#lossSum.assign(lossSum);
+    this.#correct.assign(correct);
   }
 
   // ------------------------------------------------------------- evaluation ----
@@ -657,8 +660,7 @@ export class Strategy {
         await this.#call("afterEvalForward");
         this.#checkLabels(batch, ctx.output);
         ctx.loss = this.criterion(ctx.output, batch.y);
-        this.#lossSum.assign(tf.add(this.#lossSum, tf.mul(ctx.loss, batch.n)));
-        this.#correct.assign(tf.add(this.#correct, this.#countCorrect(ctx.output, batch.y)));
+        this.#accumulate(ctx.loss, ctx.output, batch.y);
         samples += batch.n;
         this.clock.evalIterations++;
         await this.#call("afterEvalIteration");

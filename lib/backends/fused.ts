@@ -1,0 +1,486 @@
+/**
+ * Fused kernels for the training step's small operations, where tfjs' per-kernel cost (engine
+ * bookkeeping, an allocation per output, a tape entry) outweighs the arithmetic:
+ *
+ * - `PerennialSoftmaxCrossEntropy`: mean softmax cross-entropy of logits `[n, C]` against int
+ *   labels `[n]` and its gradient `(softmax − onehot) / n`, in one scan (the composite form is
+ *   about a dozen kernels forward and as many backward). {@link crossEntropy} in `nn/losses.ts`
+ *   uses it through a custom gradient.
+ * - `PerennialBatchStats`: the template's on-device epoch accumulators (summed loss, count of
+ *   correct top-1 predictions) updated from a batch in one kernel instead of six.
+ * - {@link sgdStepInPlace}: SGD's update (momentum, dampening, weight decay, Nesterov) applied in
+ *   place with BLAS `axpby` on the "blas" backend: two passes over each parameter instead of four
+ *   kernels, four allocations and four passes.
+ *
+ * The kernels are registered for the "wasm", "blas" and "cpu" backends; on any other backend
+ * (tfjs-node) callers keep the composite form ({@link hasFusedKernel}).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { BlasLibrary } from "./ffi.ts";
+
+/** Kernel name of the fused softmax cross-entropy (outputs: mean loss, gradient). */
+export const SOFTMAX_CE = "PerennialSoftmaxCrossEntropy";
+/**
+ * Kernel name of the fused distillation loss (LwF): `KL(softmax(prev/T) ‖ softmax(out/T))` over
+ * some output units, batch-averaged, and its gradient with respect to `out` (outputs: loss,
+ * gradient).
+ */
+export const DISTILLATION = "PerennialDistillation";
+/** Kernel name of the fused epoch accumulators (outputs: loss sum, correct count). */
+export const BATCH_STATS = "PerennialBatchStats";
+
+/**
+ * Kernel name of a linear layer's forward, `x · w + bias` then "linear" or "relu" (the "blas"
+ * backend's kernel, in `blas.ts`), with a gradient that computes only the inputs' gradients the
+ * tape needs (the first layer's input gradient is never computed).
+ */
+export const LINEAR = "PerennialLinear";
+/** Kernel name of relu's backward from its output: `dy · (y > 0)`. */
+export const RELU_GRAD = "PerennialReluGrad";
+
+/** Backends whose tensors live on the wasm heap. */
+const HEAP_BACKENDS: ReadonlySet<string> = new Set(["wasm", "blas"]);
+/** Backends the kernels are registered for. */
+export const FUSED_BACKENDS: readonly string[] = ["wasm", "blas", "cpu"];
+
+type TensorInfo = tf.TensorInfo;
+type Values = Float32Array | Int32Array | Uint8Array;
+
+/** The parts of tfjs-backend-wasm's backend used here. */
+interface HeapBackend {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number; refCount?: number } | undefined };
+  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
+}
+
+/** The parts of tfjs-backend-cpu's backend used here. */
+interface CpuBackend {
+  readSync(dataId: tf.DataId): unknown;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Values): TensorInfo;
+}
+
+function size(shape: readonly number[]): number {
+  let s = 1;
+  for (const d of shape) s *= d;
+  return s;
+}
+
+/** Reads and writes tensor data of one backend from inside a kernel. */
+interface KernelIO {
+  /** The values of an input (a view: read them before the first `output`). */
+  read(t: TensorInfo): Values;
+  /** A new output holding `values`. */
+  output(shape: number[], dtype: tf.DataType, values: Values): TensorInfo;
+}
+
+function heapIO(be: HeapBackend): KernelIO {
+  return {
+    read(t) {
+      const off = be.dataIdMap.get(t.dataId)!.memoryOffset;
+      const buf = be.wasm.HEAPU8.buffer;
+      const n = size(t.shape);
+      if (t.dtype === "int32") return new Int32Array(buf, off, n);
+      if (t.dtype === "bool") return new Uint8Array(buf, off, n);
+      return new Float32Array(buf, off, n);
+    },
+    output(shape, dtype, values) {
+      const out = be.makeOutput(shape, dtype);
+      const off = be.dataIdMap.get(out.dataId)!.memoryOffset;
+      const buf = be.wasm.HEAPU8.buffer;
+      const n = size(shape);
+      const dst = dtype === "int32" ? new Int32Array(buf, off, n) : new Float32Array(buf, off, n);
+      dst.set(values);
+      return out;
+    },
+  };
+}
+
+function cpuIO(be: CpuBackend): KernelIO {
+  return {
+    read(t) {
+      return be.readSync(t.dataId) as Values;
+    },
+    output(shape, dtype, values) {
+      return be.makeTensorInfo(shape, dtype, values);
+    },
+  };
+}
+
+function ioFor(backendName: string, backend: unknown): KernelIO {
+  return HEAP_BACKENDS.has(backendName)
+    ? heapIO(backend as HeapBackend)
+    : cpuIO(backend as CpuBackend);
+}
+
+/**
+ * Mean softmax cross-entropy of `logits` (`n` rows of `c`) against `labels`, and its gradient
+ * `(softmax − onehot) / n` into `grad`. Labels outside `0..c-1` give a NaN loss.
+ */
+export function softmaxCrossEntropy(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  n: number,
+  c: number,
+  grad: Float32Array,
+): number {
+  let total = 0;
+  const inv = 1 / n;
+  for (let i = 0, o = 0; i < n; i++, o += c) {
+    let max = -Infinity;
+    for (let j = 0; j < c; j++) if (logits[o + j] > max) max = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < c; j++) {
+      const e = Math.exp(logits[o + j] - max);
+      grad[o + j] = e;
+      sum += e;
+    }
+    const y = labels[i];
+    const valid = Number.isInteger(y) && y >= 0 && y < c;
+    total += valid ? max + Math.log(sum) - logits[o + y] : NaN;
+    const scale = inv / sum;
+    for (let j = 0; j < c; j++) grad[o + j] *= scale;
+    if (valid) grad[o + y] -= inv;
+  }
+  return total / n;
+}
+
+/** Count of rows whose first largest logit is at the label (tf.argMax's tie rule). */
+export function countCorrect(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  n: number,
+  c: number,
+): number {
+  let correct = 0;
+  for (let i = 0, o = 0; i < n; i++, o += c) {
+    let best = 0, max = logits[o];
+    for (let j = 1; j < c; j++) {
+      if (logits[o + j] > max) {
+        max = logits[o + j];
+        best = j;
+      }
+    }
+    if (best === labels[i]) correct++;
+  }
+  return correct;
+}
+
+function rowsCols(shape: readonly number[]): [number, number] {
+  const c = shape[shape.length - 1];
+  return [c ? size(shape) / c : 0, c];
+}
+
+function softmaxCEKernel(backendName: string): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { logits, labels } = inputs as { logits: TensorInfo; labels: TensorInfo };
+    const io = ioFor(backendName, backend);
+    const [n, c] = rowsCols(logits.shape);
+    const grad = new Float32Array(n * c);
+    const loss = softmaxCrossEntropy(io.read(logits), io.read(labels), n, c, grad);
+    return [
+      io.output([], "float32", Float32Array.of(loss)),
+      io.output([...logits.shape], "float32", grad),
+    ];
+  };
+}
+
+function batchStatsKernel(backendName: string): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { lossSum, correct, loss, logits, labels } = inputs as Record<string, TensorInfo>;
+    const io = ioFor(backendName, backend);
+    const [n, c] = rowsCols(logits.shape);
+    const hits = countCorrect(io.read(logits), io.read(labels), n, c);
+    const newLoss = io.read(lossSum)[0] + Math.fround(io.read(loss)[0] * n);
+    const newCorrect = io.read(correct)[0] + hits;
+    return [
+      io.output([], "float32", Float32Array.of(newLoss)),
+      io.output([], "float32", Float32Array.of(newCorrect)),
+    ];
+  };
+}
+
+/**
+ * Batch mean of `KL(softmax(prev_U/T) ‖ softmax(out_U/T))` over the units `U` of rows of width
+ * `w`, and its gradient with respect to `out` into `grad` (`(q − p) / (T·n)` on the units, 0
+ * elsewhere).
+ */
+export function distillation(
+  out: ArrayLike<number>,
+  prev: ArrayLike<number>,
+  n: number,
+  w: number,
+  units: readonly number[],
+  temperature: number,
+  grad: Float32Array,
+): number {
+  const u = units.length;
+  const p = new Float64Array(u), q = new Float64Array(u);
+  const invT = 1 / temperature, scale = 1 / (temperature * n);
+  let total = 0;
+  grad.fill(0);
+  for (let i = 0, o = 0; i < n; i++, o += w) {
+    let mp = -Infinity, mq = -Infinity;
+    for (let j = 0; j < u; j++) {
+      p[j] = prev[o + units[j]] * invT;
+      q[j] = out[o + units[j]] * invT;
+      if (p[j] > mp) mp = p[j];
+      if (q[j] > mq) mq = q[j];
+    }
+    let sp = 0, sq = 0;
+    for (let j = 0; j < u; j++) {
+      sp += Math.exp(p[j] - mp);
+      sq += Math.exp(q[j] - mq);
+    }
+    const lp = mp + Math.log(sp), lq = mq + Math.log(sq);
+    for (let j = 0; j < u; j++) {
+      const logP = p[j] - lp, logQ = q[j] - lq, pj = Math.exp(logP);
+      total += pj * (logP - logQ);
+      grad[o + units[j]] = (Math.exp(logQ) - pj) * scale;
+    }
+  }
+  return total / n;
+}
+
+function distillationKernel(backendName: string): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { out, prev } = inputs as { out: TensorInfo; prev: TensorInfo };
+    const { units, temperature } = attrs as unknown as { units: number[]; temperature: number };
+    const io = ioFor(backendName, backend);
+    const [n, w] = rowsCols(out.shape);
+    const grad = new Float32Array(n * w);
+    const loss = distillation(io.read(out), io.read(prev), n, w, units, temperature, grad);
+    return [
+      io.output([], "float32", Float32Array.of(loss)),
+      io.output([...out.shape], "float32", grad),
+    ];
+  };
+}
+
+/** Relu's gradient on the heap backends, written straight into the output. */
+function reluGradKernel(): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { dy, y } = inputs as { dy: TensorInfo; y: TensorInfo };
+    const be = backend as unknown as HeapBackend;
+    const out = be.makeOutput([...dy.shape], "float32");
+    const heap = be.wasm.HEAPU8.buffer, n = size(dy.shape);
+    const at = (t: TensorInfo) =>
+      new Float32Array(heap, be.dataIdMap.get(t.dataId)!.memoryOffset, n);
+    const dv = at(dy), yv = at(y), ov = at(out);
+    // Branch-free (a sign test mispredicts half the time); `+ 0` turns −0 into 0.
+    for (let i = 0; i < n; i++) ov[i] = dv[i] * +(yv[i] > 0) + 0;
+    return out;
+  };
+}
+
+// One kernel function per data layout: "wasm" and "blas" share theirs (and their instance).
+const kernelFuncs = new Map<string, tf.KernelFunc>();
+const KERNELS: readonly [string, (backendName: string) => tf.KernelFunc, boolean][] = [
+  [SOFTMAX_CE, softmaxCEKernel, false],
+  [BATCH_STATS, batchStatsKernel, false],
+  [DISTILLATION, distillationKernel, false],
+  [RELU_GRAD, reluGradKernel, true],
+];
+for (const backendName of FUSED_BACKENDS) {
+  const layout = HEAP_BACKENDS.has(backendName) ? "heap" : backendName;
+  for (const [kernelName, make, heapOnly] of KERNELS) {
+    if (heapOnly && layout !== "heap") continue;
+    const key = `${layout}/${kernelName}`;
+    if (!kernelFuncs.has(key)) kernelFuncs.set(key, make(backendName));
+    if (!tf.getKernel(kernelName, backendName)) {
+      tf.registerKernel({ kernelName, backendName, kernelFunc: kernelFuncs.get(key)! });
+    }
+  }
+}
+
+tf.registerGradient({
+  kernelName: LINEAR,
+  inputsToSave: ["x", "w"],
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, w, y] = saved;
+    const d = dy as tf.Tensor;
+    // Computed once, here: the per-input functions below run only for the inputs on the path.
+    const dz = attrs.activation === "relu"
+      ? tf.engine().runKernel(RELU_GRAD, { dy: d, y }) as tf.Tensor
+      : d;
+    return {
+      x: () => tf.matMul(dz, w, false, true),
+      w: () => tf.matMul(x, dz, true, false),
+      bias: () => tf.sum(dz, 0),
+    };
+  },
+});
+
+/** Activations {@link linear} fuses. */
+export type LinearActivation = "linear" | "relu";
+
+/**
+ * `x · w + bias` then `activation`, as one kernel forward and only the needed gradients
+ * backward, where {@link hasFusedKernel}(LINEAR) (the "blas" backend). `x` is `[n, in]`, `w`
+ * `[in, out]`, `bias` `[out]`.
+ */
+export function linear(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  bias: tf.Tensor1D | undefined,
+  activation: LinearActivation = "linear",
+): tf.Tensor2D {
+  const inputs: tf.NamedTensorMap = bias ? { x, w, bias } : { x, w };
+  return tf.engine().runKernel(LINEAR, inputs, { activation }) as tf.Tensor2D;
+}
+
+/** True when the fused kernel `name` runs on the active backend. */
+export function hasFusedKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/**
+ * Mean softmax cross-entropy with a one-kernel forward and a one-kernel backward (the gradient
+ * is computed with the loss). Needs {@link hasFusedKernel}(SOFTMAX_CE).
+ */
+export function fusedSoftmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+  const f = tf.customGrad(
+    ((z: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+      const [loss, grad] = tf.engine().runKernel(SOFTMAX_CE, { logits: z, labels }) as tf.Tensor[];
+      save([grad]);
+      return {
+        value: loss,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  ) as unknown as (z: tf.Tensor) => tf.Tensor;
+  return f(logits) as tf.Scalar;
+}
+
+/**
+ * {@link distillation} as a differentiable op (gradient with respect to `out` only; `prev` is the
+ * teacher's constant output). Needs {@link hasFusedKernel}(DISTILLATION); `units` sorted,
+ * distinct and in range.
+ */
+export function fusedDistillation(
+  out: tf.Tensor,
+  prev: tf.Tensor,
+  units: readonly number[],
+  temperature: number,
+): tf.Scalar {
+  const attrs = { units: [...units], temperature } as unknown as tf.NamedAttrMap;
+  const f = tf.customGrad(
+    ((z: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+      const [loss, grad] = tf.engine().runKernel(
+        DISTILLATION,
+        { out: z, prev },
+        attrs,
+      ) as tf.Tensor[];
+      save([grad]);
+      return {
+        value: loss,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  ) as unknown as (z: tf.Tensor) => tf.Tensor;
+  return f(out) as tf.Scalar;
+}
+
+/**
+ * The epoch accumulators after a batch: `lossSum + loss · n` and `correct + hits`, where hits
+ * counts rows of `logits` whose top-1 class is the label. One kernel where the fused kernels
+ * run, else the composite form.
+ */
+export function accumulateBatch(
+  lossSum: tf.Tensor,
+  correct: tf.Tensor,
+  loss: tf.Tensor,
+  logits: tf.Tensor,
+  labels: tf.Tensor,
+): [tf.Scalar, tf.Scalar] {
+  if (logits.dtype === "float32" && labels.dtype === "int32" && hasFusedKernel(BATCH_STATS)) {
+    return tf.engine().runKernel(BATCH_STATS, { lossSum, correct, loss, logits, labels }) as [
+      tf.Scalar,
+      tf.Scalar,
+    ];
+  }
+  return tf.tidy(() => {
+    const n = logits.shape[0];
+    const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), labels), "float32"));
+    return [tf.add(lossSum, tf.mul(loss, n)), tf.add(correct, hits)] as [tf.Scalar, tf.Scalar];
+  });
+}
+
+// ------------------------------------------------------------------ SGD in place ----
+
+let blasLib: BlasLibrary | undefined;
+
+/** Called by the "blas" backend when it loads its library. */
+export function setFusedBlas(lib: BlasLibrary | undefined): void {
+  blasLib = lib;
+}
+
+/** SGD hyper-parameters (PyTorch's semantics). */
+export interface SgdConfig {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+}
+
+/**
+ * One SGD step for parameter `p` with gradient `g` and momentum buffer `buf` (undefined without
+ * momentum), with BLAS on the "blas" backend, in place into `buf` and into `p` unless its data is
+ * shared with another tensor (then into a new buffer the variable takes over):
+ * `buf = m·buf + (1−d)·(g + wd·p)`, then `p −= lr·buf` (Nesterov: `p −= lr·(g + wd·p + m·buf)`).
+ * Returns false, changing nothing, where it does not apply (another backend, a shared or
+ * non-float32 tensor, a shared momentum buffer, a first momentum step); the caller then takes
+ * the composite path.
+ */
+export function sgdStepInPlace(
+  p: tf.Variable,
+  g: tf.Tensor,
+  buf: tf.Variable | undefined,
+  c: SgdConfig,
+): boolean {
+  const lib = blasLib;
+  if (!lib || tf.getBackend() !== "blas" || g.dtype !== "float32" || p.dtype !== "float32") {
+    return false;
+  }
+  if (c.momentum && !buf) return false;
+  const be = tf.backend() as unknown as HeapBackend;
+  const n = p.size;
+  const pd = be.dataIdMap.get(p.dataId), gd = be.dataIdMap.get(g.dataId);
+  const bd = buf ? be.dataIdMap.get(buf.dataId) : undefined;
+  if (!pd || !gd || g.size !== n || (buf && (!bd || buf.size !== n || bd.refCount !== 1))) {
+    return false;
+  }
+  // The parameter is usually shared with the tape's saved copies until the iteration ends: then
+  // the update goes to a new buffer that the variable takes over (its old data stays intact).
+  let target: TensorInfo | undefined;
+  if (pd.refCount !== 1) target = be.makeOutput([...p.shape], "float32");
+  const heap = be.wasm.HEAPU8.buffer;
+  const f32 = (offset: number) => new Float32Array(heap, offset, n);
+  const pv = f32(pd.memoryOffset), gv = f32(gd.memoryOffset);
+  const bv = bd ? f32(bd.memoryOffset) : undefined;
+  const out = target ? f32(be.dataIdMap.get(target.dataId)!.memoryOffset) : pv;
+  if (target) out.set(pv);
+  const { lr, momentum: m, weightDecay: wd } = c;
+  if (!bv) {
+    lib.axpby(n, -lr, gv, 1 - lr * wd, out);
+  } else {
+    const d = 1 - c.dampening;
+    lib.axpby(n, d, gv, m, bv);
+    if (wd) lib.axpby(n, d * wd, pv, 1, bv);
+    if (c.nesterov) {
+      lib.axpby(n, -lr, gv, 1 - lr * wd, out);
+      lib.axpby(n, -lr * m, bv, 1, out);
+    } else {
+      lib.axpby(n, -lr, bv, 1, out);
+    }
+  }
+  if (target) {
+    const t = tf.engine().makeTensorFromTensorInfo(target);
+    p.assign(t);
+    t.dispose();
+  }
+  return true;
+}
