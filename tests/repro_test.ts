@@ -162,6 +162,39 @@ Deno.test("loadBenchmark cuts online experiences and subsamples", async () => {
   assert.deepEqual(p.groups.map((g) => g.length), [1, 1]);
 });
 
+Deno.test("validationSize holds out the first ⌊f·n⌋ samples of each training experience (online replay: 0.05)", async () => {
+  assert.equal(reproConfig("online-replay-split-mnist").benchmark.validationSize, 0.05);
+  const spec = {
+    name: "splitMNIST" as const,
+    experiences: 5,
+    fixedClassOrder: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  };
+  const full = await loadBenchmark(spec, { data: SYNTHETIC });
+  const held = await loadBenchmark({ ...spec, validationSize: 0.05 }, { data: SYNTHETIC });
+  for (let k = 0; k < 5; k++) {
+    const a = full.benchmark.train[k].dataset;
+    const b = held.benchmark.train[k].dataset;
+    const cut = Math.floor(0.05 * a.length);
+    assert.ok(cut > 0);
+    assert.equal(b.length, a.length - cut);
+    assert.deepEqual([...b.targets], [...a.targets].slice(cut));
+    const idx = Int32Array.from({ length: b.length }, (_, i) => i);
+    const shifted = Int32Array.from({ length: b.length }, (_, i) => cut + i);
+    assert.deepEqual(b.batch(idx).x, a.batch(shifted).x);
+    assert.equal(held.benchmark.test[k].dataset.length, full.benchmark.test[k].dataset.length);
+  }
+  const online = await loadBenchmark(
+    { ...spec, validationSize: 0.05, onlineExperienceSize: 10 },
+    { data: SYNTHETIC },
+  );
+  const sizes = online.groups.map((g) => g.reduce((n, e) => n + e.dataset.length, 0));
+  assert.deepEqual(sizes, held.benchmark.train.map((e) => e.dataset.length));
+  await assert.rejects(
+    () => loadBenchmark({ ...spec, validationSize: 1 }, { data: SYNTHETIC }),
+    /validationSize must be a fraction in \[0, 1\)/,
+  );
+});
+
 // --------------------------------------------------------------------- running ----
 
 for (const config of REPRODUCTIONS) {

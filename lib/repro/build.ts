@@ -7,7 +7,12 @@
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
 import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
-import type { Benchmark, Experience } from "../benchmarks/experience.ts";
+import {
+  type Benchmark,
+  type Experience,
+  makeExperience,
+  makeStream,
+} from "../benchmarks/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
 import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";
@@ -100,6 +105,9 @@ export async function loadBenchmark(
         `or "permutedMNIST"`,
     );
   }
+  if (spec.validationSize !== undefined && spec.validationSize !== 0) {
+    benchmark = holdOutValidation(benchmark, spec.validationSize);
+  }
   if (opts.trainPerExperience !== undefined || opts.testPerExperience !== undefined) {
     benchmark = subsample(benchmark, {
       trainPerExperience: opts.trainPerExperience,
@@ -114,6 +122,50 @@ export async function loadBenchmark(
     groups[sub.origin.id].push(sub);
   }
   return { benchmark, groups };
+}
+
+/**
+ * The benchmark with the first `⌊fraction · n⌋` samples of each training experience (in dataset
+ * order) removed, as the training stream Avalanche's `benchmark_with_validation_stream(benchmark,
+ * fraction)` leaves with its default split (`shuffle=False`: the validation experience takes the
+ * first indices). The test stream is unchanged.
+ *
+ * @example
+ * ```ts
+ * import { syntheticImages } from "../../datasets/mod.ts";
+ * import { splitMNIST } from "../benchmarks/classic.ts";
+ * import { holdOutValidation } from "./build.ts";
+ * const data = { name: "synthetic", classes: 10, train: syntheticImages({ n: 200, classes: 10 }),
+ *   test: syntheticImages({ n: 100, classes: 10, seed: 2 }) };
+ * const b = await splitMNIST({ data, experiences: 5 });
+ * const v = holdOutValidation(b, 0.05);
+ * console.assert(v.train[0].dataset.length === 40 - 2);
+ * ```
+ */
+export function holdOutValidation(benchmark: Benchmark, fraction: number): Benchmark {
+  if (typeof fraction !== "number" || !(fraction >= 0 && fraction < 1)) {
+    throw new RangeError(
+      `validationSize must be a fraction in [0, 1), got ${String(fraction)}: e.g. 0.05`,
+    );
+  }
+  const train = makeStream(
+    benchmark.train.name,
+    benchmark.train.map((e) => {
+      const n = e.dataset.length;
+      const held = Math.floor(fraction * n);
+      if (held === 0) return e;
+      const dataset = e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i));
+      const base = makeExperience(e.stream, e.id, dataset, e.info);
+      return {
+        ...e,
+        taskLabel: base.taskLabel,
+        taskLabels: base.taskLabels,
+        classes: base.classes,
+        dataset,
+      };
+    }),
+  );
+  return { ...benchmark, train, classesPerExperience: train.map((e) => e.classes) };
 }
 
 /**

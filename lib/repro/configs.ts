@@ -53,6 +53,13 @@ export interface BenchmarkSpec {
    * many samples ({@link splitOnline}), trained one after another. @default not online
    */
   onlineExperienceSize?: number;
+  /**
+   * Fraction of each training experience held out as a validation stream (never trained on), as
+   * Avalanche's `benchmark_with_validation_stream(benchmark, validationSize)` with its default
+   * split (no shuffle): the first ⌊validationSize · n⌋ samples of the experience, in dataset
+   * order, leave the training experience. @default 0 (no validation split)
+   */
+  validationSize?: number;
 }
 
 /** An MLP (see `mlp`): hidden widths, outputs, head, activation, dropout. */
@@ -277,6 +284,7 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
       experiences: 5,
       fixedClassOrder: NATURAL_ORDER,
       onlineExperienceSize: 10,
+      validationSize: 0.05,
     },
     model: { hidden: [512], outputs: 10, dropout: 0.5 },
     optimizer: { name: "sgd", lr: 0.1 },
@@ -288,6 +296,13 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
       "The memory is class-balanced (adaptive) and updated after every online experience; each " +
       "minibatch of 10 new samples gets 10 memory samples.",
       "The model is Avalanche's SimpleMLP: one hidden layer of 512 units with dropout 0.5.",
+      "As the baseline (benchmark_with_validation_stream(scenario, 0.05), default split without " +
+      "shuffle), the first 5% of each training experience is held out as a validation stream " +
+      "and never trained on. Seeds 0, 1, 2: 0.935, 0.915, 0.921 (0.909, 0.912, 0.917 when " +
+      "training on the whole experiences).",
+      "Not reproduced: the baseline trains with drop_last=True, so the last online experience of " +
+      "each experience (fewer than 10 samples) trains no minibatch in Avalanche (it still " +
+      "enters the memory); here it trains one smaller minibatch.",
     ],
   },
   {
