@@ -193,13 +193,14 @@ export class ReplayDataLoader implements DataLoader {
   }
 
   /** The minibatches of one epoch (current data reshuffled, memory cycling restarted). */
-  *epoch(rng: Rng): Iterable<Batch> {
+  *epoch(rng: Rng, reuse = false): Iterable<Batch> {
     const n = this.data.length;
     const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
     const samplers = this.memoryParts.map((p) =>
       new CyclingSampler(p.indices.length, p.batch, this.shuffle)
     );
     const size = this.data.sampleSize;
+    let buffer: Batch | undefined;
     for (let k = 0; k < this.length; k++) {
       const cur = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
       const mem: Int32Array[] = samplers.map((s, j) => {
@@ -207,12 +208,14 @@ export class ReplayDataLoader implements DataLoader {
         return s.next(rng).map((i) => idx[i]);
       });
       const total = cur.length + mem.reduce((a, m) => a + m.length, 0);
-      const b: Batch = {
+      const b: Batch = buffer && buffer.y.length >= total ? buffer : {
         x: new Float32Array(total * size),
         y: new Int32Array(total),
         t: new Int32Array(total),
         n: total,
       };
+      b.n = total;
+      if (reuse) buffer = b;
       let at = fill(this.data, cur, b, 0, size);
       for (const m of mem) at = fill(this.memory, m, b, at, size);
       yield b;

@@ -13,8 +13,14 @@ export interface DataLoader {
   readonly length: number;
   /** Samples per epoch. */
   readonly samples: number;
-  /** The minibatches of one epoch, drawing any randomness from `rng`. */
-  epoch(rng: Rng): Iterable<Batch>;
+  /**
+   * The minibatches of one epoch, drawing any randomness from `rng`. With `reuse`, a loader may
+   * write every minibatch into the same arrays (sized for the largest, so `x`, `y`, `t` can be
+   * longer than `n` samples): each batch is then valid only until the next is requested. The
+   * strategy template asks for it (allocating a fresh megabyte array per minibatch costs more
+   * than filling it); without it every batch owns its arrays.
+   */
+  epoch(rng: Rng, reuse?: boolean): Iterable<Batch>;
 }
 
 /** Options of {@link DatasetLoader}. */
@@ -55,13 +61,17 @@ export class DatasetLoader implements DataLoader {
     return this.dropLast ? this.length * this.batchSize : this.dataset.length;
   }
 
-  *epoch(rng: Rng): Iterable<Batch> {
+  *epoch(rng: Rng, reuse = false): Iterable<Batch> {
     const n = this.dataset.length;
     const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    let buffer: Batch | undefined;
     for (let k = 0; k < this.length; k++) {
-      yield this.dataset.batch(
+      const b = this.dataset.batch(
         order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize)),
+        buffer,
       );
+      if (reuse) buffer = b;
+      yield b;
     }
   }
 }

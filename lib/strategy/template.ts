@@ -394,7 +394,7 @@ export class Strategy {
       await this.#call("beforeTrainingEpoch");
       const loader = ctx.dataLoader!;
       this.clock.epochIteration = 0;
-      for (const data of loader.epoch(this.rng)) {
+      for (const data of loader.epoch(this.rng, true)) {
         samples += await this.#trainIteration(data);
         if (this.#stop) break;
       }
@@ -470,16 +470,22 @@ export class Strategy {
     }
   }
 
-  #toTensors(data: Batch, shape: readonly number[]): TensorBatch {
-    const n = data.n;
+  #toTensors(batch: Batch, shape: readonly number[]): TensorBatch {
+    const n = batch.n;
     const size = shape.reduce((a, b) => a * b, 1);
-    return {
-      x: tf.tensor(data.x.length === n * size ? data.x : data.x.subarray(0, n * size), [
+    // Loaders may hand over arrays longer than n (reused buffers): plugins see exact views.
+    const data = batch.x.length === n * size && batch.y.length === n && batch.t.length === n
+      ? batch
+      : {
+        x: batch.x.subarray(0, n * size),
+        y: batch.y.subarray(0, n),
+        t: batch.t.subarray(0, n),
         n,
-        ...shape,
-      ], "float32"),
-      y: tf.tensor1d(data.y.length === n ? data.y : data.y.subarray(0, n), "int32"),
-      t: tf.tensor1d(data.t.length === n ? data.t : data.t.subarray(0, n), "int32"),
+      };
+    return {
+      x: tf.tensor(data.x, [n, ...shape], "float32"),
+      y: tf.tensor1d(data.y, "int32"),
+      t: tf.tensor1d(data.t, "int32"),
       n,
       data,
     };
@@ -646,7 +652,7 @@ export class Strategy {
     await this.#call("beforeEvalExp");
     this.#resetAccumulators();
     let samples = 0;
-    for (const data of ctx.dataLoader.epoch(this.rng)) {
+    for (const data of ctx.dataLoader.epoch(this.rng, true)) {
       tf.engine().startScope();
       try {
         ctx.batch = this.#toTensors(data, dataset.inputShape);
