@@ -337,21 +337,37 @@ export function hasFusedKernel(name: string): boolean {
 }
 
 /**
- * Mean softmax cross-entropy with a one-kernel forward and a one-kernel backward (the gradient
- * is computed with the loss). Needs {@link hasFusedKernel}(SOFTMAX_CE).
+ * A scalar loss of `z` from a kernel that returns `[loss, dLoss/dz]`, as a differentiable op: one
+ * kernel forward, one multiplication by the incoming gradient backward. The kernel's other
+ * inputs (labels, a teacher's outputs) are constants.
  */
-export function fusedSoftmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+function lossWithGradient(
+  kernelName: string,
+  zName: string,
+  z: tf.Tensor,
+  constants: tf.NamedTensorMap,
+  attrs?: tf.NamedAttrMap,
+): tf.Scalar {
   const f = tf.customGrad(
-    ((z: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
-      const [loss, grad] = tf.engine().runKernel(SOFTMAX_CE, { logits: z, labels }) as tf.Tensor[];
+    ((zz: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+      const inputs = { ...constants, [zName]: zz };
+      const [loss, grad] = tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor[];
       save([grad]);
       return {
         value: loss,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
-  ) as unknown as (z: tf.Tensor) => tf.Tensor;
-  return f(logits) as tf.Scalar;
+  ) as unknown as (zz: tf.Tensor) => tf.Tensor;
+  return f(z) as tf.Scalar;
+}
+
+/**
+ * Mean softmax cross-entropy with a one-kernel forward and a one-kernel backward (the gradient
+ * is computed with the loss). Needs {@link hasFusedKernel}(SOFTMAX_CE).
+ */
+export function fusedSoftmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+  return lossWithGradient(SOFTMAX_CE, "logits", logits, { labels });
 }
 
 /**
@@ -366,21 +382,7 @@ export function fusedDistillation(
   temperature: number,
 ): tf.Scalar {
   const attrs = { units: [...units], temperature } as unknown as tf.NamedAttrMap;
-  const f = tf.customGrad(
-    ((z: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
-      const [loss, grad] = tf.engine().runKernel(
-        DISTILLATION,
-        { out: z, prev },
-        attrs,
-      ) as tf.Tensor[];
-      save([grad]);
-      return {
-        value: loss,
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
-      };
-    }) as unknown as Parameters<typeof tf.customGrad>[0],
-  ) as unknown as (z: tf.Tensor) => tf.Tensor;
-  return f(out) as tf.Scalar;
+  return lossWithGradient(DISTILLATION, "out", out, { prev }, attrs);
 }
 
 /**
