@@ -1,17 +1,12 @@
-// Tests of minibatch building: the float cache of ArrayDataset (same values, budget kept) and
-// the loaders' reused buffers (only when asked; the template sees exact-length views).
+// Tests of minibatch building: the loaders' reused buffers (only when asked; the template sees
+// exact-length views).
 // Run: deno test -A tests/batching_test.ts
 
 import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
-import {
-  ArrayDataset,
-  type Batch,
-  batchCacheUsage,
-  setBatchCacheBudget,
-} from "../lib/data/dataset.ts";
+import { ArrayDataset, type Batch } from "../lib/data/dataset.ts";
 import { DatasetLoader } from "../lib/strategy/loader.ts";
 import { ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
 import { Rng } from "../lib/random.ts";
@@ -21,7 +16,7 @@ import { mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Experience } from "../lib/benchmarks/experience.ts";
 
-/** Bytes with a permutation and normalization: the conversion the cache saves. */
+/** Bytes, normalized (and optionally permuted) when batched. */
 function byteData(n: number, size: number, seed: number, permute: boolean): ArrayDataset {
   const rng = new Rng(seed);
   const x = new Uint8Array(n * size);
@@ -36,43 +31,6 @@ function byteData(n: number, size: number, seed: number, permute: boolean): Arra
     permutation: permute ? rng.permutation(size) : undefined,
   });
 }
-
-function allBatches(d: ArrayDataset, order: Int32Array): Float32Array {
-  return d.batch(order).x;
-}
-
-Deno.test("the batch cache gives the same values as converting every time; the budget is kept", () => {
-  const prev = setBatchCacheBudget(0);
-  try {
-    for (const permute of [false, true]) {
-      const plain = byteData(50, 12, 3, permute);
-      const order = new Rng(1).permutation(50);
-      const expected = allBatches(plain, order);
-      setBatchCacheBudget(1 << 20);
-      const before = batchCacheUsage().reserved;
-      const cached = byteData(50, 12, 3, permute);
-      // Twice: the first pass fills the cache, the second reads it.
-      assert.deepEqual(allBatches(cached, order), expected);
-      assert.deepEqual(allBatches(cached, order), expected);
-      assert.equal(batchCacheUsage().reserved - before, 50 * 12 * 4, "cache reserved");
-      setBatchCacheBudget(0);
-    }
-    // A dataset larger than what is left of the budget converts every time, and reserves nothing.
-    setBatchCacheBudget(batchCacheUsage().reserved + 100);
-    const big = byteData(40, 12, 4, false);
-    const before = batchCacheUsage().reserved;
-    const v = allBatches(big, Int32Array.of(0, 1, 2));
-    assert.equal(v.length, 36);
-    assert.equal(batchCacheUsage().reserved, before, "over budget: no cache");
-  } finally {
-    setBatchCacheBudget(prev);
-  }
-  assert.throws(
-    () => setBatchCacheBudget(-1),
-    /batch cache budget must be a number of bytes ≥ 0, got -1/,
-  );
-  assert.throws(() => setBatchCacheBudget(NaN), /got NaN/);
-});
 
 Deno.test("loaders reuse one buffer only when asked, and the batches stay right", () => {
   const data = byteData(10, 4, 5, false);

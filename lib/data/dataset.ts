@@ -141,35 +141,6 @@ export interface ArrayDatasetOptions {
   permutation?: Int32Array;
 }
 
-/** Bytes the float caches of all {@link ArrayDataset}s may reserve together. */
-let cacheBudget = 1 << 30;
-/** Bytes reserved now. */
-let cacheReserved = 0;
-const cacheRelease = new FinalizationRegistry<number>((bytes) => {
-  cacheReserved -= bytes;
-});
-
-/**
- * Sets how many bytes the batching caches of {@link ArrayDataset}s may reserve together (1 GiB
- * by default; 0 turns caching off for datasets created or first batched afterwards). Each
- * dataset stored as bytes or permuted keeps its samples' final float32 values once computed, so
- * later epochs copy them instead of converting again; pages are only touched for samples that
- * were batched. Returns the previous budget.
- */
-export function setBatchCacheBudget(bytes: number): number {
-  if (!(Number.isFinite(bytes) && bytes >= 0)) {
-    throw new RangeError(`batch cache budget must be a number of bytes ≥ 0, got ${bytes}`);
-  }
-  const prev = cacheBudget;
-  cacheBudget = bytes;
-  return prev;
-}
-
-/** The budget and the bytes reserved now by batching caches. */
-export function batchCacheUsage(): { budget: number; reserved: number } {
-  return { budget: cacheBudget, reserved: cacheReserved };
-}
-
 /**
  * A dataset stored as one typed array, with a per-feature affine transform
  * `(raw * scale - mean) / std` and an optional fixed feature permutation applied when batching.
@@ -184,9 +155,6 @@ export class ArrayDataset extends Dataset {
   readonly #scale: number;
   readonly #shift: number;
   readonly #perm: Int32Array | undefined;
-  /** Final float32 values of the samples converted so far (null: no cache). */
-  #cache: Float32Array | null | undefined;
-  #cached: Uint8Array | undefined;
   readonly options: Readonly<ArrayDatasetOptions>;
 
   constructor(opts: ArrayDatasetOptions) {
@@ -229,35 +197,6 @@ export class ArrayDataset extends Dataset {
   }
 
   fillX(i: number, out: Float32Array, offset: number): void {
-    const size = this.#size;
-    const cache = this.#cache === undefined ? this.#makeCache() : this.#cache;
-    if (cache) {
-      const base = i * size;
-      if (!this.#cached![i]) {
-        this.#convert(i, cache, base);
-        this.#cached![i] = 1;
-      }
-      out.set(cache.subarray(base, base + size), offset);
-    } else {
-      this.#convert(i, out, offset);
-    }
-  }
-
-  /** A cache when conversion does work (bytes, a permutation, an affine map) and it fits. */
-  #makeCache(): Float32Array | null {
-    const x = this.#x;
-    const plain = x instanceof Float32Array && !this.#perm && this.#scale === 1 &&
-      this.#shift === 0;
-    const bytes = x.length * 4;
-    if (plain || x.length === 0 || cacheReserved + bytes > cacheBudget) return this.#cache = null;
-    cacheReserved += bytes;
-    cacheRelease.register(this, bytes);
-    this.#cached = new Uint8Array(this.length);
-    return this.#cache = new Float32Array(x.length);
-  }
-
-  /** Sample `i`'s final values into `out` at `offset`. */
-  #convert(i: number, out: Float32Array, offset: number): void {
     const size = this.#size;
     const base = i * size;
     const x = this.#x;
