@@ -2,6 +2,9 @@
 import { syntheticImages } from "../datasets/mod.ts";
 import { classIncremental, type ClassIncrementalBenchmark } from "../lib/benchmarks/mod.ts";
 import { toArrayDatasets } from "../lib/benchmarks/classic.ts";
+import type { Experience } from "../lib/benchmarks/experience.ts";
+import type { EvalResult, Strategy, StrategyState } from "../lib/strategy/template.ts";
+import assert from "node:assert/strict";
 
 /** The repository's sibling `shared/datasets` folder, or undefined when absent. */
 export const SHARED_DATA: string | undefined = (() => {
@@ -41,4 +44,64 @@ export function toyBenchmark(
     fixedClassOrder: Array.from({ length: classes }, (_, i) => i),
     name: "Toy",
   });
+}
+
+/** What {@link checkResume} compares. */
+export interface ResumeCase {
+  /** A strategy whose model starts from `modelSeed` (the resumed run uses another seed). */
+  make: (modelSeed: number) => Strategy;
+  train: readonly Experience[];
+  test: readonly Experience[];
+  /** Training experiences before the checkpoint. @default 1 */
+  cut?: number;
+  /** Evaluate the test stream after every training experience (plugins may depend on it). */
+  evalEach?: boolean;
+  /** Checks on the resumed strategy right after `restore`. */
+  afterRestore?: (resumed: Strategy) => void;
+  /** Further checks once both runs ended (before they are disposed). */
+  check?: (full: Strategy, resumed: Strategy, saved: StrategyState) => void;
+}
+
+/**
+ * A run checkpointed after `cut` experiences (through JSON), restored into a strategy with other
+ * initial weights and trained on, must end exactly as the uninterrupted run: same evaluation
+ * and the same weights. Disposes both runs. Returns the checkpoint.
+ */
+export async function checkResume(c: ResumeCase): Promise<StrategyState> {
+  const cut = c.cut ?? 1;
+  const run = async (s: Strategy, exps: readonly Experience[]) => {
+    let last: EvalResult | undefined;
+    for (const [i, exp] of exps.entries()) {
+      await s.train(exp);
+      if (c.evalEach || i === exps.length - 1) last = await s.eval(c.test);
+    }
+    return last!;
+  };
+  const full = c.make(1);
+  const fullEval = await run(full, c.train);
+
+  const first = c.make(1);
+  for (const exp of c.train.slice(0, cut)) {
+    await first.train(exp);
+    if (c.evalEach) await first.eval(c.test);
+  }
+  const saved: StrategyState = JSON.parse(JSON.stringify(first.checkpoint()));
+  first.dispose();
+  first.model.dispose();
+
+  const resumed = c.make(99); // other initial weights: everything must come from the checkpoint
+  try {
+    await resumed.restore(saved);
+    c.afterRestore?.(resumed);
+    const resumedEval = await run(resumed, c.train.slice(cut));
+    assert.deepEqual(resumedEval.experiences, fullEval.experiences);
+    assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
+    c.check?.(full, resumed, saved);
+  } finally {
+    for (const s of [full, resumed]) {
+      s.dispose();
+      s.model.dispose();
+    }
+  }
+  return saved;
 }

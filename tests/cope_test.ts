@@ -11,7 +11,7 @@ import { cope, CoPEPlugin, copePlugin, l2Normalize, PPPloss } from "../lib/plugi
 import { Rng } from "../lib/random.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const dot = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i], 0);
 const sum = (a: number[]) => a.reduce((s, v) => s + v, 0);
@@ -366,29 +366,17 @@ Deno.test("CoPE checkpoint: a run resumed mid-stream matches the uninterrupted o
       seed: 5,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  const cut = 4;
-  const full = make(1);
-  for (const exp of bench.train) await full.train(exp);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  for (const exp of bench.train.slice(0, cut)) await first.train(exp);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  first.model.dispose();
-  const resumed = make(42);
-  await resumed.restore(saved);
-  for (const exp of bench.train.slice(cut)) await resumed.train(exp);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CoPEPlugin[];
-  assert.deepEqual(pr.state(), pf.state());
-  assert.throws(() => new CoPEPlugin({ pSize: 3 }).loadState(pf.state()), /pSize is 3/);
-  for (const s of [full, resumed]) {
-    s.dispose();
-    s.model.dispose();
-  }
+  await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    cut: 4,
+    check: (full, resumed) => {
+      const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CoPEPlugin[];
+      assert.deepEqual(pr.state(), pf.state());
+      assert.throws(() => new CoPEPlugin({ pSize: 3 }).loadState(pf.state()), /pSize is 3/);
+    },
+  });
 });
 
 Deno.test("CoPE: no tensor growth across experiences, everything freed by dispose()", async () => {

@@ -12,7 +12,7 @@ import { cwrStar, CWRStarPlugin, cwrStarPlugin } from "../lib/plugins/cwr_star.t
 import type { StrategyContext } from "../lib/strategy/context.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 /** A context with just what CWR*'s experience hooks read. */
 function fakeCtx(targets: number[], trainExperiences: number): StrategyContext {
@@ -277,32 +277,19 @@ Deno.test("CWR* checkpoint: a run resumed after experience 0 matches the uninter
       seed: 5,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  const full = make(1);
-  for (const exp of bench.train) await full.train(exp);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  await first.train(bench.train[0]);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  first.model.dispose();
-  const resumed = make(42);
-  await resumed.restore(saved);
-  await resumed.train(bench.train[1]);
-  await resumed.train(bench.train[2]);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CWRStarPlugin[];
-  assert.deepEqual(pr.state(), pf.state());
-  assert.throws(
-    () => pr.loadState({ ...pf.state(), layer: "features.0" }),
-    /cwrLayerName: "features.0"/,
-  );
-  for (const s of [full, resumed]) {
-    s.dispose();
-    s.model.dispose();
-  }
+  await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    check: (full, resumed) => {
+      const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CWRStarPlugin[];
+      assert.deepEqual(pr.state(), pf.state());
+      assert.throws(
+        () => pr.loadState({ ...pf.state(), layer: "features.0" }),
+        /cwrLayerName: "features.0"/,
+      );
+    },
+  });
 });
 
 Deno.test("CWR*: no tensor growth across experiences, everything freed by dispose()", async () => {

@@ -11,7 +11,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { ewc, EWCPlugin, ewcPlugin, fitToShape } from "../lib/plugins/ewc.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -310,32 +310,13 @@ Deno.test("EWC checkpoint: a run resumed after experience 0 matches an uninterru
       seed: 11,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  const full = make(1);
-  await full.train(bench.train[0]);
-  await full.eval(bench.test);
-  await full.train(bench.train[1]);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  await first.train(bench.train[0]);
-  await first.eval(bench.test);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  (first.plugins[0] as EWCPlugin).dispose();
-  first.model.dispose();
-
-  const resumed = make(99);
-  await resumed.restore(saved);
-  assert.equal((resumed.plugins[0] as EWCPlugin).experiences, 1);
-  await resumed.train(bench.train[1]);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  for (const s of [full, resumed]) {
-    s.dispose();
-    (s.plugins[0] as EWCPlugin).dispose();
-    s.model.dispose();
-  }
+  const saved = await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    evalEach: true,
+    afterRestore: (resumed) => assert.equal((resumed.plugins[0] as EWCPlugin).experiences, 1),
+  });
   const wrongMode = new EWCPlugin(1, "online", 0.9);
   assert.throws(() => wrongMode.loadState(saved.plugins["0:EWCPlugin"]), /"separate" mode/);
 });

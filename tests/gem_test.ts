@@ -24,7 +24,7 @@ import type { StrategyContext } from "../lib/strategy/context.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { Strategy } from "../lib/strategy/template.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 await setBackend("wasm");
 
@@ -400,33 +400,22 @@ Deno.test("GEM checkpoint: a run resumed after experience 0 (JSON round trip) ma
       seed: 3,
       optimizer: sgd({ lr: 0.1, momentum: 0.9 }),
     });
-  const full = make(1);
-  for (const exp of bench.train) await full.train(exp);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  await first.train(bench.train[0]);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  first.model.dispose();
-
-  const resumed = make(99);
-  await resumed.restore(saved);
-  assert.deepEqual((resumed.plugins[0] as GEMPlugin).memory.sizes, [10]);
-  await resumed.train(bench.train[1]);
-  await resumed.train(bench.train[2]);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  const [pf, pr] = [full.plugins[0] as GEMPlugin, resumed.plugins[0] as GEMPlugin];
-  assert.deepEqual(pr.memory.state(), pf.memory.state());
-  assert.equal(pr.projections, pf.projections);
-  assert.ok(pf.projections > 0);
-  for (const s of [full, resumed]) {
-    s.dispose();
-    s.model.dispose();
-  }
-  assert.throws(() => pf.loadState({ version: 2 }), /Not a GEMPlugin state/);
+  let fullPlugin: GEMPlugin | undefined;
+  await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    afterRestore: (resumed) =>
+      assert.deepEqual((resumed.plugins[0] as GEMPlugin).memory.sizes, [10]),
+    check: (full, resumed) => {
+      const [pf, pr] = [full.plugins[0] as GEMPlugin, resumed.plugins[0] as GEMPlugin];
+      assert.deepEqual(pr.memory.state(), pf.memory.state());
+      assert.equal(pr.projections, pf.projections);
+      assert.ok(pf.projections > 0);
+      fullPlugin = pf;
+    },
+  });
+  assert.throws(() => fullPlugin!.loadState({ version: 2 }), /Not a GEMPlugin state/);
 });
 
 Deno.test("GEM: no tensor growth over experiences; everything freed by dispose()", async () => {

@@ -13,7 +13,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { distillationLoss, lwf, LwFPlugin, lwfPlugin } from "../lib/plugins/lwf.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 function close(a: number, b: number, tol: number, what: string) {
   assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
@@ -212,35 +212,18 @@ Deno.test("LwF checkpoint: a run resumed after experience 0 matches an uninterru
       seed: 11,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  const full = make(1);
-  await full.train(bench.train[0]);
-  await full.eval(bench.test); // evaluation adds task 1's head to the model, not to the teacher
-  await full.train(bench.train[1]);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  await first.train(bench.train[0]);
-  await first.eval(bench.test);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  (first.plugins[0] as LwFPlugin).dispose();
-  first.model.dispose();
-
-  const resumed = make(99);
-  await resumed.restore(saved);
-  const plugin = resumed.plugins[0] as LwFPlugin;
-  assert.equal(plugin.experiences, 1);
-  assert.equal(plugin.previousModel!.trainableParameters().size, 0);
-  await resumed.train(bench.train[1]);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  for (const s of [full, resumed]) {
-    s.dispose();
-    (s.plugins[0] as LwFPlugin).dispose();
-    s.model.dispose();
-  }
-  assert.throws(() => plugin.loadState({ version: 2 }, resumed.ctx), /Not an LwFPlugin state/);
+  await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    evalEach: true, // evaluation adds task 1's head to the model, not to the teacher
+    afterRestore: (resumed) => {
+      const plugin = resumed.plugins[0] as LwFPlugin;
+      assert.equal(plugin.experiences, 1);
+      assert.equal(plugin.previousModel!.trainableParameters().size, 0);
+      assert.throws(() => plugin.loadState({ version: 2 }, resumed.ctx), /Not an LwFPlugin state/);
+    },
+  });
 });
 
 Deno.test("LwF holds no growing number of tensors and frees everything on dispose", async () => {

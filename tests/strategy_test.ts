@@ -9,7 +9,7 @@ import type { StrategyContext } from "../lib/strategy/context.ts";
 import { DatasetLoader } from "../lib/strategy/loader.ts";
 import { EVAL_HOOKS, type Plugin, StrategyPlugin, TRAIN_HOOKS } from "../lib/strategy/plugin.ts";
 import { cumulative, jointTraining, naive } from "../lib/strategy/strategies.ts";
-import { toyBenchmark } from "./_helpers.ts";
+import { checkResume, toyBenchmark } from "./_helpers.ts";
 
 await setBackend("wasm");
 
@@ -418,30 +418,13 @@ Deno.test("checkpoint and restore: a resumed run gives the same numbers as an un
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
   };
-  const full = make(1);
-  await full.train(bench.train[0]);
-  await full.eval(bench.test);
-  await full.train(bench.train[1]);
-  const fullEval = await full.eval(bench.test);
-
-  const first = make(1);
-  await first.train(bench.train[0]);
-  await first.eval(bench.test);
-  const saved = JSON.parse(JSON.stringify(first.checkpoint()));
-  first.dispose();
-  first.model.dispose();
-
-  const resumed = make(99); // different initial weights: everything must come from the checkpoint
-  await resumed.restore(saved);
-  await resumed.train(bench.train[1]);
-  const resumedEval = await resumed.eval(bench.test);
-  assert.deepEqual(resumedEval.experiences, fullEval.experiences);
-  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
-  assert.deepEqual(resumed.accuracyMatrix(), full.accuracyMatrix());
-  for (const s of [full, resumed]) {
-    s.dispose();
-    s.model.dispose();
-  }
+  await checkResume({
+    make,
+    train: bench.train,
+    test: bench.test,
+    evalEach: true,
+    check: (full, resumed) => assert.deepEqual(resumed.accuracyMatrix(), full.accuracyMatrix()),
+  });
   await assert.rejects(make(1).restore({ version: 7 } as never), /Not a strategy checkpoint/);
 });
 
