@@ -33,8 +33,9 @@ export const BATCH_STATS = "PerennialBatchStats";
 
 /**
  * Kernel name of a linear layer's forward, `x · w + bias` then "linear" or "relu" (the "blas"
- * backend's kernel, in `blas.ts`), with a gradient that computes only the inputs' gradients the
- * tape needs (the first layer's input gradient is never computed).
+ * backend's kernel is in `blas.ts`; the wasm one is wasm's fused product), with a gradient that
+ * computes only the inputs' gradients the tape needs (the first layer's input gradient is never
+ * computed).
  */
 export const LINEAR = "PerennialLinear";
 /** Kernel name of relu's backward from its output: `dy · (y > 0)`. */
@@ -274,6 +275,32 @@ function reluGradKernel(): tf.KernelFunc {
   };
 }
 
+/**
+ * LINEAR on the wasm backend: its own fused product (XNNPACK, bias and relu fused), which is
+ * right for the untransposed rank-2 operands used here.
+ */
+function wasmLinear(): tf.KernelFunc {
+  return (args) => {
+    const k = tf.getKernel("_FusedMatMul", "wasm");
+    if (!k) throw new Error("The wasm backend has no _FusedMatMul kernel");
+    const { x, w, bias } = args.inputs as Record<string, TensorInfo | undefined>;
+    // The wasm kernel reads batched (rank-3) operands, as tf.fused.matMul hands them over: the
+    // same data under a [1, rows, cols] shape.
+    const as3d = (t: TensorInfo): TensorInfo => ({ ...t, shape: [1, ...t.shape] });
+    const out = k.kernelFunc({
+      ...args,
+      inputs: bias ? { a: as3d(x!), b: as3d(w!), bias } : { a: as3d(x!), b: as3d(w!) },
+      attrs: {
+        transposeA: false,
+        transposeB: false,
+        activation: args.attrs?.activation ?? "linear",
+        leakyreluAlpha: 0,
+      },
+    }) as TensorInfo;
+    return { ...out, shape: out.shape.slice(1) };
+  };
+}
+
 // One kernel function per data layout: "wasm" and "blas" share theirs (and their instance).
 const kernelFuncs = new Map<string, tf.KernelFunc>();
 const KERNELS: readonly [string, (backendName: string) => tf.KernelFunc, boolean][] = [
@@ -282,6 +309,9 @@ const KERNELS: readonly [string, (backendName: string) => tf.KernelFunc, boolean
   [DISTILLATION, distillationKernel, false],
   [RELU_GRAD, reluGradKernel, true],
 ];
+if (!tf.getKernel(LINEAR, "wasm")) {
+  tf.registerKernel({ kernelName: LINEAR, backendName: "wasm", kernelFunc: wasmLinear() });
+}
 for (const backendName of FUSED_BACKENDS) {
   const layout = HEAP_BACKENDS.has(backendName) ? "heap" : backendName;
   for (const [kernelName, make, heapOnly] of KERNELS) {
@@ -305,9 +335,11 @@ tf.registerGradient({
     const dz = attrs.activation === "relu"
       ? tf.engine().runKernel(RELU_GRAD, { dy: d, y }) as tf.Tensor
       : d;
+    // wasm's products with a transpose flag are ~10× slower than an explicit transpose first.
+    const explicit = tf.getBackend() === "wasm";
     return {
-      x: () => tf.matMul(dz, w, false, true),
-      w: () => tf.matMul(x, dz, true, false),
+      x: () => explicit ? tf.matMul(dz, tf.transpose(w)) : tf.matMul(dz, w, false, true),
+      w: () => explicit ? tf.matMul(tf.transpose(x), dz) : tf.matMul(x, dz, true, false),
       bias: () => tf.sum(dz, 0),
     };
   },
@@ -318,7 +350,7 @@ export type LinearActivation = "linear" | "relu";
 
 /**
  * `x · w + bias` then `activation`, as one kernel forward and only the needed gradients
- * backward, where {@link hasFusedKernel}(LINEAR) (the "blas" backend). `x` is `[n, in]`, `w`
+ * backward, where {@link hasFusedKernel}(LINEAR) (the "blas" and "wasm" backends). `x` is `[n, in]`, `w`
  * `[in, out]`, `bias` `[out]`.
  */
 export function linear(

@@ -184,7 +184,8 @@ export class Linear extends Module {
   #affine(x2: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined): tf.Tensor {
     if (!b) return tf.matMul(x2, w);
     // Backends with native matrix products (tfjs-node) take tfjs' own gradients, which skip
-    // the input gradient where none is needed; wasm keeps the explicit-transpose form.
+    // the input gradient where none is needed; cpu keeps the explicit-transpose form (blas and
+    // wasm take the fused kernel above).
     if (NATIVE_GRADS.has(tf.getBackend())) return tf.add(tf.matMul(x2, w), b);
     return linearOp(x2, w, b);
   }
