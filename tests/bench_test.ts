@@ -17,6 +17,7 @@ import {
   type TorchOutput,
 } from "../lib/benchmarks/bench_workload.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import { runTorchReference } from "../lib/cli/bench.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
 const HAVE_FMNIST = existsSync(`${SHARED}/fashion-mnist/train-images-idx3-ubyte.gz`);
@@ -177,11 +178,13 @@ Deno.test("compareWithTorch: ratios against the reference's medians", () => {
     train_samples_per_s: 20000,
     eval_samples_per_s: 50000,
     final_avg_acc: 0.2,
+    peak_rss_mb: 300,
     quick: false,
   } as BenchResult;
-  const ref = (train: number, evalS: number): TorchOutput => ({
+  const ref = (train: number, evalS: number, rss?: number): TorchOutput => ({
     torch: "1.13",
     torch_num_threads: 1,
+    peak_rss_mb: rss,
     results: [{
       strategy: "naive",
       train_samples_per_s: train,
@@ -193,7 +196,7 @@ Deno.test("compareWithTorch: ratios against the reference's medians", () => {
       acc_matrix: [[1]],
     }],
   });
-  const [c] = compareWithTorch([ours], [ref(40000, 0.5), ref(50000, 1), ref(80000, 2)]);
+  const [c] = compareWithTorch([ours], [ref(40000, 0.5, 500), ref(50000, 1, 600), ref(80000, 2)]);
   assert.equal(c.reference, "torch");
   assert.equal(c.strategy, "naive");
   assert.equal(c.train_samples_per_s, 50000);
@@ -202,6 +205,54 @@ Deno.test("compareWithTorch: ratios against the reference's medians", () => {
   assert.equal(c.ratio_eval, 1);
   assert.equal(c.acc_diff, 0.0007);
   assert.equal(c.torch_runs, 3);
+  // Peak memory: the largest of the reference's runs that measured it.
+  assert.equal(c.peak_rss_mb, 600);
+  assert.equal(c.ratio_rss, 0.5);
+  assert.equal(compareWithTorch([ours], [ref(1, 1)])[0].ratio_rss, null);
   assert.deepEqual(compareWithTorch([{ ...ours, strategy: "other" }], [ref(1, 1)]), []);
   assert.deepEqual(compareWithTorch([ours], []), []);
+});
+
+Deno.test({
+  name:
+    "runTorchReference adds the reference process's peak RSS to its JSON; a failing script is an error",
+  ignore: !existsSync("/usr/bin/python3"),
+  fn: async () => {
+    const dir = Deno.makeTempDirSync();
+    try {
+      const ok = `${dir}/ok.py`;
+      // Holds 80 MiB while printing its JSON, as torch_ref.py prints its results.
+      Deno.writeTextFileSync(
+        ok,
+        'import json, sys\nblock = bytearray(80 * 1024 * 1024)\nfor i in range(0, len(block), 4096): block[i] = 1\nprint(json.dumps({"torch": "fake", "argv": sys.argv[1:], "results": []}))\n',
+      );
+      const out = await runTorchReference({
+        strategies: ["naive", "lwf"],
+        dataDir: "/nowhere",
+        seed: 3,
+        epochs: 1,
+        script: ok,
+      });
+      assert.equal(out.torch, "fake");
+      assert.deepEqual((out as { argv?: string[] }).argv?.slice(0, 2), [
+        "--strategies",
+        "naive,lwf",
+      ]);
+      assert.ok(out.peak_rss_mb! >= 80, `peak ${out.peak_rss_mb} MiB`);
+      const bad = `${dir}/bad.py`;
+      Deno.writeTextFileSync(bad, "import sys\nsys.exit(3)\n");
+      await assert.rejects(
+        runTorchReference({
+          strategies: ["naive"],
+          dataDir: "/x",
+          seed: 0,
+          epochs: 1,
+          script: bad,
+        }),
+        /exited with code 3/,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });

@@ -461,6 +461,11 @@ export interface TorchOutput {
   torch_num_threads?: number;
   /** Seconds to load the data. */
   data_load_s?: number;
+  /**
+   * Peak resident memory of the reference's process in MiB (all its strategies), when the
+   * runner measured it (`runTorchReference` does).
+   */
+  peak_rss_mb?: number;
   /** One entry per strategy. */
   results: TorchStrategyResult[];
   /** Other fields (`blas_pools`, `train_sizes`, ...). */
@@ -499,6 +504,10 @@ export interface TorchComparison {
   ratio_train: number;
   /** Ours / torch evaluation samples per second. */
   ratio_eval: number;
+  /** Peak RSS of the reference's process in MiB (largest over its runs), or null. */
+  peak_rss_mb: number | null;
+  /** Our peak RSS / the reference's, or null when it was not measured. */
+  ratio_rss: number | null;
   /** Our final average accuracy minus torch's. */
   acc_diff: number;
   /** True when our run was reduced (`trainLimit`/`testLimit`) while torch ran the full workload. */
@@ -522,6 +531,8 @@ export function compareWithTorch(
       .filter((x): x is TorchStrategyResult => x !== undefined);
     if (refs.length === 0) continue;
     const med = (f: (x: TorchStrategyResult) => number) => median(refs.map(f));
+    const rssRuns = torchRuns.map((t) => t.peak_rss_mb).filter((v): v is number => v! > 0);
+    const rss = rssRuns.length ? round(Math.max(...rssRuns), 1) : undefined;
     const train = med((x) => x.train_samples_per_s);
     const evalRate = med((x) => x.eval_samples / x.eval_wall_s);
     out.push({
@@ -540,6 +551,8 @@ export function compareWithTorch(
       acc_matrix: refs[0].acc_matrix,
       ratio_train: round(r.train_samples_per_s / train, 3),
       ratio_eval: round(r.eval_samples_per_s / evalRate, 3),
+      peak_rss_mb: rss ?? null,
+      ratio_rss: rss ? round(r.peak_rss_mb / rss, 3) : null,
       acc_diff: round(r.final_avg_acc - refs[0].final_avg_acc, 4),
       quick: r.quick,
       torch_runs: refs.length,

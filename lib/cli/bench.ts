@@ -97,7 +97,35 @@ export async function torchAvailable(python = PYTHON): Promise<boolean> {
   }
 }
 
-/** Runs `torch_ref.py` once and parses its JSON (its stderr goes to ours). */
+/**
+ * Python that runs the script `sys.argv[1]` with the remaining arguments, captures the JSON it
+ * prints and prints it again with `peak_rss_mb`, the process's peak resident memory.
+ */
+export const RSS_WRAPPER = `
+import contextlib, io, json, resource, runpy, sys
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+buf = io.StringIO()
+code = 0
+try:
+    with contextlib.redirect_stdout(buf):
+        runpy.run_path(script, run_name="__main__")
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+text = buf.getvalue()
+if code:
+    sys.stdout.write(text)
+    sys.exit(code)
+out = json.loads(text)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out["peak_rss_mb"] = round(rss / (1048576 if sys.platform == "darwin" else 1024), 1)
+print(json.dumps(out))
+`;
+
+/**
+ * Runs `torch_ref.py` once and parses its JSON (its stderr goes to ours), with the peak RSS of
+ * its process added as `peak_rss_mb`.
+ */
 export async function runTorchReference(opts: {
   strategies: readonly string[];
   dataDir: string;
@@ -118,8 +146,9 @@ export async function runTorchReference(opts: {
     "--epochs",
     String(opts.epochs),
   ];
+  // Run through a small wrapper that adds the process's peak RSS to the script's JSON.
   const out = await new Deno.Command(opts.python ?? PYTHON, {
-    args,
+    args: ["-c", RSS_WRAPPER, ...args],
     stdout: "piped",
     stderr: "inherit",
   }).output();
