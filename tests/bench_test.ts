@@ -110,13 +110,22 @@ Deno.test("runBench: repeats report medians and every run, with no tensor leak",
   keepBackend(async () => {
     // Synthetic 10-class images keep this test independent of the real files.
     const split = syntheticImages({ n: 600, classes: 10, seed: 1 });
+    const calls: string[] = [];
     const results = await runBench({
       data: { name: "fashion-mnist", train: split, test: split, classes: 10 },
       backend: "cpu",
       trainLimit: 40,
       testLimit: 20,
       repeats: 3, // odd: the median is one run's value, so rounding commutes with it
+      // --torch runs the reference here, between our runs.
+      afterRun: (strategy, repeat) => {
+        calls.push(`${strategy}#${repeat}`);
+      },
     });
+    assert.deepEqual(
+      calls,
+      Object.keys(BENCH_STRATEGIES).flatMap((n) => [0, 1, 2].map((i) => `${n}#${i}`)),
+    );
     const [r] = results;
     checkResult(r, 40, 20);
     assert.equal(r.backend, "cpu");
@@ -151,6 +160,7 @@ Deno.test("runBench: a strategy is one entry of the table", () =>
   keepBackend(async () => {
     const split = syntheticImages({ n: 300, classes: 10, seed: 2 });
     let built = 0;
+    const calls: string[] = [];
     const results = await runBench({
       data: { name: "fashion-mnist", train: split, test: split, classes: 10 },
       backend: "cpu",

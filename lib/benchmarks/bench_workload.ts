@@ -84,6 +84,11 @@ export const BENCH_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Objec
 
 /** Options of {@link runBench}. */
 export interface BenchOptions {
+  /**
+   * Called after each run (strategy name, repeat index), before the next starts: `--torch` runs
+   * the reference there, so that ours and PyTorch's alternate and share the machine's state.
+   */
+  afterRun?: (strategy: string, repeat: number) => void | Promise<void>;
   /** Strategy names, run in this order. Default: every entry of `factories`. */
   strategies?: readonly string[];
   /** The strategy table. @default BENCH_STRATEGIES */
@@ -390,6 +395,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
     for (let r = 0; r < repeats; r++) {
       const tag = repeats > 1 ? `${name} run ${r + 1}/${repeats}` : name;
       runs.push(await runOnce(factories[name], bench, { seed, epochs, rssEvery, log, tag }));
+      await opts.afterRun?.(name, r);
     }
     const first = runs[0];
     const summary: BenchRun = { ...first.run };
@@ -504,7 +510,9 @@ export interface TorchComparison {
   ratio_train: number;
   /** Ours / torch evaluation samples per second. */
   ratio_eval: number;
-  /** Peak RSS of the reference's process in MiB (largest over its runs), or null. */
+  /**
+   * Peak RSS in MiB of the reference's processes that ran this strategy (the largest), or null.
+   */
   peak_rss_mb: number | null;
   /** Our peak RSS / the reference's, or null when it was not measured. */
   ratio_rss: number | null;
@@ -531,7 +539,8 @@ export function compareWithTorch(
       .filter((x): x is TorchStrategyResult => x !== undefined);
     if (refs.length === 0) continue;
     const med = (f: (x: TorchStrategyResult) => number) => median(refs.map(f));
-    const rssRuns = torchRuns.map((t) => t.peak_rss_mb).filter((v): v is number => v! > 0);
+    const rssRuns = torchRuns.filter((t) => t.results.some((x) => x.strategy === r.strategy))
+      .map((t) => t.peak_rss_mb).filter((v): v is number => v! > 0);
     const rss = rssRuns.length ? round(Math.max(...rssRuns), 1) : undefined;
     const train = med((x) => x.train_samples_per_s);
     const evalRate = med((x) => x.eval_samples / x.eval_wall_s);

@@ -12,7 +12,8 @@
  * present, else the cache / a verified download), --strategies a,b (default: all), --backend
  * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
- * --torch (also run torch_ref.py when /usr/bin/python3 has torch, and print the ratios).
+ * --torch (also run torch_ref.py when /usr/bin/python3 has torch, right after each of our runs of
+ * the same strategy so that the two alternate, and print the ratios and its peak RSS).
  *
  * @module
  */
@@ -24,7 +25,6 @@ import { defaultCacheDir } from "../../datasets/mod.ts";
 import { type BackendName, BACKENDS } from "../backend.ts";
 import {
   BENCH_STRATEGIES,
-  type BenchResult,
   compareWithTorch,
   resolveStrategies,
   runBench,
@@ -173,42 +173,25 @@ function checkBackend(v: string | undefined): BackendName {
   return b as BackendName;
 }
 
-async function torchComparison(
-  results: BenchResult[],
-  o: { strategies: string[]; dataDir?: string; seed: number; epochs: number; repeats: number },
-): Promise<void> {
+/**
+ * Where the PyTorch reference can run: the Fashion-MNIST folder for `torch_ref.py`, or undefined
+ * after saying on stderr why it cannot (no script, no torch, no data).
+ */
+async function torchDataDir(dataDir: string | undefined): Promise<string | undefined> {
   if (!existsSync(TORCH_REF)) {
     err(`--torch: ${TORCH_REF} is absent; skipping the PyTorch reference`);
-    return;
+    return undefined;
   }
   if (!(await torchAvailable())) {
     err(
       `--torch: ${PYTHON} cannot import torch; skipping the PyTorch reference ` +
         `(Debian: apt-get install -y --no-install-recommends python3-torch python3-numpy)`,
     );
-    return;
+    return undefined;
   }
-  const fm = fashionMnistDir(o.dataDir);
-  if (!fm) {
-    err(`--torch: no Fashion-MNIST .gz files found for torch_ref.py; pass --data DIR`);
-    return;
-  }
-  if (results.some((r) => r.quick)) {
-    err(`--torch: note: torch_ref.py runs the full workload while this run was reduced`);
-  }
-  const runs: TorchOutput[] = [];
-  for (let i = 0; i < o.repeats; i++) {
-    err(`torch_ref.py run ${i + 1}/${o.repeats} (${o.strategies.join(",")}, data ${fm})`);
-    runs.push(
-      await runTorchReference({
-        strategies: o.strategies,
-        dataDir: fm,
-        seed: o.seed,
-        epochs: o.epochs,
-      }),
-    );
-  }
-  for (const line of compareWithTorch(results, runs)) console.log(JSON.stringify(line));
+  const fm = fashionMnistDir(dataDir);
+  if (!fm) err(`--torch: no Fashion-MNIST .gz files found for torch_ref.py; pass --data DIR`);
+  return fm;
 }
 
 async function main(): Promise<void> {
@@ -246,6 +229,13 @@ async function main(): Promise<void> {
       ` (data ${dataDir ?? "cache/download"}${trainLimit ? `, train limit ${trainLimit}` : ""}` +
       `${testLimit ? `, test limit ${testLimit}` : ""}, repeats ${repeats})`,
   );
+  // With --torch, the reference runs right after each of our runs, on the same strategy: the two
+  // alternate, so a change in the machine's load touches both sides alike.
+  const torchDir = values.torch ? await torchDataDir(dataDir) : undefined;
+  if (torchDir && (trainLimit || testLimit)) {
+    err(`--torch: note: torch_ref.py runs the full workload while this run is reduced`);
+  }
+  const torchRuns: TorchOutput[] = [];
   const results = await runBench({
     strategies,
     backend,
@@ -256,9 +246,17 @@ async function main(): Promise<void> {
     trainLimit,
     testLimit,
     log: (s) => err(s),
+    afterRun: torchDir
+      ? async (strategy, r) => {
+        err(`torch_ref.py ${strategy} run ${r + 1}/${repeats} (data ${torchDir})`);
+        torchRuns.push(
+          await runTorchReference({ strategies: [strategy], dataDir: torchDir, seed, epochs }),
+        );
+      }
+      : undefined,
   });
   for (const r of results) console.log(JSON.stringify(r));
-  if (values.torch) await torchComparison(results, { strategies, dataDir, seed, epochs, repeats });
+  for (const line of compareWithTorch(results, torchRuns)) console.log(JSON.stringify(line));
 }
 
 if (import.meta.main) {
