@@ -887,6 +887,6 @@ export async function registerBlasBackend(): Promise<BlasRegistration> {
   for (const [kernelName, kernelFunc] of Object.entries(BLAS_KERNELS)) {
     tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc });
   }
-  setFusedBlas(lib);
+  setFusedBlas(lib, (work) => threadsFor(state!, work));
   return { ok: true, lib };
 }

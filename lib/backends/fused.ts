@@ -445,10 +445,18 @@ export function accumulateBatch(
 // ------------------------------------------------------------------ SGD in place ----
 
 let blasLib: BlasLibrary | undefined;
+let sizeThreads: (work: number) => void = () => {};
 
-/** Called by the "blas" backend when it loads its library. */
-export function setFusedBlas(lib: BlasLibrary | undefined): void {
+/**
+ * Called by the "blas" backend when it loads its library; `threadsFor(work)` sizes the library's
+ * thread pool for an operation of `work` multiply-adds.
+ */
+export function setFusedBlas(
+  lib: BlasLibrary | undefined,
+  threadsFor: (work: number) => void = () => {},
+): void {
   blasLib = lib;
+  sizeThreads = threadsFor;
 }
 
 /** SGD hyper-parameters (PyTorch's semantics). */
@@ -498,6 +506,9 @@ export function sgdStepInPlace(
   const out = target ? f32(be.dataIdMap.get(target.dataId)!.memoryOffset) : pv;
   if (target) out.set(pv);
   const { lr, momentum: m, weightDecay: wd } = c;
+  // One thread: OpenBLAS' threaded level-1 routines wait on the pool and ran slower than one
+  // thread on these sizes.
+  sizeThreads(0);
   if (!bv) {
     lib.axpby(n, -lr, gv, 1 - lr * wd, out);
   } else {
