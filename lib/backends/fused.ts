@@ -259,18 +259,25 @@ function distillationKernel(backendName: string): tf.KernelFunc {
   };
 }
 
-/** Relu's gradient on the heap backends, written straight into the output. */
+/**
+ * Relu's gradient on the heap backends: `dy · step(y)` with wasm's SIMD kernels (two SIMD passes
+ * beat one JavaScript pass: ≈45 vs ≈90 µs for 128×400).
+ */
 function reluGradKernel(): tf.KernelFunc {
-  return ({ inputs, backend }) => {
-    const { dy, y } = inputs as { dy: TensorInfo; y: TensorInfo };
-    const be = backend as unknown as HeapBackend;
-    const out = be.makeOutput([...dy.shape], "float32");
-    const heap = be.wasm.HEAPU8.buffer, n = size(dy.shape);
-    const at = (t: TensorInfo) =>
-      new Float32Array(heap, be.dataIdMap.get(t.dataId)!.memoryOffset, n);
-    const dv = at(dy), yv = at(y), ov = at(out);
-    // Branch-free (a sign test mispredicts half the time); `+ 0` turns −0 into 0.
-    for (let i = 0; i < n; i++) ov[i] = dv[i] * +(yv[i] > 0) + 0;
+  return (args) => {
+    const { dy, y } = args.inputs as { dy: TensorInfo; y: TensorInfo };
+    const be = args.backend as unknown as HeapBackend & {
+      disposeData(dataId: tf.DataId): boolean;
+    };
+    const step = tf.getKernel("Step", "wasm")!.kernelFunc;
+    const mul = tf.getKernel("Multiply", "wasm")!.kernelFunc;
+    const mask = step({
+      inputs: { x: y },
+      backend: args.backend,
+      attrs: { alpha: 0 },
+    }) as TensorInfo;
+    const out = mul({ inputs: { a: dy, b: mask }, backend: args.backend }) as TensorInfo;
+    be.disposeData(mask.dataId);
     return out;
   };
 }
