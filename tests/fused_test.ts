@@ -87,6 +87,12 @@ Deno.test("fused cross-entropy: loss and gradient equal the composite form on ev
     const a = fused(z), e = plain(z);
     assertClose(a.value.dataSync(), e.value.dataSync(), 1e-6, `${b} loss`);
     assertClose(a.grad.dataSync(), e.grad.dataSync(), 1e-6, `${b} gradient`);
+    // Outside a gradient (evaluation) the kernel runs alone: same value, nothing left behind.
+    const before = tf.memory().numTensors;
+    const plainLoss = crossEntropy(z, y);
+    assertClose(plainLoss.dataSync(), e.value.dataSync(), 1e-6, `${b} loss without a tape`);
+    plainLoss.dispose();
+    assert.equal(tf.memory().numTensors, before, `${b}: the unused gradient is freed`);
     // A scaled loss scales the gradient (dy is applied).
     const g3 = tf.grad((t: tf.Tensor) => tf.mul(crossEntropy(t, y), 3))(z);
     assertClose(g3.dataSync(), Array.from(e.grad.dataSync(), (v) => 3 * v), 1e-6, `${b} 3×`);

@@ -375,6 +375,12 @@ export function hasFusedKernel(name: string): boolean {
   return tf.getKernel(name, tf.getBackend()) !== undefined;
 }
 
+/** True while tfjs records operations for a gradient (inside `tf.grad`, `variableGrads`, ...). */
+function tapeOn(): boolean {
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return engine.isTapeOn ? engine.isTapeOn() : true;
+}
+
 /**
  * A scalar loss of `z` from a kernel that returns `[loss, dLoss/dz]`, as a differentiable op: one
  * kernel forward, one multiplication by the incoming gradient backward. The kernel's other
@@ -387,6 +393,16 @@ function lossWithGradient(
   constants: tf.NamedTensorMap,
   attrs?: tf.NamedAttrMap,
 ): tf.Scalar {
+  if (!tapeOn()) {
+    // No gradient is being recorded (evaluation): the kernel alone, its gradient dropped.
+    const [loss, grad] = tf.engine().runKernel(
+      kernelName,
+      { ...constants, [zName]: z },
+      attrs,
+    ) as tf.Tensor[];
+    grad.dispose();
+    return loss as tf.Scalar;
+  }
   const f = tf.customGrad(
     ((zz: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
       const inputs = { ...constants, [zName]: zz };
