@@ -6,7 +6,12 @@ import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
-import { ArrayDataset, type Batch } from "../lib/data/dataset.ts";
+import {
+  ArrayDataset,
+  type Batch,
+  inputCacheUsage,
+  setInputCacheBudget,
+} from "../lib/data/dataset.ts";
 import { DatasetLoader } from "../lib/strategy/loader.ts";
 import { ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
 import { Rng } from "../lib/random.ts";
@@ -31,6 +36,37 @@ function byteData(n: number, size: number, seed: number, permute: boolean): Arra
     permutation: permute ? rng.permutation(size) : undefined,
   });
 }
+
+Deno.test("a dataset converted more than twice its length caches its inputs: same values, budget kept", () => {
+  const prev = setInputCacheBudget(0);
+  try {
+    for (const permute of [false, true]) {
+      const order = new Rng(1).permutation(50);
+      const expected = Array.from(byteData(50, 12, 3, permute).batch(order).x);
+      setInputCacheBudget(inputCacheUsage().held + 50 * 12 * 4);
+      const d = byteData(50, 12, 3, permute);
+      const held = inputCacheUsage().held;
+      for (let pass = 0; pass < 4; pass++) {
+        assert.deepEqual(Array.from(d.batch(order).x), expected, `pass ${pass}`);
+        // Passes 0-1 convert (100 samples = 2× the length); the 101st conversion builds it.
+        const grown = inputCacheUsage().held - held;
+        assert.equal(grown, pass < 2 ? 0 : 50 * 12 * 4, `cache after pass ${pass}`);
+      }
+      setInputCacheBudget(0);
+    }
+    // Over the budget: converted every time, nothing held.
+    const big = byteData(40, 12, 4, false);
+    const held = inputCacheUsage().held;
+    for (let pass = 0; pass < 3; pass++) big.batch(Int32Array.from({ length: 40 }, (_, i) => i));
+    assert.equal(inputCacheUsage().held, held);
+  } finally {
+    setInputCacheBudget(prev);
+  }
+  assert.throws(
+    () => setInputCacheBudget(-1),
+    /input cache budget must be a number of bytes ≥ 0.*got -1/,
+  );
+});
 
 Deno.test("loaders reuse one buffer only when asked, and the batches stay right", () => {
   const data = byteData(10, 4, 5, false);

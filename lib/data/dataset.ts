@@ -141,6 +141,38 @@ export interface ArrayDatasetOptions {
   permutation?: Int32Array;
 }
 
+/** Bytes the input caches of all {@link ArrayDataset}s may hold together. */
+let cacheBudget = 512 * 2 ** 20;
+/** Bytes held now. */
+let cacheHeld = 0;
+const cacheRelease = new FinalizationRegistry<number>((bytes) => {
+  cacheHeld -= bytes;
+});
+
+/**
+ * Sets how many bytes the input caches of {@link ArrayDataset}s may hold together (512 MiB by
+ * default; 0 turns caching off). A dataset stored as bytes (or permuted, or with a scale) keeps
+ * its samples' final float32 values once it has converted more than twice its length, e.g. a
+ * test set evaluated after every experience or a training set in its third epoch: batches then
+ * copy instead of converting. A dataset seen once never pays for a cache. Returns the previous
+ * budget.
+ */
+export function setInputCacheBudget(bytes: number): number {
+  if (!(Number.isFinite(bytes) && bytes >= 0)) {
+    throw new RangeError(
+      `input cache budget must be a number of bytes ≥ 0 (e.g. 512 * 2 ** 20), got ${bytes}`,
+    );
+  }
+  const prev = cacheBudget;
+  cacheBudget = bytes;
+  return prev;
+}
+
+/** The input caches' budget and the bytes they hold now. */
+export function inputCacheUsage(): { budget: number; held: number } {
+  return { budget: cacheBudget, held: cacheHeld };
+}
+
 /**
  * A dataset stored as one typed array, with a per-feature affine transform
  * `(raw * scale - mean) / std` and an optional fixed feature permutation applied when batching.
@@ -155,6 +187,10 @@ export class ArrayDataset extends Dataset {
   readonly #scale: number;
   readonly #shift: number;
   readonly #perm: Int32Array | undefined;
+  /** Samples converted so far (until a cache is built or refused). */
+  #converted = 0;
+  /** Every sample's final values, once built; null when refused (over budget, no work). */
+  #cache: Float32Array | null | undefined;
   readonly options: Readonly<ArrayDatasetOptions>;
 
   constructor(opts: ArrayDatasetOptions) {
@@ -197,6 +233,35 @@ export class ArrayDataset extends Dataset {
   }
 
   fillX(i: number, out: Float32Array, offset: number): void {
+    const cache = this.#cache;
+    if (cache) {
+      const base = i * this.#size;
+      out.set(cache.subarray(base, base + this.#size), offset);
+      return;
+    }
+    this.#convert(i, out, offset);
+    if (cache === undefined && ++this.#converted > 2 * this.length) this.#buildCache();
+  }
+
+  /** Converts every sample once into a cache, when conversion does work and it fits. */
+  #buildCache(): void {
+    const x = this.#x;
+    const plain = x instanceof Float32Array && !this.#perm && this.#scale === 1 &&
+      this.#shift === 0;
+    const bytes = x.length * 4;
+    if (plain || cacheHeld + bytes > cacheBudget) {
+      this.#cache = null;
+      return;
+    }
+    const cache = new Float32Array(x.length);
+    for (let i = 0, n = this.length; i < n; i++) this.#convert(i, cache, i * this.#size);
+    cacheHeld += bytes;
+    cacheRelease.register(this, bytes);
+    this.#cache = cache;
+  }
+
+  /** Sample `i`'s final values into `out` at `offset`. */
+  #convert(i: number, out: Float32Array, offset: number): void {
     const size = this.#size;
     const base = i * size;
     const x = this.#x;
