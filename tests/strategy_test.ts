@@ -9,6 +9,7 @@ import type { StrategyContext } from "../lib/strategy/context.ts";
 import { DatasetLoader } from "../lib/strategy/loader.ts";
 import { EVAL_HOOKS, type Plugin, StrategyPlugin, TRAIN_HOOKS } from "../lib/strategy/plugin.ts";
 import { cumulative, jointTraining, naive } from "../lib/strategy/strategies.ts";
+import { replay } from "../lib/plugins/replay.ts";
 import { checkResume, toyBenchmark } from "./_helpers.ts";
 
 await setBackend("wasm");
@@ -482,4 +483,34 @@ Deno.test("strategy.dispose() disposes its plugins", () => {
   s.dispose();
   assert.equal(disposed, 1);
   model.dispose();
+});
+
+Deno.test("dropLast drops each epoch's incomplete last minibatch (plain and replay loaders)", async () => {
+  const bench = toyBenchmark({ n: 40, experiences: 2 }); // 20 training samples per experience
+  const sizes = (dropLast: boolean | undefined, withReplay: boolean) => {
+    const seen: number[][] = [];
+    const probe: Plugin = {
+      name: "probe",
+      beforeTrainingExp: () => void seen.push([]),
+      beforeTrainingIteration: (ctx) => void seen[seen.length - 1].push(ctx.batch!.n),
+    };
+    const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 });
+    const opts = { model, batchSize: 8, seed: 0, plugins: [probe], dropLast };
+    const s = withReplay ? replay({ ...opts, memSize: 6, batchSizeMem: 3 }) : naive(opts);
+    return { s, model, seen };
+  };
+  for (const withReplay of [false, true]) {
+    for (const dropLast of [undefined, true]) {
+      const { s, model, seen } = sizes(dropLast, withReplay);
+      assert.equal(s.dropLast, dropLast ?? false);
+      for (const exp of bench.train) await s.train(exp);
+      // 20 samples in minibatches of 8: 8, 8, 4, or 8, 8 when dropping; replay adds 3 memory
+      // samples to each minibatch of the second experience.
+      const first = dropLast ? [8, 8] : [8, 8, 4];
+      const second = first.map((n) => n + (withReplay ? 3 : 0));
+      assert.deepEqual(seen, [first, second], `replay ${withReplay}, dropLast ${dropLast}`);
+      s.dispose();
+      model.dispose();
+    }
+  }
 });

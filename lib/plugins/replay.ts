@@ -150,6 +150,7 @@ export class ReplayPlugin extends StrategyPlugin {
       batchSize,
       batchSizeMem: this.batchSizeMem ?? batchSize,
       shuffle: ctx.strategy.shuffle,
+      dropLast: ctx.strategy.dropLast,
       taskBalancedDataLoader: this.taskBalancedDataLoader,
     });
   }

@@ -224,6 +224,8 @@ export interface StrategyBuildOptions {
   params?: Readonly<Record<string, ParamValue>>;
   /** Name shown in results. @default the strategy's own */
   name?: string;
+  /** Drop each epoch's incomplete last minibatch (Avalanche's `drop_last`). @default false */
+  dropLast?: boolean;
 }
 
 /** The hyperparameters each strategy reads, with their defaults here (undefined: required). */
@@ -311,6 +313,7 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
     batchSize: opts.batchSize,
     evalBatchSize: opts.evalBatchSize ?? 256,
     seed: opts.seed,
+    dropLast: opts.dropLast ?? false,
     plugins: opts.plugins ?? [],
     ...(opts.name ? { name: opts.name } : {}),
   };

@@ -212,6 +212,7 @@ export async function runExperiment(
     plugins: spec.resetOptimizer ? [resetOptimizer(), progress] : [progress],
     params: spec.params,
     name: spec.label,
+    dropLast: spec.dropLast,
   });
   const rows: MetricRow[] = [];
   const experiences: ExperienceRecord[] = [];

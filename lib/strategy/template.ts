@@ -57,6 +57,11 @@ export interface StrategyOptions {
   /** Shuffle training data each epoch. @default true */
   shuffle?: boolean;
   /**
+   * Drop the last training minibatch of an epoch when it is smaller than `batchSize`
+   * (PyTorch's and Avalanche's `drop_last`). @default false
+   */
+  dropLast?: boolean;
+  /**
    * Periodic evaluation on `evalStreams` given to `train`: -1 never, 0 after each experience,
    * N after every N epochs. @default -1
    */
@@ -176,6 +181,8 @@ export class Strategy {
   batchSize: number;
   evalBatchSize: number;
   shuffle: boolean;
+  /** Drop an epoch's incomplete last training minibatch. */
+  dropLast: boolean;
   evalEvery: number;
   /** The context handed to hooks. */
   readonly ctx: StrategyContext;
@@ -202,6 +209,7 @@ export class Strategy {
     this.batchSize = opts.batchSize ?? 32;
     this.evalBatchSize = opts.evalBatchSize ?? 256;
     this.shuffle = opts.shuffle ?? true;
+    this.dropLast = opts.dropLast ?? false;
     this.evalEvery = opts.evalEvery ?? -1;
     this.name = opts.name ?? "Naive";
     positiveInt("epochs", this.epochs);
@@ -314,7 +322,11 @@ export class Strategy {
 
   /** The training loader of the adapted dataset. */
   protected makeTrainLoader(ctx: StrategyContext): DataLoader {
-    return new DatasetLoader(ctx.dataset!, { batchSize: this.batchSize, shuffle: this.shuffle });
+    return new DatasetLoader(ctx.dataset!, {
+      batchSize: this.batchSize,
+      shuffle: this.shuffle,
+      dropLast: this.dropLast,
+    });
   }
 
   /** The evaluation loader of the adapted dataset. */
