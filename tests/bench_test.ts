@@ -160,7 +160,6 @@ Deno.test("runBench: a strategy is one entry of the table", () =>
   keepBackend(async () => {
     const split = syntheticImages({ n: 300, classes: 10, seed: 2 });
     let built = 0;
-    const calls: string[] = [];
     const results = await runBench({
       data: { name: "fashion-mnist", train: split, test: split, classes: 10 },
       backend: "cpu",
