@@ -85,3 +85,18 @@ export function makeExperience(
     info,
   };
 }
+
+/**
+ * The experience `e` with another dataset (a subset of its own, typically): classes and task
+ * labels are derived again, every other field (extra ones included) is kept.
+ */
+export function withDataset<E extends Experience>(e: E, dataset: Dataset): E {
+  const base = makeExperience(e.stream, e.id, dataset, e.info);
+  return {
+    ...e,
+    taskLabel: base.taskLabel,
+    taskLabels: base.taskLabels,
+    classes: base.classes,
+    dataset,
+  };
+}

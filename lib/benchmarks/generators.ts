@@ -20,6 +20,7 @@ import {
   makeStream,
   type Scenario,
   type Stream,
+  withDataset,
 } from "./experience.ts";
 import { composePermutations, imageGeometry, rotateImages } from "./transforms.ts";
 
@@ -896,15 +897,7 @@ export function subsample<B extends Benchmark>(benchmark: B, opts: SubsampleOpti
       s.name,
       s.map((e) => {
         if (k === undefined || k >= e.dataset.length) return e;
-        const dataset = e.dataset.subset(balancedPick(e.dataset, k, rng));
-        const base = makeExperience(e.stream, e.id, dataset, e.info);
-        return {
-          ...e,
-          taskLabel: base.taskLabel,
-          taskLabels: base.taskLabels,
-          classes: base.classes,
-          dataset,
-        };
+        return withDataset(e, e.dataset.subset(balancedPick(e.dataset, k, rng)));
       }),
     );
   const train = shrink(benchmark.train, trainK);

@@ -10,8 +10,8 @@ import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
 import {
   type Benchmark,
   type Experience,
-  makeExperience,
   makeStream,
+  withDataset,
 } from "../benchmarks/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
@@ -154,15 +154,10 @@ export function holdOutValidation(benchmark: Benchmark, fraction: number): Bench
       const n = e.dataset.length;
       const held = Math.floor(fraction * n);
       if (held === 0) return e;
-      const dataset = e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i));
-      const base = makeExperience(e.stream, e.id, dataset, e.info);
-      return {
-        ...e,
-        taskLabel: base.taskLabel,
-        taskLabels: base.taskLabels,
-        classes: base.classes,
-        dataset,
-      };
+      return withDataset(
+        e,
+        e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i)),
+      );
     }),
   );
   return { ...benchmark, train, classesPerExperience: train.map((e) => e.classes) };
