@@ -2,7 +2,8 @@
  * `deno task demo`: Naive fine-tuning of an MLP on Split MNIST (class-incremental), with a
  * progress bar, the accuracy matrix and the final average accuracy.
  *
- * Flags: --data DIR (else $PERENNIAL_DATA, else the cache, else a verified download),
+ * Flags: --data DIR (else $PERENNIAL_DATA, else ../shared/datasets beside the repository when
+ * present, else the cache, else a verified download),
  * --experiences 5, --epochs 1, --batch 128, --lr 0.01, --momentum 0.9, --hidden 400,400,
  * --seed 0, --backend auto|node|wasm|cpu, --train-limit N (samples per experience, for a quick look).
  *
@@ -16,6 +17,7 @@ import { mlp } from "../models/mlp.ts";
 import { sgd } from "../optim/optimizers.ts";
 import { naive } from "../strategy/strategies.ts";
 import { formatMatrix, intFlag, intListFlag, numberFlag } from "./args.ts";
+import { defaultDataDir } from "./bench.ts";
 
 const USAGE =
   `Usage: deno task demo [--data DIR] [--experiences 5] [--epochs 1] [--batch 128] [--lr 0.01]
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
   let bench = await splitMNIST({
     experiences,
     seed,
-    dataDir: values.data,
+    dataDir: defaultDataDir(values.data),
     onProgress: (p) => {
       if (p.file !== lastFile && lastFile) err("\n");
       lastFile = p.file;
