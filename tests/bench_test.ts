@@ -17,7 +17,7 @@ import {
   type TorchOutput,
 } from "../lib/benchmarks/bench_workload.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { runTorchReference } from "../lib/cli/bench.ts";
+import { defaultDataDir, runTorchReference } from "../lib/cli/bench.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
 const HAVE_FMNIST = existsSync(`${SHARED}/fashion-mnist/train-images-idx3-ubyte.gz`);
@@ -264,4 +264,19 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("defaultDataDir: the flag, else PERENNIAL_DATA, else ../shared/datasets when present", () => {
+  const prev = Deno.env.get("PERENNIAL_DATA");
+  try {
+    assert.equal(defaultDataDir("/given"), "/given");
+    Deno.env.set("PERENNIAL_DATA", "/from-env");
+    assert.equal(defaultDataDir(undefined), "/from-env");
+    Deno.env.delete("PERENNIAL_DATA");
+    const shared = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
+    assert.equal(defaultDataDir(undefined), existsSync(shared) ? shared : undefined);
+  } finally {
+    if (prev === undefined) Deno.env.delete("PERENNIAL_DATA");
+    else Deno.env.set("PERENNIAL_DATA", prev);
+  }
 });
