@@ -43,7 +43,7 @@ export const BATCH_STATS = "PerennialBatchStats";
  * computed).
  */
 export const LINEAR = "PerennialLinear";
-/** Kernel name of relu's backward from its output: `dy · (y > 0)`. */
+/** Kernel name of relu's backward from its output: `dy · step(y)` (heap backends). */
 export const RELU_GRAD = "PerennialReluGrad";
 
 /** Backends whose tensors live on the wasm heap. */
@@ -271,9 +271,7 @@ function distillationKernel(backendName: string): tf.KernelFunc {
 function reluGradKernel(): tf.KernelFunc {
   return (args) => {
     const { dy, y } = args.inputs as { dy: TensorInfo; y: TensorInfo };
-    const be = args.backend as unknown as HeapBackend & {
-      disposeData(dataId: tf.DataId): boolean;
-    };
+    const be = args.backend as unknown as { disposeData(dataId: tf.DataId): boolean };
     const step = tf.getKernel("Step", "wasm")!.kernelFunc;
     const mul = tf.getKernel("Multiply", "wasm")!.kernelFunc;
     const mask = step({

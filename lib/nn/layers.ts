@@ -164,7 +164,7 @@ export class Linear extends Module {
 
   /**
    * `activation(x · weight + bias)`: one fused kernel (and only the needed gradients) where the
-   * backend has it ("blas"), else the product, the bias and the activation.
+   * backend has it ("blas", "wasm"), else the product, the bias and the activation.
    */
   forwardActivated(x: tf.Tensor, activation: LinearActivation): tf.Tensor {
     const x2 = x.rank === 2 ? x as tf.Tensor2D : tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
