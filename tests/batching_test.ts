@@ -7,9 +7,12 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import {
+  acquireBatch,
   ArrayDataset,
   type Batch,
+  CACHE_AFTER_PASSES,
   inputCacheUsage,
+  releaseBatch,
   setInputCacheBudget,
 } from "../lib/data/dataset.ts";
 import { DatasetLoader } from "../lib/strategy/loader.ts";
@@ -37,7 +40,7 @@ function byteData(n: number, size: number, seed: number, permute: boolean): Arra
   });
 }
 
-Deno.test("a dataset converted more than twice its length caches its inputs: same values, budget kept", () => {
+Deno.test("a dataset converted more than CACHE_AFTER_PASSES times its length caches its inputs: same values, budget kept", () => {
   const prev = setInputCacheBudget(0);
   try {
     for (const permute of [false, true]) {
@@ -46,18 +49,32 @@ Deno.test("a dataset converted more than twice its length caches its inputs: sam
       setInputCacheBudget(inputCacheUsage().held + 50 * 12 * 4);
       const d = byteData(50, 12, 3, permute);
       const held = inputCacheUsage().held;
-      for (let pass = 0; pass < 4; pass++) {
+      const after = CACHE_AFTER_PASSES;
+      for (let pass = 0; pass < after + 2; pass++) {
         assert.deepEqual(Array.from(d.batch(order).x), expected, `pass ${pass}`);
-        // Passes 0-1 convert (100 samples = 2× the length); the 101st conversion builds it.
+        // Passes 0..after-1 convert; the next conversion starts the cache.
         const grown = inputCacheUsage().held - held;
-        assert.equal(grown, pass < 2 ? 0 : 50 * 12 * 4, `cache after pass ${pass}`);
+        assert.equal(grown, pass < after ? 0 : 50 * 12 * 4, `cache after pass ${pass}`);
+      }
+      // The cache fills as samples are asked for: a dataset whose batches so far covered only
+      // some samples still gives every sample its own values once the cache has started.
+      setInputCacheBudget(inputCacheUsage().held + 50 * 12 * 4);
+      const part = byteData(50, 12, 3, permute);
+      const half = order.subarray(0, 25);
+      const heldBefore = inputCacheUsage().held;
+      for (let pass = 0; pass < 2 * CACHE_AFTER_PASSES + 2; pass++) part.batch(half);
+      assert.equal(inputCacheUsage().held - heldBefore, 50 * 12 * 4, "cache started");
+      for (let pass = 0; pass < 2; pass++) {
+        assert.deepEqual(Array.from(part.batch(order).x), expected, `partly cached, pass ${pass}`);
       }
       setInputCacheBudget(0);
     }
     // Over the budget: converted every time, nothing held.
     const big = byteData(40, 12, 4, false);
     const held = inputCacheUsage().held;
-    for (let pass = 0; pass < 3; pass++) big.batch(Int32Array.from({ length: 40 }, (_, i) => i));
+    for (let pass = 0; pass < CACHE_AFTER_PASSES + 2; pass++) {
+      big.batch(Int32Array.from({ length: 40 }, (_, i) => i));
+    }
     assert.equal(inputCacheUsage().held, held);
   } finally {
     setInputCacheBudget(prev);
@@ -125,4 +142,62 @@ Deno.test("with reused buffers, plugins see exact-length batch arrays", async ()
   assert.deepEqual(lengths, [[4, 16, 4, 4, 4], [4, 16, 4, 4, 4], [2, 8, 2, 2, 2]]);
   s.dispose();
   model.dispose();
+});
+
+Deno.test("loaders take their reused buffer from a pool: kept across epochs, never shared by two live epochs", () => {
+  const data = byteData(10, 4, 5, false);
+  const loader = new DatasetLoader(data, { batchSize: 4, shuffle: false });
+  const first = [...loader.epoch(new Rng(0), true)].map((b) => b.x);
+  const second = [...loader.epoch(new Rng(0), true)].map((b) => b.x);
+  // One buffer for a whole epoch, and the same one again in the next epoch (no fresh memory).
+  assert.equal(new Set(first).size, 1);
+  assert.equal(second[0], first[0]);
+  // Two epochs alive at once (an evaluation loop inside a training loop) get their own buffers.
+  const a = loader.epoch(new Rng(0), true)[Symbol.iterator]();
+  const b = loader.epoch(new Rng(0), true)[Symbol.iterator]();
+  const ba = a.next().value!, bb = b.next().value!;
+  assert.notEqual(ba.x, bb.x);
+  assert.deepEqual(Array.from(ba.x.subarray(0, 16)), Array.from(bb.x.subarray(0, 16)));
+  // Leaving an epoch early (break, return) gives its buffer back.
+  a.return?.();
+  b.return?.();
+  const c = acquireBatch(4, 4);
+  assert.ok(c.x === ba.x || c.x === bb.x, "a returned buffer is reused");
+  assert.equal(c.n, 4);
+  releaseBatch(c);
+  releaseBatch(c); // twice is harmless: the pool holds it once
+  const d = acquireBatch(4, 4), e = acquireBatch(4, 4);
+  assert.notEqual(d.x, e.x);
+  // A request larger than any pooled buffer gets a fresh one of the right size.
+  const big = acquireBatch(1000, 4);
+  assert.equal(big.x.length, 4000);
+  for (const x of [d, e, big]) releaseBatch(x);
+});
+
+Deno.test("byte inputs convert to (v·scale − mean)/std whether or not samples start on a 32-bit word", () => {
+  const n = 7, size = 12;
+  const backing = new Uint8Array(n * size + 1);
+  for (let i = 0; i < backing.length; i++) backing[i] = (i * 37 + 11) & 255;
+  const want = (v: number) => Math.fround((v / 255 - 0.13) / 0.31);
+  // Offset 0: read four bytes at a time; offset 1: byte by byte; size 10: rows off the word grid.
+  for (const [offset, sz] of [[0, size], [1, size], [0, 10]]) {
+    const x = backing.subarray(offset, offset + n * sz);
+    const d = new ArrayDataset({
+      x,
+      y: new Int32Array(n),
+      inputShape: [sz],
+      scale: 1 / 255,
+      mean: 0.13,
+      std: 0.31,
+    });
+    const got = d.batch(Int32Array.from([6, 0, 3, 5, 1, 2, 4])).x;
+    [6, 0, 3, 5, 1, 2, 4].forEach((i, k) => {
+      for (let j = 0; j < sz; j++) {
+        assert.ok(
+          Math.abs(got[k * sz + j] - want(x[i * sz + j])) < 1e-6,
+          `offset ${offset}, size ${sz}, sample ${i}, feature ${j}`,
+        );
+      }
+    });
+  }
 });

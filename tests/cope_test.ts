@@ -269,7 +269,8 @@ Deno.test("CoPE: prototypes appear with their classes; outputs are nearest-proto
   const probe: Plugin = {
     name: "probe",
     afterEvalForward(ctx) {
-      outputs.push({ x: ctx.batch!.data.x, scores: ctx.output!.arraySync() as number[][] });
+      // A batch's arrays live until the next batch: keep a copy.
+      outputs.push({ x: ctx.batch!.data.x.slice(), scores: ctx.output!.arraySync() as number[][] });
     },
   };
   const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin, probe] });

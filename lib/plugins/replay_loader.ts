@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Batch, Dataset } from "../data/dataset.ts";
+import { acquireBatch, type Batch, type Dataset, releaseBatch } from "../data/dataset.ts";
 import type { Rng } from "../random.ts";
 import { checkBatchSize, type DataLoader } from "../strategy/loader.ts";
 
@@ -200,27 +200,44 @@ export class ReplayDataLoader implements DataLoader {
       new CyclingSampler(p.indices.length, p.batch, this.shuffle)
     );
     const size = this.data.sampleSize;
+    const largest = Math.min(n, this.batchSize) + this.memoryParts.reduce((a, p) => a + p.batch, 0);
     let buffer: Batch | undefined;
-    for (let k = 0; k < this.length; k++) {
-      const cur = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
-      const mem: Int32Array[] = samplers.map((s, j) => {
-        const idx = this.memoryParts[j].indices;
-        return s.next(rng).map((i) => idx[i]);
-      });
-      const total = cur.length + mem.reduce((a, m) => a + m.length, 0);
-      const b: Batch = buffer && buffer.y.length >= total ? buffer : {
-        x: new Float32Array(total * size),
-        y: new Int32Array(total),
-        t: new Int32Array(total),
-        n: total,
-      };
-      b.n = total;
-      if (reuse) buffer = b;
-      let at = fill(this.data, cur, b, 0, size);
-      for (const m of mem) at = fill(this.memory, m, b, at, size);
-      yield b;
+    try {
+      for (let k = 0; k < this.length; k++) {
+        const cur = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
+        const mem: Int32Array[] = samplers.map((s, j) => {
+          const idx = this.memoryParts[j].indices;
+          return s.next(rng).map((i) => idx[i]);
+        });
+        const total = cur.length + mem.reduce((a, m) => a + m.length, 0);
+        let b: Batch;
+        if (!reuse) b = acquireFresh(total, size);
+        else {
+          if (buffer && buffer.y.length < total) {
+            releaseBatch(buffer);
+            buffer = undefined;
+          }
+          b = buffer ??= acquireBatch(Math.max(total, largest), size);
+        }
+        b.n = total;
+        let at = fill(this.data, cur, b, 0, size);
+        for (const m of mem) at = fill(this.memory, m, b, at, size);
+        yield b;
+      }
+    } finally {
+      if (buffer) releaseBatch(buffer);
     }
   }
+}
+
+/** A batch that owns its arrays. */
+function acquireFresh(total: number, size: number): Batch {
+  return {
+    x: new Float32Array(total * size),
+    y: new Int32Array(total),
+    t: new Int32Array(total),
+    n: total,
+  };
 }
 
 /** Writes the samples `indices` of `d` into `b` from position `at`; returns the next position. */

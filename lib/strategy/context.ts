@@ -25,7 +25,10 @@ export interface TensorBatch {
   t: tf.Tensor1D;
   /** Number of samples. */
   n: number;
-  /** The same data as typed arrays (no read-back needed). */
+  /**
+   * The same data as typed arrays (no read-back needed). Loaders reuse these arrays for the next
+   * minibatch: a plugin that keeps values past its hook copies them (`data.x.slice()`).
+   */
   data: Batch;
 }
 

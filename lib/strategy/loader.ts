@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Batch, Dataset } from "../data/dataset.ts";
+import { acquireBatch, type Batch, type Dataset, releaseBatch } from "../data/dataset.ts";
 import type { Rng } from "../random.ts";
 
 /** Produces the minibatches of one epoch. */
@@ -16,7 +16,8 @@ export interface DataLoader {
   /**
    * The minibatches of one epoch, drawing any randomness from `rng`. With `reuse`, a loader may
    * write every minibatch into the same arrays (sized for the largest, so `x`, `y`, `t` can be
-   * longer than `n` samples): each batch is then valid only until the next is requested. The
+   * longer than `n` samples): each batch is then valid only until the next is requested (or the
+   * epoch ends: the buffer goes back to a pool shared by loaders, see `acquireBatch`). The
    * strategy template asks for it (allocating a fresh megabyte array per minibatch costs more
    * than filling it); without it every batch owns its arrays.
    */
@@ -64,14 +65,18 @@ export class DatasetLoader implements DataLoader {
   *epoch(rng: Rng, reuse = false): Iterable<Batch> {
     const n = this.dataset.length;
     const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
-    let buffer: Batch | undefined;
-    for (let k = 0; k < this.length; k++) {
-      const b = this.dataset.batch(
-        order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize)),
-        buffer,
-      );
-      if (reuse) buffer = b;
-      yield b;
+    const buffer = reuse && this.length > 0
+      ? acquireBatch(Math.min(n, this.batchSize), this.dataset.sampleSize)
+      : undefined;
+    try {
+      for (let k = 0; k < this.length; k++) {
+        yield this.dataset.batch(
+          order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize)),
+          buffer,
+        );
+      }
+    } finally {
+      if (buffer) releaseBatch(buffer);
     }
   }
 }
