@@ -467,6 +467,20 @@ blasTest("Sum agrees with wasm over leading, trailing and other axes", async () 
   special.values[5] = NaN;
   special.values[90] = Infinity;
   await agree("sum with NaN and Infinity", [special], (t) => tf.sum(t, 0));
+  // Sums of everything add up 256 columns first, then the columns and the tail.
+  await agree("sum of all of [784, 400]", [input([784, 400], 505)], (t) => tf.sum(t), {
+    tol: 1e-3,
+  });
+  await agree(
+    "sum of all of a vector of 5000 (tail of 136)",
+    [input([5000], 506)],
+    (t) => tf.sum(t),
+  );
+  for (const at of [7, 4990]) {
+    const v = input([5000], 507);
+    v.values[at] = NaN;
+    await agree(`sum of all with NaN at ${at}`, [v], (t) => tf.sum(t));
+  }
 });
 
 blasTest("clones share their data, and freeing either leaves the other intact", async () => {

@@ -64,6 +64,8 @@ const SMALL_GEMM = 4096;
 const PARALLEL_GEMM = 1 << 22;
 /** Sums over fewer elements than this run in JavaScript (no FFI call). */
 const SMALL_SUM = 4096;
+/** A sum of everything adds up this many columns of the data first. */
+const FULL_SUM_COLUMNS = 256;
 
 /** The loaded library and its thread setting. */
 interface BlasState {
@@ -793,7 +795,18 @@ function sum(args: KernelArgs): TensorInfo {
     }
     return out;
   }
-  if (leading) {
+  if (k === rank) {
+    // Everything: the data as [rows, 256] (a product with ones gives the 256 column sums), then
+    // those and the tail in JavaScript: ≈0.08 ms for 784×400, where one product of a single
+    // row of n runs ≈8× slower.
+    const inner = FULL_SUM_COLUMNS, rows = Math.floor(n / inner);
+    const cols = scratch(s, inner);
+    gemm(s, true, false, inner, 1, rows, xv, ones(s, rows), 0, cols);
+    let acc = 0;
+    for (let j = 0; j < inner; j++) acc += cols[j];
+    for (let i = rows * inner; i < n; i++) acc += xv[i];
+    ov[0] = acc;
+  } else if (leading) {
     // [rows, inner]ᵀ · ones(rows)
     const rows = size(x.shape.slice(0, k)), inner = n / rows;
     gemm(s, true, false, inner, 1, rows, xv, ones(s, rows), 0, ov);
