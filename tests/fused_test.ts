@@ -19,6 +19,9 @@ import {
   linear,
   SOFTMAX_CE,
   softmaxCrossEntropy,
+  WEIGHTED_SQUARE,
+  weightedSquare,
+  weightedSquaredDistance,
 } from "../lib/backends/fused.ts";
 import { compositeCrossEntropy, crossEntropy } from "../lib/nn/losses.ts";
 import { Activation, Linear, Sequential } from "../lib/nn/layers.ts";
@@ -250,4 +253,55 @@ Deno.test("fused distillation (LwF): loss and gradient equal the composite form"
   assert.ok(Math.abs(same.value.dataSync()[0]) < 1e-7);
   assertClose(same.grad.dataSync(), [0, 0, 0], 1e-7, "same gradient");
   tf.dispose([z, same.value, same.grad]);
+});
+
+Deno.test("weighted squared distance (EWC, SI): value and gradient worked by hand and as the composite form", async () => {
+  // 3·[1·(2 − 1)² + 2·(0 − 1)²] = 9; gradient 2·3·w·(x − c) = [6, −12].
+  const grad = new Float32Array(2);
+  assertClose([weightedSquare([2, 0], [1, 2], [1, 1], 3, grad)], [9], 1e-12, "value");
+  assertClose(grad, [6, -12], 1e-7, "grad");
+  const shape = [33, 17];
+  const vals = (seed: number, lo = 0) =>
+    tf.tidy(() => Array.from(tf.randomUniform(shape, lo, 1, "float32", seed).dataSync()));
+  const [xv, wv, cv] = [vals(21, -1), vals(22), vals(23, -1)];
+  await onBackends((b) => {
+    assert.ok(hasFusedKernel(WEIGHTED_SQUARE), `${b}: the fused kernel is not registered`);
+    const x = tf.variable(tf.tensor2d(xv, shape as [number, number]));
+    const w = tf.tensor2d(wv, shape as [number, number]);
+    const c = tf.tensor2d(cv, shape as [number, number]);
+    const composite = () => tf.mul(tf.sum(tf.mul(w, tf.square(tf.sub(x, c)))), 500) as tf.Scalar;
+    const e = tf.variableGrads(composite, [x]);
+    // Added to another loss (dy = 1) and scaled (dy = 0.25): the gradient follows dy.
+    const a = tf.variableGrads(
+      () => tf.add(weightedSquaredDistance(x, w, c, 500), 0) as tf.Scalar,
+      [x],
+    );
+    const q = tf.variableGrads(
+      () => tf.mul(weightedSquaredDistance(x, w, c, 500), 0.25) as tf.Scalar,
+      [x],
+    );
+    assertClose(a.value.dataSync(), e.value.dataSync(), 1e-5, `${b} value`);
+    assertClose(a.grads[x.name].dataSync(), e.grads[x.name].dataSync(), 1e-5, `${b} gradient`);
+    assertClose(
+      q.grads[x.name].dataSync(),
+      Array.from(e.grads[x.name].dataSync(), (v) => v / 4),
+      1e-5,
+      `${b} gradient of a quarter`,
+    );
+    // Outside a gradient: the value alone, nothing left behind; many steps stay flat.
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++) {
+      tf.dispose(weightedSquaredDistance(x, w, c, 2));
+      const g = tf.variableGrads(() => weightedSquaredDistance(x, w, c, 2), [x]);
+      tf.dispose([g.value, g.grads[x.name]]);
+    }
+    assert.equal(tf.memory().numTensors, before, `${b}: tensors leaked`);
+    const wrong = tf.zeros([17, 33]);
+    assert.throws(
+      () => weightedSquaredDistance(x, wrong, c),
+      /PerennialWeightedSquare: weight has shape \[17,33\] but x has \[33,17\]/,
+    );
+    tf.dispose([x, w, c, wrong, a.value, a.grads[x.name], q.value, q.grads[x.name], e.value]);
+    tf.dispose(e.grads[x.name]);
+  });
 });

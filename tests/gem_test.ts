@@ -171,6 +171,17 @@ Deno.test("EpisodicMemory: random chunks per experience, tensors, state round tr
       [...c.x.subarray(0, 3)],
     ]);
     assert.deepEqual([...gth.tArray], [2, 2]);
+    // A second gather (which may refill the same staging array) leaves the first one's tensor
+    // as it was.
+    const again = memory.gather(Int32Array.from([1, 2, 3]));
+    assert.deepEqual(gth.x.arraySync(), [
+      [...memory.chunk(1).x.subarray(6, 9)],
+      [...c.x.subarray(0, 3)],
+    ]);
+    assert.deepEqual(
+      again.x.arraySync(),
+      [1, 2, 3].map((k) => [...c.x.subarray(3 * k, 3 * k + 3)]),
+    );
     assert.throws(() => memory.gather(Int32Array.from([8])), /index 8 is out of range/);
   });
   assert.equal(tf.memory().numTensors, start);

@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { weightedSquaredDistance } from "../backends/fused.ts";
 import { acquireBatch, type Dataset, releaseBatch } from "../data/dataset.ts";
 import type { Criterion } from "../nn/losses.ts";
 import { crossEntropy } from "../nn/losses.ts";
@@ -449,11 +450,12 @@ export class EWCPlugin extends StrategyPlugin {
     for (const [n, s] of this.#importance) {
       const p = params.get(n);
       if (!p) continue;
-      terms.push(tf.sum(tf.mul(s, tf.square(tf.sub(p, this.#anchor.get(n)!)))));
+      // λ Σ S (θ − μ)² and its gradient in one kernel (fused.ts).
+      terms.push(weightedSquaredDistance(p, s, this.#anchor.get(n)!, this.ewcLambda));
     }
     let total = terms.length === 0 ? tf.scalar(0) : terms.length === 1 ? terms[0] : tf.addN(terms);
-    if (this.#constant !== 0) total = tf.add(total, this.#constant);
-    return tf.mul(total, this.ewcLambda) as tf.Scalar;
+    if (this.#constant !== 0) total = tf.add(total, this.#constant * this.ewcLambda);
+    return total as tf.Scalar;
   }
 
   /** Fits saved tensors to parameters that grew when the model adapted to the experience. */

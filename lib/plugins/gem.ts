@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Batch, Dataset } from "../data/dataset.ts";
+import { tensorCopiesValues } from "../backends/fused.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
@@ -60,6 +61,8 @@ export class EpisodicMemory {
   #chunks: Batch[] = [];
   #inputShape: number[] | undefined;
   #x = new Float32Array(0);
+  /** Reused staging array of {@link EpisodicMemory.gather}. */
+  #scratch = new Float32Array(0);
   #y = new Int32Array(0);
   #t = new Int32Array(0);
   #offsets: number[] = [0];
@@ -176,8 +179,13 @@ export class EpisodicMemory {
     const shape = this.#inputShape ?? [];
     const size = shape.reduce((a, b) => a * b, 1);
     const n = indices.length;
-    // A fresh array: the cpu backend keeps a reference to the values it is given.
-    const x = new Float32Array(n * size);
+    // The same array every call where the backend copies it (fresh memory costs page faults);
+    // a fresh one on the cpu backend, which keeps a reference to the values it is given.
+    let x: Float32Array;
+    if (tensorCopiesValues()) {
+      if (this.#scratch.length < n * size) this.#scratch = new Float32Array(n * size);
+      x = this.#scratch.subarray(0, n * size);
+    } else x = new Float32Array(n * size);
     for (let k = 0; k < n; k++) {
       const i = indices[k];
       if (!(i >= 0 && i < total)) {

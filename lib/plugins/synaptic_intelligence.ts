@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { weightedSquaredDistance } from "../backends/fused.ts";
 import { type Module, newVariable, stateToTensor, type TensorState } from "../nn/module.ts";
 import { tensorToState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
@@ -299,14 +300,15 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
     for (const [n, p] of this.trackedParameters(model)) {
       const d = this.#data.get(n);
       if (!d) continue;
-      terms.push(tf.sum(tf.mul(d.importance, tf.square(tf.sub(p, d.anchor)))));
+      // λ/2 Σ Ω (θ − θ*)² and its gradient in one kernel (fused.ts).
+      terms.push(weightedSquaredDistance(p, d.importance, d.anchor, lambda / 2));
     }
     const total = terms.length === 0
       ? tf.scalar(0)
       : terms.length === 1
       ? terms[0]
       : tf.addN(terms);
-    return tf.mul(total, lambda / 2) as tf.Scalar;
+    return total as tf.Scalar;
   }
 
   /** Starts the experience: anchors = current parameters, paths = 0. */
