@@ -348,8 +348,9 @@ export function weightedSquare(
   const twice = 2 * scale;
   let total = 0;
   for (let i = 0, n = grad.length; i < n; i++) {
-    const wd = w[i] * (x[i] - c[i]);
-    total += wd * (x[i] - c[i]);
+    const d = x[i] - c[i];
+    const wd = w[i] * d;
+    total += wd * d;
     grad[i] = twice * wd;
   }
   return scale * total;

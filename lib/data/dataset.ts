@@ -42,8 +42,13 @@ export function acquireBatch(samples: number, sampleSize: number): Batch {
       return b;
     }
   }
+  return newBatch(samples, sampleSize);
+}
+
+/** A minibatch that owns fresh arrays for `samples` samples of `sampleSize` floats. */
+export function newBatch(samples: number, sampleSize: number): Batch {
   return {
-    x: new Float32Array(nx),
+    x: new Float32Array(samples * sampleSize),
     y: new Int32Array(samples),
     t: new Int32Array(samples),
     n: samples,
@@ -98,12 +103,7 @@ export abstract class Dataset {
   batch(indices: ArrayLike<number>, into?: Batch): Batch {
     const n = indices.length;
     const size = this.sampleSize;
-    const b = into && into.x.length >= n * size && into.y.length >= n ? into : {
-      x: new Float32Array(n * size),
-      y: new Int32Array(n),
-      t: new Int32Array(n),
-      n,
-    };
+    const b = into && into.x.length >= n * size && into.y.length >= n ? into : newBatch(n, size);
     b.n = n;
     for (let k = 0; k < n; k++) {
       const i = indices[k];

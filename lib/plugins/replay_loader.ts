@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { acquireBatch, type Batch, type Dataset, releaseBatch } from "../data/dataset.ts";
+import { acquireBatch, type Batch, type Dataset, newBatch, releaseBatch } from "../data/dataset.ts";
 import type { Rng } from "../random.ts";
 import { checkBatchSize, type DataLoader } from "../strategy/loader.ts";
 
@@ -211,7 +211,7 @@ export class ReplayDataLoader implements DataLoader {
         });
         const total = cur.length + mem.reduce((a, m) => a + m.length, 0);
         let b: Batch;
-        if (!reuse) b = acquireFresh(total, size);
+        if (!reuse) b = newBatch(total, size);
         else {
           if (buffer && buffer.y.length < total) {
             releaseBatch(buffer);
@@ -228,16 +228,6 @@ export class ReplayDataLoader implements DataLoader {
       if (buffer) releaseBatch(buffer);
     }
   }
-}
-
-/** A batch that owns its arrays. */
-function acquireFresh(total: number, size: number): Batch {
-  return {
-    x: new Float32Array(total * size),
-    y: new Int32Array(total),
-    t: new Int32Array(total),
-    n: total,
-  };
 }
 
 /** Writes the samples `indices` of `d` into `b` from position `at`; returns the next position. */
