@@ -9,12 +9,13 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { weightedSquaredDistance } from "../backends/fused.ts";
-import { acquireBatch, type Dataset, releaseBatch } from "../data/dataset.ts";
+import type { Dataset } from "../data/dataset.ts";
 import type { Criterion } from "../nn/losses.ts";
 import { crossEntropy } from "../nn/losses.ts";
 import { type Module, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import { checkBatchSize } from "../strategy/loader.ts";
+import { Rng } from "../random.ts";
+import { checkBatchSize, DatasetLoader } from "../strategy/loader.ts";
 import { type Plugin, StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
 
@@ -116,42 +117,32 @@ export function ewcImportances(
     names.map((n) => [n, tf.keep(tf.zerosLike(params.get(n)!))]),
   );
   let batches = 0;
-  // One pooled buffer for every minibatch (fresh memory costs more than filling it).
-  const buffer = acquireBatch(Math.min(batchSize, dataset.length), dataset.sampleSize);
-  const indices = new Int32Array(batchSize);
-  try {
-    for (let start = 0; start < dataset.length; start += batchSize) {
-      const end = Math.min(dataset.length, start + batchSize);
-      for (let i = start; i < end; i++) indices[i - start] = i;
-      const b = dataset.batch(indices.subarray(0, end - start), buffer);
-      const next = tf.tidy(() => {
-        const x = tf.tensor(b.x.subarray(0, b.n * dataset.sampleSize), [
-          b.n,
-          ...dataset.inputShape,
-        ]);
-        const y = tf.tensor1d(b.y.subarray(0, b.n), "int32");
-        const t = tf.tensor1d(b.t.subarray(0, b.n), "int32");
-        const taskLabelsArray = b.t.subarray(0, b.n);
-        const { grads } = tf.variableGrads(
-          () => criterion(model.forward(x, { taskLabels: t, taskLabelsArray }), y),
-          varList,
-        );
-        const out = new Map<string, tf.Tensor>();
-        for (const n of names) out.set(n, sums.get(n)!);
-        for (const [engineName, g] of Object.entries(grads)) {
-          const n = byEngineName.get(engineName);
-          if (n !== undefined) out.set(n, tf.add(sums.get(n)!, tf.square(g)));
-        }
-        return [...out.values()];
-      });
-      const updated = new Map(names.map((n, i) => [n, next[i]]));
-      for (const [n, t] of sums) if (updated.get(n) !== t) t.dispose();
-      for (const t of updated.values()) tf.keep(t);
-      sums = updated;
-      batches++;
-    }
-  } finally {
-    releaseBatch(buffer);
+  // In order, into the loader's pooled buffer (fresh memory costs more than filling it); the
+  // loader does not shuffle, so it never draws from its random source.
+  const loader = new DatasetLoader(dataset, { batchSize, shuffle: false });
+  for (const b of loader.epoch(new Rng(0), true)) {
+    const next = tf.tidy(() => {
+      const x = tf.tensor(b.x.subarray(0, b.n * dataset.sampleSize), [b.n, ...dataset.inputShape]);
+      const y = tf.tensor1d(b.y.subarray(0, b.n), "int32");
+      const t = tf.tensor1d(b.t.subarray(0, b.n), "int32");
+      const taskLabelsArray = b.t.subarray(0, b.n);
+      const { grads } = tf.variableGrads(
+        () => criterion(model.forward(x, { taskLabels: t, taskLabelsArray }), y),
+        varList,
+      );
+      const out = new Map<string, tf.Tensor>();
+      for (const n of names) out.set(n, sums.get(n)!);
+      for (const [engineName, g] of Object.entries(grads)) {
+        const n = byEngineName.get(engineName);
+        if (n !== undefined) out.set(n, tf.add(sums.get(n)!, tf.square(g)));
+      }
+      return [...out.values()];
+    });
+    const updated = new Map(names.map((n, i) => [n, next[i]]));
+    for (const [n, t] of sums) if (updated.get(n) !== t) t.dispose();
+    for (const t of updated.values()) tf.keep(t);
+    sums = updated;
+    batches++;
   }
   const out = new Map<string, tf.Tensor>();
   for (const [n, s] of sums) {
