@@ -201,3 +201,49 @@ Deno.test("byte inputs convert to (v·scale − mean)/std whether or not samples
     });
   }
 });
+
+Deno.test("fillBatch converts a minibatch at once with the same bits as sample by sample", () => {
+  // Every pair of bytes occurs, in samples of 16 bytes (4 samples at a time, then a tail).
+  const size = 16, n = 65536 * 2 / size;
+  const x = new Uint8Array(n * size);
+  for (let h = 0; h < 65536; h++) {
+    x[2 * h] = h & 255;
+    x[2 * h + 1] = h >>> 8;
+  }
+  const transforms = [
+    { scale: 1 / 255, mean: 0.2860, std: 0.3530 },
+    { scale: 1, mean: 0, std: 1 },
+    { scale: -1 / 255, mean: 0.5, std: 0.25 },
+    // Values that overflow float32.
+    { scale: 1e38, mean: 0, std: 1e-3 },
+  ];
+  for (const t of transforms) {
+    const d = new ArrayDataset({ x, y: new Int32Array(n), inputShape: [size], ...t });
+    const order = new Rng(2).permutation(n);
+    const bySample = new Float32Array(n * size);
+    for (let k = 0; k < n; k++) d.fillX(order[k], bySample, k * size);
+    const whole = new Float32Array(n * size);
+    d.fillBatch(order, whole);
+    const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+    assert.deepEqual(bits(whole), bits(bySample), `transform ${JSON.stringify(t)}`);
+    // From an offset (one float in), and through a subset (5 samples: 4 at once, then 1).
+    const shifted = new Float32Array(1 + 10 * size);
+    d.fillBatch(order.subarray(0, 10), shifted, 1);
+    assert.deepEqual(bits(shifted.subarray(1)), bits(bySample.subarray(0, 10 * size)));
+    const sub = d.subset(order.subarray(0, 40));
+    const viaSubset = new Float32Array(5 * size);
+    sub.fillBatch([39, 0, 7, 12, 3], viaSubset);
+    [39, 0, 7, 12, 3].forEach((i, k) =>
+      assert.deepEqual(
+        bits(viaSubset.subarray(k * size, (k + 1) * size)),
+        bits(bySample.subarray(i * size, (i + 1) * size)),
+      )
+    );
+  }
+  const d = byteData(10, 12, 3, false);
+  assert.throws(
+    () => d.fillBatch([3, 10], new Float32Array(24)),
+    /Sample index 10 is out of range/,
+  );
+  assert.throws(() => d.subset([1, 2]).fillBatch([2], new Float32Array(12)), /Sample index 2/);
+});

@@ -232,9 +232,9 @@ export class ReplayDataLoader implements DataLoader {
 
 /** Writes the samples `indices` of `d` into `b` from position `at`; returns the next position. */
 function fill(d: Dataset, indices: Int32Array, b: Batch, at: number, size: number): number {
+  d.fillBatch(indices, b.x, at * size);
   for (let k = 0; k < indices.length; k++, at++) {
     const i = indices[k];
-    d.fillX(i, b.x, at * size);
     b.y[at] = d.targets[i];
     b.t[at] = d.taskLabels[i];
   }
