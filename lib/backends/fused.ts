@@ -427,23 +427,47 @@ for (const backendName of FUSED_BACKENDS) {
   }
 }
 
+/**
+ * The backward of {@link linear}, one piece per function so that callers compute only what
+ * they need: the tape's gradient below and the tape-free step (`lib/nn/direct.ts`) share them,
+ * so both give the same values bit for bit.
+ */
+export const linearGrad = {
+  /** The gradient before the activation: `dy · step(y)` for relu (`y` the layer's output). */
+  preActivation(dy: tf.Tensor, y: tf.Tensor, activation: string): tf.Tensor {
+    return activation === "relu" ? tf.engine().runKernel(RELU_GRAD, { dy, y }) as tf.Tensor : dy;
+  },
+  /** `dz · wᵀ`, the input's gradient. */
+  input(dz: tf.Tensor, w: tf.Tensor): tf.Tensor {
+    // wasm's products with a transpose flag are ~10× slower than an explicit transpose first.
+    return tf.getBackend() === "wasm"
+      ? tf.matMul(dz as tf.Tensor2D, tf.transpose(w as tf.Tensor2D))
+      : tf.matMul(dz as tf.Tensor2D, w as tf.Tensor2D, false, true);
+  },
+  /** `xᵀ · dz`, the weight's gradient. */
+  weight(x: tf.Tensor, dz: tf.Tensor): tf.Tensor {
+    return tf.getBackend() === "wasm"
+      ? tf.matMul(tf.transpose(x as tf.Tensor2D), dz as tf.Tensor2D)
+      : tf.matMul(x as tf.Tensor2D, dz as tf.Tensor2D, true, false);
+  },
+  /** The rows of `dz` added up, the bias' gradient. */
+  bias(dz: tf.Tensor): tf.Tensor {
+    return tf.sum(dz, 0);
+  },
+};
+
 tf.registerGradient({
   kernelName: LINEAR,
   inputsToSave: ["x", "w"],
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
     const [x, w, y] = saved;
-    const d = dy as tf.Tensor;
     // Computed once, here: the per-input functions below run only for the inputs on the path.
-    const dz = attrs.activation === "relu"
-      ? tf.engine().runKernel(RELU_GRAD, { dy: d, y }) as tf.Tensor
-      : d;
-    // wasm's products with a transpose flag are ~10× slower than an explicit transpose first.
-    const explicit = tf.getBackend() === "wasm";
+    const dz = linearGrad.preActivation(dy as tf.Tensor, y, String(attrs.activation));
     return {
-      x: () => explicit ? tf.matMul(dz, tf.transpose(w)) : tf.matMul(dz, w, false, true),
-      w: () => explicit ? tf.matMul(tf.transpose(x), dz) : tf.matMul(x, dz, true, false),
-      bias: () => tf.sum(dz, 0),
+      x: () => linearGrad.input(dz, w),
+      w: () => linearGrad.weight(x, dz),
+      bias: () => linearGrad.bias(dz),
     };
   },
 });

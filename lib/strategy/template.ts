@@ -18,6 +18,7 @@ import { accuracyMatrix } from "../metrics/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
 import { accumulateBatch } from "../backends/fused.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
+import { type DirectStep, planDirectStep } from "../nn/direct.ts";
 import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
 import { Rng, type RngState } from "../random.ts";
 import type { Clock, StrategyContext, TensorBatch } from "./context.ts";
@@ -193,6 +194,8 @@ export class Strategy {
   #stop = false;
   #keep: tf.Tensor[] = [];
   #inTrain = false;
+  /** The tape-free step for this epoch's model, when nothing needs the tape (see `direct.ts`). */
+  #direct: DirectStep | undefined;
 
   constructor(opts: StrategyOptions) {
     if (
@@ -404,6 +407,7 @@ export class Strategy {
       this.#resetAccumulators();
       let samples = 0;
       await this.#call("beforeTrainingEpoch");
+      this.#direct = this.#planDirect();
       const loader = ctx.dataLoader!;
       this.clock.epochIteration = 0;
       for (const data of loader.epoch(this.rng, true)) {
@@ -518,12 +522,45 @@ export class Strategy {
     }
   }
 
+  /**
+   * The tape-free step ({@link planDirectStep}) when no plugin hooks into the tape and the
+   * criterion is the default cross-entropy; undefined otherwise.
+   */
+  #planDirect(): DirectStep | undefined {
+    if (this.criterion !== crossEntropy) return undefined;
+    for (const h of SYNC_HOOKS) if (this.#hooks.get(h)?.length) return undefined;
+    return planDirectStep(this.model);
+  }
+
   #keepForIteration<T extends tf.Tensor | undefined>(t: T): T {
     if (t && !t.isDisposed) {
       tf.keep(t);
       this.#keep.push(t);
     }
     return t;
+  }
+
+  /** Forward, loss and gradients under tfjs' tape, with the hooks that run inside it. */
+  #tapeStep(batch: TensorBatch): void {
+    const ctx = this.ctx;
+    const varList = [...ctx.params!.values()];
+    const byEngineName = new Map([...ctx.params!].map(([k, v]) => [v.name, k]));
+    const { value, grads } = tf.variableGrads(() => {
+      this.#callSync("beforeForward");
+      ctx.output = this.#keepForIteration(
+        this.model.forward(batch.x, { taskLabels: batch.t, taskLabelsArray: batch.data.t }),
+      );
+      this.#callSync("afterForward");
+      // A plugin may have replaced the output: keep the tensor that is there now.
+      this.#keepForIteration(ctx.output);
+      this.#checkLabels(batch, ctx.output!);
+      ctx.loss = this.criterion(ctx.output!, batch.y);
+      this.#callSync("beforeBackward");
+      for (const t of ctx.lossTerms.values()) this.#keepForIteration(t);
+      return ctx.loss!;
+    }, varList);
+    ctx.loss = value;
+    ctx.grads = new Map(Object.entries(grads).map(([k, g]) => [byEngineName.get(k) ?? k, g]));
   }
 
   async #trainIteration(data: Batch): Promise<number> {
@@ -538,24 +575,18 @@ export class Strategy {
       ctx.params = this.model.trainableParameters();
       await this.#call("beforeTrainingIteration");
       const batch = ctx.batch;
-      const varList = [...ctx.params.values()];
-      const byEngineName = new Map([...ctx.params].map(([k, v]) => [v.name, k]));
-      const { value, grads } = tf.variableGrads(() => {
-        this.#callSync("beforeForward");
-        ctx.output = this.#keepForIteration(
-          this.model.forward(batch.x, { taskLabels: batch.t, taskLabelsArray: batch.data.t }),
-        );
-        this.#callSync("afterForward");
-        // A plugin may have replaced the output: keep the tensor that is there now.
-        this.#keepForIteration(ctx.output);
-        this.#checkLabels(batch, ctx.output!);
-        ctx.loss = this.criterion(ctx.output!, batch.y);
-        this.#callSync("beforeBackward");
-        for (const t of ctx.lossTerms.values()) this.#keepForIteration(t);
-        return ctx.loss!;
-      }, varList);
-      ctx.loss = value;
-      ctx.grads = new Map(Object.entries(grads).map(([k, g]) => [byEngineName.get(k) ?? k, g]));
+      const direct = this.#direct;
+      if (direct) {
+        // No hook runs inside the tape: the same kernels without recording it.
+        const { output, trace } = direct.forward(batch.x);
+        ctx.output = output;
+        this.#checkLabels(batch, output);
+        const { loss, grads } = direct.lossAndGrads(output, batch.y, trace, ctx.params);
+        ctx.loss = loss;
+        ctx.grads = grads;
+      } else {
+        this.#tapeStep(batch);
+      }
       await this.#call("afterBackward");
       await this.#call("beforeUpdate");
       tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
