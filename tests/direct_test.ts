@@ -16,6 +16,7 @@ import { compositeCrossEntropy } from "../lib/nn/losses.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import { lwf } from "../lib/plugins/lwf.ts";
 import { toyBenchmark } from "./_helpers.ts";
 
 const blas = await registerBlasBackend();
@@ -60,7 +61,7 @@ Deno.test("planDirectStep takes linear/relu classifiers and refuses what it cann
 /** Trains 2 experiences and returns every parameter's bits and the loss rows. */
 async function run(
   backend: "wasm" | "blas",
-  opts: { tapeHook: boolean; freezeFirst?: boolean; criterion?: boolean },
+  opts: { tapeHook: boolean; freezeFirst?: boolean; criterion?: boolean; lwfAlpha?: number },
 ): Promise<
   { params: Map<string, Uint32Array>; losses: number[]; gradientsCalls: number; grads: string[] }
 > {
@@ -91,7 +92,7 @@ async function run(
     const plugins: Plugin[] = opts.tapeHook
       ? [seen, { name: "tape", beforeForward: () => {} }]
       : [seen];
-    const s = naive({
+    const common = {
       model,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
       batchSize: 16,
@@ -99,7 +100,10 @@ async function run(
       seed: 0,
       plugins,
       criterion: opts.criterion ? compositeCrossEntropy : undefined,
-    });
+    };
+    const s = opts.lwfAlpha === undefined
+      ? naive(common)
+      : lwf({ ...common, alpha: opts.lwfAlpha, temperature: 2 });
     const losses: number[] = [];
     for (const exp of bench.train) {
       const r = await s.train(exp);
@@ -157,4 +161,65 @@ for (const backend of ["wasm", "blas"] as const) {
 Deno.test("another criterion keeps the tape", async () => {
   const r = await run("wasm", { tapeHook: false, criterion: true });
   assert.ok(r.gradientsCalls > 0);
+});
+
+for (const backend of ["wasm", "blas"] as const) {
+  const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
+  for (const alpha of [1, 0.5]) {
+    Deno.test({
+      name: `LwF's distillation without the tape trains bit for bit as with it (${backend}, ` +
+        `alpha ${alpha})${skip ? ` (skipped: ${skip})` : ""}`,
+      ignore: skip !== undefined,
+      fn: async () => {
+        const before = tf.memory().numTensors;
+        const direct = await run(backend, { tapeHook: false, lwfAlpha: alpha });
+        const tape = await run(backend, { tapeHook: true, lwfAlpha: alpha });
+        assert.equal(direct.gradientsCalls, 0, "LwF's beforeBackward has a tape-free form");
+        assert.ok(tape.gradientsCalls > 0);
+        assert.deepEqual(direct.losses, tape.losses);
+        for (const [name, bits] of tape.params) {
+          assert.deepEqual(direct.params.get(name), bits, name);
+        }
+        // The distillation term moved the run: it differs from plain fine-tuning.
+        const plain = await run(backend, { tapeHook: false });
+        assert.notDeepEqual(plain.losses, direct.losses);
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+      },
+    });
+  }
+}
+
+Deno.test("a plugin whose loss terms have no tape-free form this time gets the tape", async () => {
+  await setBackend("wasm");
+  const bench = toyBenchmark({ n: 40 });
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 1 });
+  let called = 0, hooked = 0;
+  const plugin: Plugin = {
+    name: "sometimes",
+    outputLossTerms: () => {
+      called++;
+      return called % 2 === 0 ? [] : undefined;
+    },
+    beforeBackward: () => {
+      hooked++;
+    },
+  };
+  const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin] });
+  await s.train(bench.train[0]);
+  // 2 iterations: the first falls back to beforeBackward on the tape, the second does not.
+  assert.equal(called, 2);
+  assert.equal(hooked, 1);
+  const bad: Plugin = {
+    name: "bad",
+    outputLossTerms: () => [{ name: "x", value: tf.scalar(0), outputGrad: tf.zeros([1]) }],
+    beforeBackward: () => {},
+  };
+  const s2 = naive({ model, batchSize: 10, seed: 0, plugins: [bad] });
+  await assert.rejects(
+    () => s2.train(bench.train[0]),
+    /bad's loss term "x" has a gradient of shape \[1\]/,
+  );
+  s.dispose();
+  s2.dispose();
+  model.dispose();
 });

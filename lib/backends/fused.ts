@@ -565,6 +565,21 @@ export function fusedDistillation(
 }
 
 /**
+ * {@link distillation}'s value and its gradient with respect to `out`, from one kernel and
+ * without the tape (the values {@link fusedDistillation} computes). Needs
+ * {@link hasFusedKernel}(DISTILLATION); `units` sorted, distinct and in range.
+ */
+export function distillationWithGrad(
+  out: tf.Tensor,
+  prev: tf.Tensor,
+  units: readonly number[],
+  temperature: number,
+): [tf.Scalar, tf.Tensor] {
+  const attrs = { units: [...units], temperature } as unknown as tf.NamedAttrMap;
+  return tf.engine().runKernel(DISTILLATION, { out, prev }, attrs) as [tf.Scalar, tf.Tensor];
+}
+
+/**
  * `scale · Σ weight · (x − center)²` as a differentiable op (gradient with respect to `x` only;
  * `weight` and `center` are constants of `x`'s shape): one kernel forward, none backward where
  * {@link hasFusedKernel}(WEIGHTED_SQUARE), else the composite form.

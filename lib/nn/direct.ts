@@ -63,27 +63,27 @@ export class DirectStep {
     return { output: h, trace };
   }
 
+  /** The mean cross-entropy of `output` against int32 `labels`, and its gradient. */
+  crossEntropy(output: tf.Tensor, labels: tf.Tensor): [tf.Scalar, tf.Tensor] {
+    return tf.engine().runKernel(SOFTMAX_CE, { logits: output, labels }) as [tf.Scalar, tf.Tensor];
+  }
+
   /**
-   * The mean cross-entropy of `output` against `labels` and the gradients of the parameters in
-   * `trainable` (by name), as `tf.variableGrads` would give them for this model.
+   * The gradients of the parameters in `trainable` (by name) from the gradient of the loss with
+   * respect to the output, as `tf.variableGrads` gives them for this model (same order).
    */
-  lossAndGrads(
-    output: tf.Tensor,
-    labels: tf.Tensor,
+  backward(
+    dOutput: tf.Tensor,
     trace: Trace,
     trainable: ReadonlyMap<string, tf.Variable>,
-  ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
-    const [loss, dLogits] = tf.engine().runKernel(SOFTMAX_CE, { logits: output, labels }) as [
-      tf.Scalar,
-      tf.Tensor,
-    ];
+  ): Map<string, tf.Tensor> {
     const stages = this.#stages;
     const learns = stages.map((s) =>
       trainable.get(s.weightName) === s.layer.weight ||
       (s.layer.bias !== undefined && trainable.get(s.biasName) === s.layer.bias)
     );
     const grads = new Map<string, tf.Tensor>();
-    let dy = dLogits;
+    let dy = dOutput;
     for (let i = stages.length - 1; i >= 0; i--) {
       const s = stages[i];
       const dz = linearGrad.preActivation(dy, trace.outputs[i], s.activation);
@@ -105,7 +105,7 @@ export class DirectStep {
       const g = grads.get(name);
       if (g) ordered.set(name, g);
     }
-    return { loss, grads: ordered };
+    return ordered;
   }
 }
 

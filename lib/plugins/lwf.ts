@@ -7,12 +7,17 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { DISTILLATION, fusedDistillation, hasFusedKernel } from "../backends/fused.ts";
+import {
+  DISTILLATION,
+  distillationWithGrad,
+  fusedDistillation,
+  hasFusedKernel,
+} from "../backends/fused.ts";
 import { Classifier } from "../models/mlp.ts";
 import { MultiHeadClassifier } from "../models/heads.ts";
 import { isCloneable, type Module, type ModuleState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import { StrategyPlugin } from "../strategy/plugin.ts";
+import { type OutputLossTerm, StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
 
 // ------------------------------------------------------------------------- distillation ----
@@ -56,6 +61,20 @@ export function distillationLoss(
   units: readonly number[],
   temperature: number,
 ): tf.Scalar {
+  const { sorted, fused } = distillationUnits(out, prevOut, units);
+  if (fused) return fusedDistillation(out, prevOut, sorted, temperature);
+  return compositeDistillation(out, prevOut, sorted, temperature);
+}
+
+/**
+ * The units of {@link distillationLoss} sorted and checked, and whether the fused kernel applies
+ * (rank-2 float32 outputs of one width).
+ */
+function distillationUnits(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  units: readonly number[],
+): { sorted: number[]; fused: boolean } {
   const width = out.shape[out.rank - 1]!;
   const prevWidth = prevOut.shape[prevOut.rank - 1]!;
   const sorted = [...new Set(units)].sort((a, b) => a - b);
@@ -67,13 +86,9 @@ export function distillationLoss(
         `${prevWidth} (previous)`,
     );
   }
-  if (
-    out.rank === 2 && prevOut.rank === 2 && out.dtype === "float32" &&
-    prevOut.dtype === "float32" && width === prevWidth && hasFusedKernel(DISTILLATION)
-  ) {
-    return fusedDistillation(out, prevOut, sorted, temperature);
-  }
-  return compositeDistillation(out, prevOut, sorted, temperature);
+  const fused = out.rank === 2 && prevOut.rank === 2 && out.dtype === "float32" &&
+    prevOut.dtype === "float32" && width === prevWidth && hasFusedKernel(DISTILLATION);
+  return { sorted, fused };
 }
 
 /** {@link distillationLoss} from tfjs ops, on every backend (`units` sorted, distinct). */
@@ -285,6 +300,33 @@ export class LwFPlugin extends StrategyPlugin {
     if (alpha === 0) return;
     const d = this.distillation(ctx.model, batch.x, ctx.output, batch.data.t.subarray(0, batch.n));
     if (d) ctx.addLoss(tf.mul(d, alpha) as tf.Scalar, "lwf");
+  }
+
+  /**
+   * {@link LwFPlugin.beforeBackward} without the tape (see `Plugin.outputLossTerms`): the term
+   * `"lwf"` and its gradient with respect to the output, the same values the tape gives. Single
+   * heads only; undefined for the others (they keep the tape).
+   */
+  outputLossTerms(ctx: StrategyContext): OutputLossTerm[] | undefined {
+    const batch = ctx.batch, output = ctx.output, prev = this.#prev;
+    if (!prev || !batch || !output || this.#prevClasses.size === 0) return [];
+    const alpha = this.alphaFor(this.#experiences);
+    if (alpha === 0) return [];
+    if (multiHeadOf(ctx.model)) return undefined;
+    const units = new Set<number>();
+    for (const cs of this.#prevClasses.values()) for (const c of cs) units.add(c);
+    const taskLabelsArray = batch.data.t.subarray(0, batch.n);
+    const taskLabels = tf.tensor1d(taskLabelsArray, "int32");
+    const prevOut = prev.forward(batch.x, { taskLabels, taskLabelsArray });
+    const { sorted, fused } = distillationUnits(output, prevOut, [...units]);
+    if (!fused) return undefined;
+    const [d, grad] = distillationWithGrad(output, prevOut, sorted, this.temperature);
+    // The tape multiplies the gradient by alpha unless alpha is 1 (PerennialScaleGrad).
+    return [{
+      name: "lwf",
+      value: tf.mul(d, alpha) as tf.Scalar,
+      outputGrad: alpha === 1 ? grad : tf.mul(grad, alpha),
+    }];
   }
 
   /** Saves the frozen teacher and the classes of the experience. */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type * as tf from "@tensorflow/tfjs-core";
 import type { StrategyContext } from "./context.ts";
 
 /** Hook names in the order of a training run (Avalanche's `SupervisedPlugin`). */
@@ -76,8 +77,28 @@ export type Plugin =
     loadState?(state: unknown, ctx: StrategyContext): void | Promise<void>;
     /** Frees the plugin's tensors; called by `strategy.dispose()`. Must be safe to call twice. */
     dispose?(): void;
+    /**
+     * The tape-free form of `beforeBackward`, for a plugin whose only work inside the tape is
+     * adding loss terms that reach the parameters through the model's output (LwF's
+     * distillation): each term's value and its gradient with respect to `ctx.output`, or
+     * undefined when it cannot give them this time (the iteration then runs on the tape). When
+     * every plugin with hooks inside the tape has `beforeBackward` as its only such hook and
+     * this method, the strategy trains without recording the tape (`lib/nn/direct.ts`) and
+     * calls this where `beforeBackward` would run; otherwise it is never called.
+     */
+    outputLossTerms?(ctx: StrategyContext): OutputLossTerm[] | undefined;
   }
   & { [K in HookName]?: Hook };
+
+/** A loss term and its gradient with respect to the model's output (see `outputLossTerms`). */
+export interface OutputLossTerm {
+  /** Its name in `ctx.lossTerms`. */
+  name: string;
+  /** The term (a scalar), added to `ctx.loss`. */
+  value: tf.Scalar;
+  /** `∂ value / ∂ ctx.output`, of the output's shape. */
+  outputGrad: tf.Tensor;
+}
 
 /**
  * Base class for plugins written the Avalanche way (`class MyPlugin extends StrategyPlugin`).

@@ -27,6 +27,7 @@ import {
   EVAL_HOOKS,
   type Hook,
   type HookName,
+  type OutputLossTerm,
   type Plugin,
   SYNC_HOOKS,
   TRAIN_HOOKS,
@@ -528,8 +529,61 @@ export class Strategy {
    */
   #planDirect(): DirectStep | undefined {
     if (this.criterion !== crossEntropy) return undefined;
-    for (const h of SYNC_HOOKS) if (this.#hooks.get(h)?.length) return undefined;
+    for (const h of SYNC_HOOKS) {
+      for (const { plugin } of this.#hooks.get(h) ?? []) {
+        // A beforeBackward that only adds output-level loss terms has a tape-free form.
+        if (h !== "beforeBackward" || typeof plugin.outputLossTerms !== "function") {
+          return undefined;
+        }
+      }
+    }
     return planDirectStep(this.model);
+  }
+
+  /**
+   * Forward, loss and gradients without the tape; false when a plugin could not give its loss
+   * terms this time (nothing of the iteration is kept: the caller runs it on the tape).
+   */
+  #directStep(direct: DirectStep, batch: TensorBatch): boolean {
+    const ctx = this.ctx;
+    return tf.tidy(() => {
+      const { output, trace } = direct.forward(batch.x);
+      ctx.output = output;
+      this.#checkLabels(batch, output);
+      const [loss, dLogits] = direct.crossEntropy(output, batch.y);
+      ctx.loss = loss;
+      const terms: OutputLossTerm[] = [];
+      for (const { plugin } of this.#hooks.get("beforeBackward") ?? []) {
+        const more = plugin.outputLossTerms!(ctx);
+        if (!more) {
+          ctx.output = ctx.loss = undefined;
+          ctx.lossTerms = new Map();
+          return false;
+        }
+        for (const t of more) {
+          if (t.outputGrad.shape.join() !== output.shape.join()) {
+            throw new RangeError(
+              `Plugin ${plugin.name ?? "(unnamed)"}'s loss term "${t.name}" has a gradient of ` +
+                `shape [${t.outputGrad.shape}] for an output of shape [${output.shape}]`,
+            );
+          }
+          ctx.addLoss(t.value, t.name);
+          terms.push(t);
+        }
+      }
+      // Summed as the tape's backward does: the last term's gradient first, the criterion's last.
+      let dOutput = dLogits;
+      if (terms.length > 0) {
+        let acc = terms[terms.length - 1].outputGrad;
+        for (let k = terms.length - 2; k >= 0; k--) acc = tf.add(acc, terms[k].outputGrad);
+        dOutput = tf.add(acc, dLogits);
+      }
+      ctx.grads = direct.backward(dOutput, trace, ctx.params);
+      for (const t of [ctx.output, ctx.loss, ...ctx.lossTerms.values(), ...ctx.grads.values()]) {
+        this.#keepForIteration(t);
+      }
+      return true;
+    });
   }
 
   #keepForIteration<T extends tf.Tensor | undefined>(t: T): T {
@@ -576,17 +630,8 @@ export class Strategy {
       await this.#call("beforeTrainingIteration");
       const batch = ctx.batch;
       const direct = this.#direct;
-      if (direct) {
-        // No hook runs inside the tape: the same kernels without recording it.
-        const { output, trace } = direct.forward(batch.x);
-        ctx.output = output;
-        this.#checkLabels(batch, output);
-        const { loss, grads } = direct.lossAndGrads(output, batch.y, trace, ctx.params);
-        ctx.loss = loss;
-        ctx.grads = grads;
-      } else {
-        this.#tapeStep(batch);
-      }
+      // Without hooks inside the tape, the same kernels without recording it.
+      if (!direct || !this.#directStep(direct, batch)) this.#tapeStep(batch);
       await this.#call("afterBackward");
       await this.#call("beforeUpdate");
       tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
