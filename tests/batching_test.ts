@@ -6,6 +6,7 @@ import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
 import {
   acquireBatch,
   ArrayDataset,
@@ -246,4 +247,95 @@ Deno.test("fillBatch converts a minibatch at once with the same bits as sample b
     /Sample index 10 is out of range/,
   );
   assert.throws(() => d.subset([1, 2]).fillBatch([2], new Float32Array(12)), /Sample index 2/);
+});
+
+Deno.test("epochInto gives epoch's minibatches written into the caller's arrays, for data filled in JavaScript", () => {
+  for (const shuffle of [false, true]) {
+    const data = byteData(11, 4, 8, false).subset([10, 0, 3, 7, 2, 9, 1, 5, 4, 8, 6]);
+    const loader = new DatasetLoader(data, { batchSize: 4, shuffle });
+    const want = [...loader.epoch(new Rng(3))];
+    const rooms: Float32Array[] = [];
+    let k = 0;
+    // Checked as they come: y and t are reused, like epoch()'s with reuse.
+    for (
+      const b of loader.epochInto(new Rng(3), (n) => {
+        rooms.push(new Float32Array(n * 4));
+        return rooms[rooms.length - 1];
+      })!
+    ) {
+      assert.equal(b.x, rooms[k], "x is the array given");
+      assert.deepEqual(Array.from(b.x), Array.from(want[k].x), `x of batch ${k}`);
+      assert.deepEqual(Array.from(b.y), Array.from(want[k].y), `y of batch ${k}`);
+      assert.deepEqual(Array.from(b.t), Array.from(want[k].t), `t of batch ${k}`);
+      k++;
+    }
+    assert.equal(k, want.length);
+  }
+  // A dataset that may fill otherwise (a subclass) is read with epoch() instead.
+  class Custom extends ArrayDataset {}
+  const custom = new Custom({ x: new Float32Array(8), y: [0, 1], inputShape: [4] });
+  assert.equal(custom.fillsInJs, false);
+  assert.equal(
+    new DatasetLoader(custom, { batchSize: 2 }).epochInto(new Rng(0), (n) => new Float32Array(n)),
+    undefined,
+  );
+  assert.equal(byteData(3, 4, 1, false).subset([0, 2]).fillsInJs, true);
+});
+
+Deno.test("inputs written into the tensor's memory stay readable as data.x when the heap grows", async () => {
+  const data = byteData(12, 4, 9, false);
+  const exp = {
+    id: 0,
+    stream: "train",
+    dataset: data,
+    classes: [0, 1, 2],
+  } as unknown as Experience;
+  const checks: boolean[] = [];
+  let big: tf.Tensor | undefined;
+  let grow = false, grew = false;
+  const heapBytes = () =>
+    (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+  const probe: Plugin = {
+    name: "probe",
+    afterForward: () => {},
+    afterBackward: (ctx) => {
+      // A 64 MiB tensor grows the wasm heap: a view taken before would now be empty.
+      if (grow && !big) {
+        const bytes = heapBytes();
+        big = tf.keep(tf.zeros([16 * 2 ** 20]));
+        grew = heapBytes() > bytes;
+      }
+      const d = ctx.batch!.data;
+      checks.push(
+        d.x.length === d.n * 4 &&
+          Array.from(d.x).every((v, i) => v === ctx.batch!.x.dataSync()[i]),
+      );
+    },
+    afterEvalIteration: (ctx) => {
+      const d = ctx.batch!.data;
+      checks.push(Array.from(d.x).every((v, i) => v === ctx.batch!.x.dataSync()[i]));
+    },
+  };
+  const model = mlp({ input: 4, hidden: [5], outputs: 3, seed: 0 });
+  const s = naive({
+    model,
+    batchSize: 5,
+    evalBatchSize: 5,
+    epochs: 1,
+    seed: 0,
+    plugins: [probe],
+  });
+  await s.train(exp); // the first run makes the strategy's lasting state
+  const before = tf.memory().numTensors;
+  checks.length = 0;
+  grow = true;
+  await s.train(exp);
+  await s.eval(exp);
+  assert.ok(grew, "the heap grew during the first iteration");
+  assert.deepEqual(checks, [true, true, true, true, true, true]);
+  big?.dispose();
+  // The tensors the inputs were written into are gone with their iterations.
+  assert.equal(tf.memory().numTensors, before);
+  s.dispose();
+  model.dispose();
 });

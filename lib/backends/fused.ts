@@ -71,6 +71,36 @@ const HEAP_BACKENDS: ReadonlySet<string> = new Set(["wasm", "blas"]);
 export function tensorCopiesValues(): boolean {
   return HEAP_BACKENDS.has(tf.getBackend());
 }
+/** Tensors written in place on a heap backend: see {@link heapInputs}. */
+export interface HeapInputs {
+  /** A new float32 tensor of `shape` whose values are not set yet (write them with `view`). */
+  tensor(shape: number[]): tf.Tensor;
+  /**
+   * `t`'s memory as an array. Valid until the heap next grows (any new tensor may grow it):
+   * write it at once, and take a new view for each use.
+   */
+  view(t: tf.Tensor): Float32Array;
+}
+
+/**
+ * Writing a tensor's values in place, on the WebAssembly heap backends (undefined elsewhere):
+ * a minibatch filled there skips the copy `tf.tensor(values)` makes.
+ */
+export function heapInputs(): HeapInputs | undefined {
+  if (!HEAP_BACKENDS.has(tf.getBackend())) return undefined;
+  const be = tf.backend() as unknown as HeapBackend;
+  return {
+    tensor(shape) {
+      return tf.engine().makeTensorFromTensorInfo(be.makeOutput(shape, "float32"));
+    },
+    view(t) {
+      const d = be.dataIdMap.get(t.dataId);
+      if (!d || t.isDisposed) throw new Error("view of a disposed tensor");
+      return new Float32Array(be.wasm.HEAPU8.buffer, d.memoryOffset, t.size);
+    },
+  };
+}
+
 /** Backends the kernels are registered for. */
 export const FUSED_BACKENDS: readonly string[] = ["wasm", "blas", "cpu"];
 

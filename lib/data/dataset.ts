@@ -109,6 +109,15 @@ export abstract class Dataset {
     return this.targets.length;
   }
 
+  /**
+   * True when {@link Dataset.fillBatch} only runs JavaScript on the arrays it is given (no
+   * tensor made), so that it may write straight into a tensor's memory on the WebAssembly
+   * heap, which any new tensor may move. False unless a subclass knows better.
+   */
+  get fillsInJs(): boolean {
+    return false;
+  }
+
   /** Number of floats per sample. */
   get sampleSize(): number {
     let s = 1;
@@ -336,6 +345,11 @@ export class ArrayDataset extends Dataset {
     }
   }
 
+  override get fillsInJs(): boolean {
+    // A subclass may fill otherwise.
+    return Object.getPrototypeOf(this) === ArrayDataset.prototype;
+  }
+
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
     const size = this.#size, n = indices.length, length = this.length;
     for (let k = 0; k < n; k++) checkIndex(indices[k], length);
@@ -473,6 +487,10 @@ class SubsetDataset extends Dataset {
     this.#parent.fillX(this.#idx[i], out, offset);
   }
 
+  override get fillsInJs(): boolean {
+    return this.#parent.fillsInJs;
+  }
+
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
     const n = indices.length, idx = this.#idx;
     const mapped = new Int32Array(n);
@@ -502,6 +520,10 @@ class RelabeledDataset extends Dataset {
 
   fillX(i: number, out: Float32Array, offset: number): void {
     this.#parent.fillX(i, out, offset);
+  }
+
+  override get fillsInJs(): boolean {
+    return this.#parent.fillsInJs;
   }
 
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
@@ -548,6 +570,10 @@ class ConcatDataset extends Dataset {
       else hi = mid - 1;
     }
     this.#parts[lo].fillX(i - s[lo], out, offset);
+  }
+
+  override get fillsInJs(): boolean {
+    return this.#parts.every((p) => p.fillsInJs);
   }
 }
 

@@ -27,7 +27,9 @@ export interface TensorBatch {
   n: number;
   /**
    * The same data as typed arrays (no read-back needed). Loaders reuse these arrays for the next
-   * minibatch: a plugin that keeps values past its hook copies them (`data.x.slice()`).
+   * minibatch: a plugin that keeps values past its hook copies them (`data.x.slice()`). On the
+   * WebAssembly backends `data.x` may be the memory of `x` itself: read it, do not write it, and
+   * take `data.x` again at each use (a new tensor may move that memory).
    */
   data: Batch;
 }

@@ -22,6 +22,15 @@ export interface DataLoader {
    * than filling it); without it every batch owns its arrays.
    */
   epoch(rng: Rng, reuse?: boolean): Iterable<Batch>;
+  /**
+   * Optional: the minibatches of {@link DataLoader.epoch} (same order, same randomness), with
+   * each one's inputs written into the array `into(n)` returns for its `n` samples (the memory
+   * of the tensor that will hold them, on the WebAssembly backends), which is the batch's `x`.
+   * Undefined when the loader cannot (its data might allocate tensors while filling, which
+   * may move the heap under the array). The strategy template uses it when it can instead of
+   * copying `epoch`'s batches.
+   */
+  epochInto?(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> | undefined;
 }
 
 /** Options of {@link DatasetLoader}. */
@@ -77,6 +86,35 @@ export class DatasetLoader implements DataLoader {
       }
     } finally {
       if (buffer) releaseBatch(buffer);
+    }
+  }
+
+  epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> | undefined {
+    return this.dataset.fillsInJs ? this.#epochInto(rng, into) : undefined;
+  }
+
+  *#epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> {
+    const d = this.dataset, n = d.length, size = d.sampleSize;
+    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    const largest = Math.min(n, this.batchSize);
+    const y = new Int32Array(largest), t = new Int32Array(largest);
+    for (let k = 0; k < this.length; k++) {
+      const idx = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
+      const m = idx.length;
+      for (let j = 0; j < m; j++) {
+        const i = idx[j];
+        if (!(i >= 0 && i < n)) {
+          throw new RangeError(`Sample index ${i} is out of range for a dataset of ${n}`);
+        }
+        y[j] = d.targets[i];
+        t[j] = d.taskLabels[i];
+      }
+      const x = into(m);
+      if (x.length !== m * size) {
+        throw new RangeError(`epochInto: room for ${x.length} values, ${m * size} needed`);
+      }
+      d.fillBatch(idx, x, 0);
+      yield { x, y: y.subarray(0, m), t: t.subarray(0, m), n: m };
     }
   }
 }

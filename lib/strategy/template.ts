@@ -1,4 +1,19 @@
 /**
+ * A minibatch whose `x` is read from the tensor `t` at each access (a view of the heap, which a
+ * new tensor may move: a view taken once could go stale within the iteration).
+ */
+function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs): Batch {
+  return {
+    get x() {
+      return heap.view(t);
+    },
+    y: data.y,
+    t: data.t,
+    n: data.n,
+  };
+}
+
+/**
  * The strategy template: Avalanche's training and evaluation loops with every callback, on tfjs.
  *
  * One training iteration runs, in order: beforeTrainingIteration → [gradient tape:
@@ -16,7 +31,7 @@ import type { Batch, Dataset } from "../data/dataset.ts";
 import type { MetricRow } from "../metrics/rows.ts";
 import { accuracyMatrix } from "../metrics/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
-import { accumulateBatch } from "../backends/fused.ts";
+import { accumulateBatch, type HeapInputs, heapInputs } from "../backends/fused.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
 import { type DirectStep, planDirectStep } from "../nn/direct.ts";
 import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
@@ -411,8 +426,8 @@ export class Strategy {
       this.#direct = this.#planDirect();
       const loader = ctx.dataLoader!;
       this.clock.epochIteration = 0;
-      for (const data of loader.epoch(this.rng, true)) {
-        samples += await this.#trainIteration(data);
+      for (const { data, x } of this.#batches(loader, ctx.dataset!.inputShape)) {
+        samples += await this.#trainIteration(data, x);
         if (this.#stop) break;
       }
       const [lossSum, correct] = [this.#lossSum.dataSync()[0], this.#correct.dataSync()[0]];
@@ -487,8 +502,50 @@ export class Strategy {
     }
   }
 
-  #toTensors(batch: Batch, shape: readonly number[]): TensorBatch {
+  /**
+   * One epoch's minibatches of `loader`. On the WebAssembly heap backends, a loader that can
+   * (`epochInto`) writes the inputs straight into the memory of their tensor, given as `x`: kept
+   * outside every scope, for the caller to dispose of. Elsewhere the batches are copied later.
+   */
+  *#batches(
+    loader: DataLoader,
+    shape: readonly number[],
+  ): Generator<{ data: Batch; x?: tf.Tensor }> {
+    const heap = loader.epochInto ? heapInputs() : undefined;
+    let x: tf.Tensor | undefined;
+    const into = (n: number) => {
+      x?.dispose();
+      x = tf.keep(heap!.tensor([n, ...shape]));
+      return heap!.view(x);
+    };
+    const batches = heap ? loader.epochInto!(this.rng, into) : undefined;
+    if (!batches) {
+      for (const data of loader.epoch(this.rng, true)) yield { data };
+      return;
+    }
+    try {
+      for (const data of batches) {
+        const t = x!;
+        x = undefined;
+        yield { data: liveInputs(data, t, heap!), x: t };
+      }
+    } finally {
+      x?.dispose();
+    }
+  }
+
+  #toTensors(batch: Batch, shape: readonly number[], x?: tf.Tensor): TensorBatch {
     const n = batch.n;
+    if (x) {
+      // The inputs are already in x (see #batches); x joins this scope's tensors to dispose.
+      return {
+        x,
+        y: tf.tensor1d(batch.y.subarray(0, n), "int32"),
+        t: tf.tensor1d(batch.t.subarray(0, n), "int32"),
+        n,
+        data: batch,
+      };
+    }
     const size = shape.reduce((a, b) => a * b, 1);
     // Loaders may hand over arrays longer than n (reused buffers): plugins see exact views.
     const data = batch.x.length === n * size && batch.y.length === n && batch.t.length === n
@@ -617,11 +674,12 @@ export class Strategy {
     ctx.grads = new Map(Object.entries(grads).map(([k, g]) => [byEngineName.get(k) ?? k, g]));
   }
 
-  async #trainIteration(data: Batch): Promise<number> {
+  async #trainIteration(data: Batch, x?: tf.Tensor): Promise<number> {
     const ctx = this.ctx;
     tf.engine().startScope();
+    if (x) this.#keep.push(x);
     try {
-      ctx.batch = this.#toTensors(data, ctx.dataset!.inputShape);
+      ctx.batch = this.#toTensors(data, ctx.dataset!.inputShape, x);
       ctx.output = undefined;
       ctx.loss = undefined;
       ctx.grads = undefined;
@@ -740,10 +798,10 @@ export class Strategy {
     await this.#call("beforeEvalExp");
     this.#resetAccumulators();
     let samples = 0;
-    for (const data of ctx.dataLoader.epoch(this.rng, true)) {
+    for (const { data, x } of this.#batches(ctx.dataLoader, dataset.inputShape)) {
       tf.engine().startScope();
       try {
-        ctx.batch = this.#toTensors(data, dataset.inputShape);
+        ctx.batch = this.#toTensors(data, dataset.inputShape, x);
         await this.#call("beforeEvalIteration");
         await this.#call("beforeEvalForward");
         const batch = ctx.batch;
@@ -763,6 +821,7 @@ export class Strategy {
         ctx.output = undefined;
         ctx.loss = undefined;
         tf.engine().endScope();
+        x?.dispose();
       }
     }
     const lossSum = this.#lossSum.dataSync()[0];
