@@ -41,6 +41,11 @@ function byteData(n: number, size: number, seed: number, permute: boolean): Arra
   });
 }
 
+/** A training experience of `data` (classes 0..2), for strategies. */
+function experienceOf(data: ArrayDataset): Experience {
+  return { id: 0, stream: "train", dataset: data, classes: [0, 1, 2] } as unknown as Experience;
+}
+
 Deno.test("a dataset converted more than CACHE_AFTER_PASSES times its length caches its inputs: same values, budget kept", () => {
   const prev = setInputCacheBudget(0);
   try {
@@ -116,12 +121,7 @@ Deno.test("loaders reuse one buffer only when asked, and the batches stay right"
 
 Deno.test("with reused buffers, plugins see exact-length batch arrays", async () => {
   const data = byteData(10, 4, 7, false);
-  const exp = {
-    id: 0,
-    stream: "train",
-    dataset: data,
-    classes: [0, 1, 2],
-  } as unknown as Experience;
+  const exp = experienceOf(data);
   const lengths: number[][] = [];
   const probe: Plugin = {
     name: "probe",
@@ -284,12 +284,7 @@ Deno.test("epochInto gives epoch's minibatches written into the caller's arrays,
 
 Deno.test("inputs written into the tensor's memory stay readable as data.x when the heap grows", async () => {
   const data = byteData(12, 4, 9, false);
-  const exp = {
-    id: 0,
-    stream: "train",
-    dataset: data,
-    classes: [0, 1, 2],
-  } as unknown as Experience;
+  const exp = experienceOf(data);
   const checks: boolean[] = [];
   let big: tf.Tensor | undefined;
   let grow = false, grew = false;

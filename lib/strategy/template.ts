@@ -1,19 +1,4 @@
 /**
- * A minibatch whose `x` is read from the tensor `t` at each access (a view of the heap, which a
- * new tensor may move: a view taken once could go stale within the iteration).
- */
-function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs): Batch {
-  return {
-    get x() {
-      return heap.view(t);
-    },
-    y: data.y,
-    t: data.t,
-    n: data.n,
-  };
-}
-
-/**
  * The strategy template: Avalanche's training and evaluation loops with every callback, on tfjs.
  *
  * One training iteration runs, in order: beforeTrainingIteration → [gradient tape:
@@ -47,6 +32,21 @@ import {
   SYNC_HOOKS,
   TRAIN_HOOKS,
 } from "./plugin.ts";
+
+/**
+ * A minibatch whose `x` is read from the tensor `t` at each access (a view of the heap, which a
+ * new tensor may move: a view taken once could go stale within the iteration).
+ */
+function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs): Batch {
+  return {
+    get x() {
+      return heap.view(t);
+    },
+    y: data.y,
+    t: data.t,
+    n: data.n,
+  };
+}
 
 /** Options shared by every strategy builder. */
 export interface StrategyOptions {
@@ -537,7 +537,7 @@ export class Strategy {
   #toTensors(batch: Batch, shape: readonly number[], x?: tf.Tensor): TensorBatch {
     const n = batch.n;
     if (x) {
-      // The inputs are already in x (see #batches); x joins this scope's tensors to dispose.
+      // The inputs are already in x (see #batches), which the caller disposes of.
       return {
         x,
         y: tf.tensor1d(batch.y.subarray(0, n), "int32"),
