@@ -94,9 +94,10 @@ export function heapInputs(): HeapInputs | undefined {
       return tf.engine().makeTensorFromTensorInfo(be.makeOutput(shape, "float32"));
     },
     view(t) {
-      const d = be.dataIdMap.get(t.dataId);
-      if (!d || t.isDisposed) throw new Error("view of a disposed tensor");
-      return new Float32Array(be.wasm.HEAPU8.buffer, d.memoryOffset, t.size);
+      if (t.isDisposed || !be.dataIdMap.get(t.dataId)) {
+        throw new Error("view of a disposed tensor");
+      }
+      return heapIO(be).read(t) as Float32Array;
     },
   };
 }

@@ -42,11 +42,6 @@ export class DirectStep {
     this.#stages = stages;
   }
 
-  /** Number of linear layers. */
-  get layers(): number {
-    return this.#stages.length;
-  }
-
   /**
    * The model's output for `x` (the tensors `Classifier.forward` computes), with what the
    * backward needs. Call outside any gradient tape; the tensors belong to the caller's scope.

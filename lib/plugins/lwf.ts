@@ -256,10 +256,8 @@ export class LwFPlugin extends StrategyPlugin {
     const heads = multiHeadOf(model);
     const terms: tf.Scalar[] = [];
     if (!heads) {
-      const units = new Set<number>();
-      for (const cs of this.#prevClasses.values()) for (const c of cs) units.add(c);
-      const prevOut = prev.forward(x, { taskLabels, taskLabelsArray });
-      terms.push(distillationLoss(output, prevOut, [...units], T));
+      const { prevOut, units } = this.#teacherOutput(prev, x, taskLabels, taskLabelsArray);
+      terms.push(distillationLoss(output, prevOut, units, T));
     } else if (
       model instanceof Classifier && model.classifier === heads && prev instanceof Classifier &&
       prev.classifier instanceof MultiHeadClassifier
@@ -285,6 +283,18 @@ export class LwFPlugin extends StrategyPlugin {
     }
     if (terms.length === 0) return undefined;
     return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Scalar;
+  }
+
+  /** A single-head teacher's output for `x`, and every class it was trained on (its units). */
+  #teacherOutput(
+    prev: Module,
+    x: tf.Tensor,
+    taskLabels: tf.Tensor1D,
+    taskLabelsArray: Int32Array,
+  ): { prevOut: tf.Tensor; units: number[] } {
+    const units = new Set<number>();
+    for (const cs of this.#prevClasses.values()) for (const c of cs) units.add(c);
+    return { prevOut: prev.forward(x, { taskLabels, taskLabelsArray }), units: [...units] };
   }
 
   /** Checks that an alpha exists for the experience about to be trained. */
@@ -313,12 +323,10 @@ export class LwFPlugin extends StrategyPlugin {
     const alpha = this.alphaFor(this.#experiences);
     if (alpha === 0) return [];
     if (multiHeadOf(ctx.model)) return undefined;
-    const units = new Set<number>();
-    for (const cs of this.#prevClasses.values()) for (const c of cs) units.add(c);
     const taskLabelsArray = batch.data.t.subarray(0, batch.n);
     const taskLabels = tf.tensor1d(taskLabelsArray, "int32");
-    const prevOut = prev.forward(batch.x, { taskLabels, taskLabelsArray });
-    const { sorted, fused } = distillationUnits(output, prevOut, [...units]);
+    const { prevOut, units } = this.#teacherOutput(prev, batch.x, taskLabels, taskLabelsArray);
+    const { sorted, fused } = distillationUnits(output, prevOut, units);
     if (!fused) return undefined;
     const [d, grad] = distillationWithGrad(output, prevOut, sorted, this.temperature);
     // The tape multiplies the gradient by alpha unless alpha is 1 (PerennialScaleGrad).

@@ -73,7 +73,7 @@ export class DatasetLoader implements DataLoader {
 
   *epoch(rng: Rng, reuse = false): Iterable<Batch> {
     const n = this.dataset.length;
-    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    const order = this.#order(rng);
     const buffer = reuse && this.length > 0
       ? acquireBatch(Math.min(n, this.batchSize), this.dataset.sampleSize)
       : undefined;
@@ -89,32 +89,31 @@ export class DatasetLoader implements DataLoader {
     }
   }
 
+  /** One epoch's sample order: a permutation drawn from `rng` when shuffling. */
+  #order(rng: Rng): Int32Array {
+    const n = this.dataset.length;
+    return this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+  }
+
   epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> | undefined {
     return this.dataset.fillsInJs ? this.#epochInto(rng, into) : undefined;
   }
 
   *#epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> {
     const d = this.dataset, n = d.length, size = d.sampleSize;
-    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    const order = this.#order(rng);
     const largest = Math.min(n, this.batchSize);
     const y = new Int32Array(largest), t = new Int32Array(largest);
     for (let k = 0; k < this.length; k++) {
       const idx = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
       const m = idx.length;
-      for (let j = 0; j < m; j++) {
-        const i = idx[j];
-        if (!(i >= 0 && i < n)) {
-          throw new RangeError(`Sample index ${i} is out of range for a dataset of ${n}`);
-        }
-        y[j] = d.targets[i];
-        t[j] = d.taskLabels[i];
-      }
       const x = into(m);
       if (x.length !== m * size) {
         throw new RangeError(`epochInto: room for ${x.length} values, ${m * size} needed`);
       }
-      d.fillBatch(idx, x, 0);
-      yield { x, y: y.subarray(0, m), t: t.subarray(0, m), n: m };
+      // Labels into the reused arrays, inputs into x.
+      const b = d.batch(idx, { x, y, t, n: m });
+      yield { x, y: b.y.subarray(0, m), t: b.t.subarray(0, m), n: m };
     }
   }
 }
