@@ -13,12 +13,14 @@ import { registerBlasBackend } from "../lib/backends/blas.ts";
 import {
   accumulateBatch,
   BATCH_STATS,
+  COLUMN_SUM,
   countCorrect,
   DISTILLATION,
   hasFusedKernel,
   linear,
   SOFTMAX_CE,
   softmaxCrossEntropy,
+  TRANSPOSE_2D,
   WEIGHTED_SQUARE,
   weightedSquare,
   weightedSquaredDistance,
@@ -304,4 +306,65 @@ Deno.test("weighted squared distance (EWC, SI): value and gradient worked by han
     tf.dispose([x, w, c, wrong, a.value, a.grads[x.name], q.value, q.grads[x.name], e.value]);
     tf.dispose(e.grads[x.name]);
   });
+});
+
+Deno.test("wasm transpose and column sum: the bits of wasm's Transpose and Sum; other inputs go to wasm's", () => {
+  const run = (name: string, x: tf.Tensor) => tf.engine().runKernel(name, { x }) as tf.Tensor;
+  // Worked by hand.
+  const small = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(Array.from(run(TRANSPOSE_2D, small).dataSync()), [1, 4, 2, 5, 3, 6]);
+  assert.deepEqual(Array.from(run(COLUMN_SUM, small).dataSync()), [5, 7, 9]);
+  // Blocks of 32 with ragged edges, rows not a multiple of 4, one row, one column, and a
+  // square side of 256 and more (wasm's own transpose).
+  for (const [r, c] of [[128, 784], [33, 65], [7, 400], [1, 9], [9, 1], [300, 260]]) {
+    const x = tf.randomNormal([r, c], 0, 3, "float32", r + c);
+    const t = run(TRANSPOSE_2D, x), s = run(COLUMN_SUM, x);
+    assert.deepEqual(t.shape, [c, r]);
+    assert.deepEqual(s.shape, [c]);
+    assert.deepEqual(t.dataSync(), tf.transpose(x).dataSync(), `transpose ${r}×${c}`);
+    assert.deepEqual(s.dataSync(), tf.sum(x, 0).dataSync(), `column sum ${r}×${c}`);
+    tf.dispose([x, t, s]);
+  }
+  // Not rank 2 or not float32: wasm's kernels, with the rank-2 meaning (first two axes).
+  const x3 = tf.randomNormal([4, 3, 2], 0, 1, "float32", 1);
+  assert.deepEqual(run(COLUMN_SUM, x3).dataSync(), tf.sum(x3, 0).dataSync());
+  const xi = tf.tensor2d([[1, 2], [3, 4], [5, 6]], undefined, "int32");
+  assert.deepEqual(Array.from(run(TRANSPOSE_2D, xi).dataSync()), [1, 3, 5, 2, 4, 6]);
+  assert.deepEqual(Array.from(run(COLUMN_SUM, xi).dataSync()), [9, 12]);
+  // A Linear's backward on wasm uses them, and frees what it makes.
+  const l = new Linear(8, 4, { seed: 3 });
+  const x = tf.randomNormal([5, 8], 0, 1, "float32", 6);
+  const step = () => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(l.forward(x)) as tf.Scalar, [
+      l.weight,
+      l.bias!,
+    ]);
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  step();
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 50; i++) step();
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([small, x3, xi, x]);
+  l.dispose();
+});
+
+Deno.test("a Linear's backward on wasm transposes and sums with the JavaScript kernels", async () => {
+  const l = new Linear(8, 4, { seed: 3 });
+  const x = tf.randomNormal([5, 8], 0, 1, "float32", 6);
+  const info = await tf.profile(() => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(l.forward(x)) as tf.Scalar, [
+      l.weight,
+      l.bias!,
+    ]);
+    tf.dispose([value, ...Object.values(grads)]);
+  });
+  const names = info.kernels.map((k) => k.name);
+  assert.ok(names.includes(TRANSPOSE_2D), `${names}`);
+  assert.ok(names.includes(COLUMN_SUM), `${names}`);
+  // The one Sum is the loss' own.
+  assert.ok(!names.includes("Transpose"), `${names}`);
+  assert.equal(names.filter((n) => n === "Sum").length, 1, `${names}`);
+  tf.dispose(x);
+  l.dispose();
 });
