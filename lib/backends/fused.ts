@@ -15,7 +15,9 @@
  *   parameter (≈4 ms of a 10 ms EWC step on the bench MLP).
  * - `PerennialLinear`: `x · w + bias` (then a relu) as one kernel ("blas": `blas.ts`; "wasm":
  *   wasm's fused product), with a gradient that computes only what the tape needs, and
- *   `PerennialReluGrad` for its relu.
+ *   `PerennialReluGrad` for its relu. On "wasm", its backward transposes (`PerennialTranspose2D`)
+ *   and sums the rows for the bias (`PerennialColumnSum`) in JavaScript, the same bits as wasm's
+ *   Transpose and Sum at 2-4× their speed on minibatch shapes.
  * - {@link sgdStepInPlace}: SGD's update (momentum, dampening, weight decay, Nesterov) applied in
  *   place with BLAS `sscal`/`saxpy` on the "blas" backend instead of four kernels, four
  *   allocations and four passes per parameter.
