@@ -334,9 +334,11 @@ Deno.test("wasm transpose and column sum: the bits of wasm's Transpose and Sum; 
     assert.deepEqual(s.dataSync(), tf.sum(x, 0).dataSync(), `column sum ${r}×${c}`);
     tf.dispose([x, t, s]);
   }
-  // Not rank 2 or not float32: wasm's kernels, with the rank-2 meaning (first two axes).
+  // Not rank 2 or not float32: wasm's kernels (the sum over the first axis); a transpose of
+  // another rank is an error naming the shape.
   const x3 = tf.randomNormal([4, 3, 2], 0, 1, "float32", 1);
   assert.deepEqual(run(COLUMN_SUM, x3).dataSync(), tf.sum(x3, 0).dataSync());
+  assert.throws(() => run(TRANSPOSE_2D, x3), /rank-2 tensors, got shape \[4,3,2\]/);
   const xi = tf.tensor2d([[1, 2], [3, 4], [5, 6]], undefined, "int32");
   assert.deepEqual(Array.from(run(TRANSPOSE_2D, xi).dataSync()), [1, 3, 5, 2, 4, 6]);
   assert.deepEqual(Array.from(run(COLUMN_SUM, xi).dataSync()), [9, 12]);
