@@ -19,6 +19,7 @@
 export * from "./lib/backend.ts";
 export * from "./lib/random.ts";
 export * from "./lib/data/dataset.ts";
+export * from "./lib/data/resident.ts";
 export * from "./lib/benchmarks/mod.ts";
 export * from "./datasets/mod.ts";
 export * from "./lib/nn/module.ts";

@@ -141,6 +141,27 @@ Deno.test("runBench: repeats report medians and every run, with no tensor leak",
     assert.equal(r.runs![0].final_avg_acc, r.runs![2].final_avg_acc);
   }));
 
+Deno.test("runBench: the resident test stream (the default) gives the same results as bytes", () =>
+  keepBackend(async () => {
+    const split = syntheticImages({ n: 400, classes: 10, seed: 3 });
+    const run = (residentTest?: boolean) =>
+      runBench({
+        data: { name: "fashion-mnist", train: split, test: split, classes: 10 },
+        backend: "wasm",
+        strategies: ["naive"],
+        trainLimit: 30,
+        testLimit: 25,
+        residentTest,
+      });
+    const [held] = await run();
+    const [bytes] = await run(false);
+    assert.equal(held.resident_test, true);
+    assert.equal(bytes.resident_test, false);
+    assert.deepEqual(held.acc_matrix, bytes.acc_matrix);
+    assert.equal(held.eval_samples, bytes.eval_samples);
+    assert.equal(held.tensors_leaked, 0, "the resident tensors are freed after each run");
+  }));
+
 Deno.test("runBench: an unknown strategy name is an error naming it and the available ones", async () => {
   await assert.rejects(
     () => runBench({ strategies: ["naive", "nosuch"], backend: "cpu" }),

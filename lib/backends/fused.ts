@@ -73,7 +73,7 @@ export const TRANSPOSE_2D = "PerennialTranspose2D";
 export const COLUMN_SUM = "PerennialColumnSum";
 
 /** Backends whose tensors live on the wasm heap. */
-const HEAP_BACKENDS: ReadonlySet<string> = new Set(["wasm", "blas"]);
+export const HEAP_BACKENDS: ReadonlySet<string> = new Set(["wasm", "blas"]);
 
 /**
  * True when the active backend copies the values `tf.tensor(values)` is given (the WebAssembly

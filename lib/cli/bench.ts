@@ -13,7 +13,9 @@
  * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
  * --torch (also run torch_ref.py when /usr/bin/python3 has torch, right after each of our runs of
- * the same strategy so that the two alternate, and print the ratios and its peak RSS).
+ * the same strategy so that the two alternate, and print the ratios and its peak RSS),
+ * --bytes-test (evaluate from the test stream's bytes instead of float32 tensors made before
+ * each run, as the reference makes its own).
  *
  * @module
  */
@@ -49,7 +51,7 @@ const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
        [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
-       [--train-limit N] [--test-limit N] [--torch]`;
+       [--train-limit N] [--test-limit N] [--bytes-test] [--torch]`;
 
 /** Interpreter that runs the PyTorch reference. */
 export const PYTHON = "/usr/bin/python3";
@@ -207,6 +209,7 @@ async function main(): Promise<void> {
       "train-limit": { type: "string" },
       "test-limit": { type: "string" },
       torch: { type: "boolean" },
+      "bytes-test": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -245,6 +248,7 @@ async function main(): Promise<void> {
     epochs,
     trainLimit,
     testLimit,
+    residentTest: !values["bytes-test"],
     log: (s) => err(s),
     afterRun: torchDir
       ? async (strategy, r) => {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type * as tf from "@tensorflow/tfjs-core";
 
 /** A minibatch as flat typed arrays, ready to become tensors. */
 export interface Batch {
@@ -116,6 +117,17 @@ export abstract class Dataset {
    */
   get fillsInJs(): boolean {
     return false;
+  }
+
+  /**
+   * The inputs of samples `start .. start + n - 1` as a tensor that shares this dataset's
+   * memory (no copy), for a dataset that holds them in a tensor (see `resident.ts`) on the
+   * active backend; undefined otherwise, and then the caller fills a minibatch. Views of such a
+   * dataset (relabeled, a subset whose samples are consecutive there, a concatenation's part)
+   * pass it on. The caller disposes of the tensor and must not write into it.
+   */
+  sharedRows(_start: number, _n: number): tf.Tensor | undefined {
+    return undefined;
   }
 
   /** Number of floats per sample. */
@@ -501,6 +513,14 @@ class SubsetDataset extends Dataset {
     }
     this.#parent.fillBatch(mapped, out, offset);
   }
+
+  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+    const idx = this.#idx;
+    if (start < 0 || n < 1 || start + n > idx.length) return undefined;
+    const first = idx[start];
+    for (let k = 1; k < n; k++) if (idx[start + k] !== first + k) return undefined;
+    return this.#parent.sharedRows(first, n);
+  }
 }
 
 class RelabeledDataset extends Dataset {
@@ -528,6 +548,10 @@ class RelabeledDataset extends Dataset {
 
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
     this.#parent.fillBatch(indices, out, offset);
+  }
+
+  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+    return this.#parent.sharedRows(start, n);
   }
 }
 
@@ -574,6 +598,14 @@ class ConcatDataset extends Dataset {
 
   override get fillsInJs(): boolean {
     return this.#parts.every((p) => p.fillsInJs);
+  }
+
+  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+    const s = this.#starts;
+    for (let k = 0; k < this.#parts.length; k++) {
+      if (start >= s[k] && start + n <= s[k + 1]) return this.#parts[k].sharedRows(start - s[k], n);
+    }
+    return undefined;
   }
 }
 

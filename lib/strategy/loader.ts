@@ -5,6 +5,7 @@
  * @module
  */
 import { acquireBatch, type Batch, type Dataset, releaseBatch } from "../data/dataset.ts";
+import type * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../random.ts";
 
 /** Produces the minibatches of one epoch. */
@@ -29,8 +30,16 @@ export interface DataLoader {
    * Undefined when the loader cannot (its data might allocate tensors while filling, which
    * may move the heap under the array). The strategy template uses it when it can instead of
    * copying `epoch`'s batches.
+   *
+   * With `adopt`, a loader may instead hand over a minibatch whose inputs already are a tensor
+   * (a view of a dataset's memory: {@link Dataset.sharedRows}), without calling `into` for it:
+   * `adopt(x)` takes ownership of `x` and returns its values, which nothing may write.
    */
-  epochInto?(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> | undefined;
+  epochInto?(
+    rng: Rng,
+    into: (n: number) => Float32Array,
+    adopt?: (x: tf.Tensor) => Float32Array,
+  ): Iterable<Batch> | undefined;
 }
 
 /** Options of {@link DatasetLoader}. */
@@ -95,11 +104,23 @@ export class DatasetLoader implements DataLoader {
     return this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
   }
 
-  epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> | undefined {
-    return this.dataset.fillsInJs ? this.#epochInto(rng, into) : undefined;
+  /**
+   * {@link DataLoader.epochInto}. Without shuffling, each minibatch is a run of consecutive
+   * samples: with `adopt`, one the dataset holds as a tensor comes as a view of it.
+   */
+  epochInto(
+    rng: Rng,
+    into: (n: number) => Float32Array,
+    adopt?: (x: tf.Tensor) => Float32Array,
+  ): Iterable<Batch> | undefined {
+    return this.dataset.fillsInJs ? this.#epochInto(rng, into, adopt) : undefined;
   }
 
-  *#epochInto(rng: Rng, into: (n: number) => Float32Array): Iterable<Batch> {
+  *#epochInto(
+    rng: Rng,
+    into: (n: number) => Float32Array,
+    adopt?: (x: tf.Tensor) => Float32Array,
+  ): Iterable<Batch> {
     const d = this.dataset, n = d.length, size = d.sampleSize;
     const order = this.#order(rng);
     const largest = Math.min(n, this.batchSize);
@@ -107,6 +128,17 @@ export class DatasetLoader implements DataLoader {
     for (let k = 0; k < this.length; k++) {
       const idx = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
       const m = idx.length;
+      const shared = adopt && !this.shuffle ? d.sharedRows(idx[0], m) : undefined;
+      if (shared) {
+        const x = adopt!(shared);
+        const targets = d.targets, tasks = d.taskLabels;
+        for (let j = 0; j < m; j++) {
+          y[j] = targets[idx[j]];
+          t[j] = tasks[idx[j]];
+        }
+        yield { x, y: y.subarray(0, m), t: t.subarray(0, m), n: m };
+        continue;
+      }
       const x = into(m);
       if (x.length !== m * size) {
         throw new RangeError(`epochInto: room for ${x.length} values, ${m * size} needed`);

@@ -35,12 +35,13 @@ import {
 
 /**
  * A minibatch whose `x` is read from the tensor `t` at each access (a view of the heap, which a
- * new tensor may move: a view taken once could go stale within the iteration).
+ * new tensor may move: a view taken once could go stale within the iteration). When `t` shares
+ * a dataset's memory, `x` is a copy, so that nothing can write into the dataset.
  */
-function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs): Batch {
+function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs, shared: boolean): Batch {
   return {
     get x() {
-      return heap.view(t);
+      return shared ? heap.view(t).slice() : heap.view(t);
     },
     y: data.y,
     t: data.t,
@@ -505,7 +506,9 @@ export class Strategy {
   /**
    * One epoch's minibatches of `loader`. On the WebAssembly heap backends, a loader that can
    * (`epochInto`) writes the inputs straight into the memory of their tensor, given as `x`: kept
-   * outside every scope, for the caller to dispose of. Elsewhere the batches are copied later.
+   * outside every scope, for the caller to dispose of; a run of consecutive samples of a dataset
+   * held as a tensor (`resident`, evaluation) comes as a view of it. Elsewhere the batches are
+   * copied later.
    */
   *#batches(
     loader: DataLoader,
@@ -513,12 +516,20 @@ export class Strategy {
   ): Generator<{ data: Batch; x?: tf.Tensor }> {
     const heap = loader.epochInto ? heapInputs() : undefined;
     let x: tf.Tensor | undefined;
+    let shared = false;
     const into = (n: number) => {
       x?.dispose();
       x = tf.keep(heap!.tensor([n, ...shape]));
+      shared = false;
       return heap!.view(x);
     };
-    const batches = heap ? loader.epochInto!(this.rng, into) : undefined;
+    const adopt = (view: tf.Tensor) => {
+      x?.dispose();
+      x = tf.keep(view);
+      shared = true;
+      return heap!.view(x);
+    };
+    const batches = heap ? loader.epochInto!(this.rng, into, adopt) : undefined;
     if (!batches) {
       for (const data of loader.epoch(this.rng, true)) yield { data };
       return;
@@ -527,7 +538,7 @@ export class Strategy {
       for (const data of batches) {
         const t = x!;
         x = undefined;
-        yield { data: liveInputs(data, t, heap!), x: t };
+        yield { data: liveInputs(data, t, heap!, shared), x: t };
       }
     } finally {
       x?.dispose();
