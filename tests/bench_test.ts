@@ -17,7 +17,7 @@ import {
   type TorchOutput,
 } from "../lib/benchmarks/bench_workload.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { defaultDataDir, runTorchReference } from "../lib/cli/bench.ts";
+import { defaultDataDir, residentFlag, runTorchReference } from "../lib/cli/bench.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
 const HAVE_FMNIST = existsSync(`${SHARED}/fashion-mnist/train-images-idx3-ubyte.gz`);
@@ -141,23 +141,26 @@ Deno.test("runBench: repeats report medians and every run, with no tensor leak",
     assert.equal(r.runs![0].final_avg_acc, r.runs![2].final_avg_acc);
   }));
 
-Deno.test("runBench: the resident test stream (the default) gives the same results as bytes", () =>
+Deno.test("runBench: resident streams (the default) give the same results as bytes", () =>
   keepBackend(async () => {
     const split = syntheticImages({ n: 400, classes: 10, seed: 3 });
-    const run = (residentTest?: boolean) =>
+    const run = (resident?: ("train" | "test")[]) =>
       runBench({
         data: { name: "fashion-mnist", train: split, test: split, classes: 10 },
         backend: "wasm",
         strategies: ["naive"],
         trainLimit: 30,
         testLimit: 25,
-        residentTest,
+        resident,
       });
     const [held] = await run();
-    const [bytes] = await run(false);
-    assert.equal(held.resident_test, true);
-    assert.equal(bytes.resident_test, false);
+    const [bytes] = await run([]);
+    const [test] = await run(["test"]);
+    assert.deepEqual(held.resident_streams, ["train", "test"]);
+    assert.deepEqual(bytes.resident_streams, []);
+    assert.deepEqual(test.resident_streams, ["test"]);
     assert.deepEqual(held.acc_matrix, bytes.acc_matrix);
+    assert.deepEqual(test.acc_matrix, bytes.acc_matrix);
     assert.equal(held.eval_samples, bytes.eval_samples);
     assert.equal(held.tensors_leaked, 0, "the resident tensors are freed after each run");
   }));
@@ -300,4 +303,16 @@ Deno.test("defaultDataDir: the flag, else PERENNIAL_DATA, else ../shared/dataset
     if (prev === undefined) Deno.env.delete("PERENNIAL_DATA");
     else Deno.env.set("PERENNIAL_DATA", prev);
   }
+});
+
+Deno.test("--resident: the streams named, none, or an error naming the value", () => {
+  assert.deepEqual(residentFlag(undefined), ["train", "test"]);
+  assert.deepEqual(residentFlag("test"), ["test"]);
+  assert.deepEqual(residentFlag("train, test,train"), ["train", "test"]);
+  assert.deepEqual(residentFlag("none"), []);
+  assert.throws(
+    () => residentFlag("valid"),
+    /--resident takes train, test, train,test or none, got "valid"/,
+  );
+  assert.throws(() => residentFlag(","), /got ","/);
 });

@@ -7,8 +7,8 @@
  * mean 0.2860 / std 0.3530; MLP 784-400-400-10 (ReLU); SGD lr 0.01 momentum 0.9; batch 128;
  * 1 epoch per experience; after each experience the whole test stream is evaluated (batch 256).
  * Like the reference, which converts its tensors to float32 when it loads them, each run holds
- * the test stream as float32 tensors made before its clock starts (`residentTest: false` keeps
- * the bytes); the training stream stays bytes, converted per minibatch.
+ * both streams as float32 tensors made before its clock starts (`resident`; `[]` keeps the bytes,
+ * converted per minibatch).
  *
  * Strategies are entries of {@link BENCH_STRATEGIES} (`name → (model, opts) => Strategy`), so a
  * new one is a single line there. Measuring ({@link runBench}) is kept apart from printing (the
@@ -114,11 +114,12 @@ export interface BenchOptions {
   /** Keep this many test samples per experience, for a quick run. */
   testLimit?: number;
   /**
-   * Hold the test stream as float32 tensors (`residentBenchmark`), converted before each run
-   * as the reference converts its tensors at load time: evaluation minibatches are then views
-   * instead of conversions. False evaluates from the bytes. @default true
+   * Streams held as float32 tensors (`residentBenchmark`), converted before each run as the
+   * reference converts its tensors at load time: evaluation minibatches are then views and
+   * training minibatches copies of rows instead of conversions of bytes. `[]` keeps the bytes.
+   * @default ["train", "test"]
    */
-  residentTest?: boolean;
+  resident?: readonly ("train" | "test")[];
   /** Sample the resident set size every this many training iterations. @default 50 */
   rssEvery?: number;
   /** Status lines (no newline at the end); default: silent. */
@@ -179,8 +180,8 @@ export interface BenchResult extends BenchRun {
   eval_samples: number;
   /** Row i: accuracy on each test experience after training experience i (first run). */
   acc_matrix: number[][];
-  /** Whether the test stream was held as float32 tensors (`residentTest`). */
-  resident_test: boolean;
+  /** Streams held as float32 tensors (option `resident`). */
+  resident_streams: string[];
   /** Seconds to load and split the data (once, shared by every strategy). */
   data_load_s: number;
   /** `trainLimit` when the run was subsampled, else null. */
@@ -380,7 +381,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
   const seed = opts.seed ?? 0;
   const epochs = opts.epochs ?? BENCH_WORKLOAD.epochs;
   const rssEvery = opts.rssEvery ?? 50;
-  const residentTest = opts.residentTest ?? true;
+  const resident = [...(opts.resident ?? ["train", "test"])];
   positiveInt("repeats", repeats);
   positiveInt("seed", seed, 0);
   positiveInt("epochs", epochs);
@@ -414,7 +415,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
         ? bench
         : await loadBenchWorkload({ ...opts, seed });
       // Before the run's clock and tensor count start, as the reference's load.
-      const held = residentTest ? residentBenchmark(data) : undefined;
+      const held = resident.length ? residentBenchmark(data, { streams: resident }) : undefined;
       try {
         runs.push(
           await runOnce(factories[name], held ?? data, { seed, epochs, rssEvery, log, tag }),
@@ -449,7 +450,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
       eval_samples: first.evalSamples,
       ...summary,
       acc_matrix: first.acc,
-      resident_test: residentTest,
+      resident_streams: resident,
       data_load_s: round(dataLoad, 3),
       train_limit: opts.trainLimit ?? null,
       test_limit: opts.testLimit ?? null,

@@ -14,8 +14,8 @@
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
  * --torch (also run torch_ref.py when /usr/bin/python3 has torch, right after each of our runs of
  * the same strategy so that the two alternate, and print the ratios and its peak RSS),
- * --bytes-test (evaluate from the test stream's bytes instead of float32 tensors made before
- * each run, as the reference makes its own).
+ * --resident train,test|test|train|none (the streams held as float32 tensors made before each
+ * run, as the reference makes its own; default both, `none` converts the bytes per minibatch).
  *
  * @module
  */
@@ -51,7 +51,7 @@ const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
        [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
-       [--train-limit N] [--test-limit N] [--bytes-test] [--torch]`;
+       [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]`;
 
 /** Interpreter that runs the PyTorch reference. */
 export const PYTHON = "/usr/bin/python3";
@@ -167,6 +167,20 @@ export async function runTorchReference(opts: {
   }
 }
 
+/** The streams of `--resident` (default both; `none` for neither). */
+export function residentFlag(v: string | undefined): ("train" | "test")[] {
+  if (v === undefined) return ["train", "test"];
+  if (v.trim() === "none") return [];
+  const names = v.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = names.filter((n) => n !== "train" && n !== "test");
+  if (bad.length || names.length === 0) {
+    throw new RangeError(
+      `--resident takes train, test, train,test or none, got "${v}"`,
+    );
+  }
+  return [...new Set(names)] as ("train" | "test")[];
+}
+
 function checkBackend(v: string | undefined): BackendName {
   const b = v ?? "auto";
   if (!(BACKENDS as readonly string[]).includes(b)) {
@@ -209,7 +223,7 @@ async function main(): Promise<void> {
       "train-limit": { type: "string" },
       "test-limit": { type: "string" },
       torch: { type: "boolean" },
-      "bytes-test": { type: "boolean" },
+      resident: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -248,7 +262,7 @@ async function main(): Promise<void> {
     epochs,
     trainLimit,
     testLimit,
-    residentTest: !values["bytes-test"],
+    resident: residentFlag(values.resident),
     log: (s) => err(s),
     afterRun: torchDir
       ? async (strategy, r) => {

@@ -8,7 +8,8 @@
  * evaluation minibatch of consecutive samples is then a view of the dataset's tensor
  * ({@link Dataset.sharedRows}): no conversion, no copy. On the bench MLP, a 256-sample
  * evaluation batch took ≈1.65 instead of ≈2.1 ms this way (measured on "blas", 2 cores).
- * Shuffled training minibatches copy rows instead of converting bytes.
+ * Shuffled training minibatches copy rows instead of converting bytes: naive training on the
+ * bench ran ≈5% faster (44.8k against 42.4k samples/s, medians of 4 alternating runs).
  *
  * @example
  * ```ts
