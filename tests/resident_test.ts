@@ -131,6 +131,12 @@ Deno.test("rowsView: disposing a view never frees memory, and a view keeps its s
       const junk = Array.from({ length: 10 }, () => tf.fill([8, 100], -2));
       assert.deepEqual(source.dataSync(), values, `${b}: the source is intact`);
       tf.dispose(junk);
+      // A clone shares the view's data on "blas" (Identity): it outlives the view.
+      const view = rowsView(source, 10, 3)!;
+      const clone = tf.clone(view);
+      view.dispose();
+      assert.deepEqual(clone.dataSync(), values.subarray(1000, 1300));
+      clone.dispose();
       // The source disposed first: the view still reads it, and the last view frees it.
       const v1 = rowsView(source, 60, 4)!, v2 = rowsView(source, 0, 2)!;
       source.dispose();
