@@ -143,15 +143,20 @@ export abstract class Dataset {
     const size = this.sampleSize;
     const b = into && into.x.length >= n * size && into.y.length >= n ? into : newBatch(n, size);
     b.n = n;
-    const length = this.length, targets = this.targets, tasks = this.taskLabels;
-    for (let k = 0; k < n; k++) {
-      const i = indices[k];
-      checkIndex(i, length);
-      b.y[k] = targets[i];
-      b.t[k] = tasks[i];
-    }
+    this.labelsInto(indices, b.y, b.t);
     this.fillBatch(indices, b.x, 0);
     return b;
+  }
+
+  /** Writes the class and task labels of the samples `indices` into `y` and `t`, from 0. */
+  labelsInto(indices: ArrayLike<number>, y: Int32Array, t: Int32Array): void {
+    const length = this.length, targets = this.targets, tasks = this.taskLabels;
+    for (let k = 0; k < indices.length; k++) {
+      const i = indices[k];
+      checkIndex(i, length);
+      y[k] = targets[i];
+      t[k] = tasks[i];
+    }
   }
 
   /** A view of the samples at `indices` (in that order). */

@@ -25,7 +25,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { Dataset } from "./dataset.ts";
-import { HEAP_BACKENDS, heapInputs } from "../backends/fused.ts";
+import { heapInputs } from "../backends/fused.ts";
 import { rowsView } from "../backends/views.ts";
 import { type Benchmark, makeStream, type Stream, withDataset } from "../benchmarks/experience.ts";
 
@@ -107,15 +107,8 @@ export class ResidentDataset extends Dataset {
   /** The values: a fresh view of the heap (valid until the heap next grows), or the array. */
   #values(): Float32Array {
     this.#check();
-    const store = this.#store;
-    if (store && HEAP_BACKENDS.has(tf.getBackend())) {
-      const heap = heapInputs()!;
-      try {
-        return heap.view(store);
-      } catch {
-        // Held by another backend instance: read it below.
-      }
-    }
+    const store = this.#store, heap = heapInputs();
+    if (store && heap) return heap.view(store);
     return this.#array ??= store!.dataSync() as Float32Array;
   }
 

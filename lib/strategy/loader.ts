@@ -131,11 +131,7 @@ export class DatasetLoader implements DataLoader {
       const shared = adopt && !this.shuffle ? d.sharedRows(idx[0], m) : undefined;
       if (shared) {
         const x = adopt!(shared);
-        const targets = d.targets, tasks = d.taskLabels;
-        for (let j = 0; j < m; j++) {
-          y[j] = targets[idx[j]];
-          t[j] = tasks[idx[j]];
-        }
+        d.labelsInto(idx, y, t);
         yield { x, y: y.subarray(0, m), t: t.subarray(0, m), n: m };
         continue;
       }

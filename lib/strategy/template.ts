@@ -517,18 +517,15 @@ export class Strategy {
     const heap = loader.epochInto ? heapInputs() : undefined;
     let x: tf.Tensor | undefined;
     let shared = false;
-    const into = (n: number) => {
+    /** Makes `t` the next batch's inputs (`isShared`: a view of a dataset's memory). */
+    const take = (t: tf.Tensor, isShared: boolean) => {
       x?.dispose();
-      x = tf.keep(heap!.tensor([n, ...shape]));
-      shared = false;
+      x = tf.keep(t);
+      shared = isShared;
       return heap!.view(x);
     };
-    const adopt = (view: tf.Tensor) => {
-      x?.dispose();
-      x = tf.keep(view);
-      shared = true;
-      return heap!.view(x);
-    };
+    const into = (n: number) => take(heap!.tensor([n, ...shape]), false);
+    const adopt = (view: tf.Tensor) => take(view, true);
     const batches = heap ? loader.epochInto!(this.rng, into, adopt) : undefined;
     if (!batches) {
       for (const data of loader.epoch(this.rng, true)) yield { data };
