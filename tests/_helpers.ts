@@ -2,7 +2,7 @@
 import { syntheticImages } from "../datasets/mod.ts";
 import { classIncremental, type ClassIncrementalBenchmark } from "../lib/benchmarks/mod.ts";
 import { toArrayDatasets } from "../lib/benchmarks/classic.ts";
-import type { Experience } from "../lib/benchmarks/experience.ts";
+import type { Experience } from "../lib/data/experience.ts";
 import type { EvalResult, Strategy, StrategyState } from "../lib/strategy/template.ts";
 import assert from "node:assert/strict";
 

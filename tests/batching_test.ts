@@ -23,7 +23,7 @@ import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
-import type { Experience } from "../lib/benchmarks/experience.ts";
+import type { Experience } from "../lib/data/experience.ts";
 
 /** Bytes, normalized (and optionally permuted) when batched. */
 function byteData(n: number, size: number, seed: number, permute: boolean): ArrayDataset {

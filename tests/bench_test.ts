@@ -15,7 +15,7 @@ import {
   resolveStrategies,
   runBench,
   type TorchOutput,
-} from "../lib/benchmarks/bench_workload.ts";
+} from "../lib/bench/workload.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { defaultDataDir, residentFlag, runTorchReference } from "../lib/cli/bench.ts";
 

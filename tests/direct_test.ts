@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { registerBlasBackend } from "../lib/backends/blas.ts";
 import { Classifier, cnn, mlp } from "../lib/models/mlp.ts";
 import { Activation, Dropout, Flatten, Linear, Sequential } from "../lib/nn/layers.ts";
-import { planDirectStep } from "../lib/nn/direct.ts";
+import { planDirectStep } from "../lib/engine/direct.ts";
 import { compositeCrossEntropy } from "../lib/nn/losses.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { setBackend } from "../lib/backend.ts";
-import type { BenchmarkInfo, Experience } from "../lib/benchmarks/experience.ts";
-import { makeExperience } from "../lib/benchmarks/experience.ts";
+import type { BenchmarkInfo, Experience } from "../lib/data/experience.ts";
+import { makeExperience } from "../lib/data/experience.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import {
   accuracy,

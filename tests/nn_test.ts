@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { seedGlobal } from "../lib/backend.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
-import { type Experience, makeExperience } from "../lib/benchmarks/experience.ts";
+import { type Experience, makeExperience } from "../lib/data/experience.ts";
 import type { ModuleState } from "../lib/nn/module.ts";
 import {
   Activation,

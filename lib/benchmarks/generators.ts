@@ -21,7 +21,7 @@ import {
   type Scenario,
   type Stream,
   withDataset,
-} from "./experience.ts";
+} from "../data/experience.ts";
 import { composePermutations, imageGeometry, rotateImages } from "./transforms.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
  *
  * @module
  */
-export * from "./experience.ts";
+export * from "../data/experience.ts";
 export * from "./generators.ts";
 export * from "./transforms.ts";
 export * from "./classic.ts";

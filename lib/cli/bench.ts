@@ -31,7 +31,7 @@ import {
   resolveStrategies,
   runBench,
   type TorchOutput,
-} from "../benchmarks/bench_workload.ts";
+} from "../bench/workload.ts";
 import { intFlag } from "./args.ts";
 
 export {
@@ -45,7 +45,7 @@ export {
   type StrategyFactory,
   type TorchComparison,
   type TorchOutput,
-} from "../benchmarks/bench_workload.ts";
+} from "../bench/workload.ts";
 
 const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")

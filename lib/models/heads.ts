@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Experience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
 import { drawSeed, Linear } from "../nn/layers.ts";
 import { type ForwardOptions, Module } from "../nn/module.ts";
 

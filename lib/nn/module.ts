@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "./gradients.ts";
-import type { Experience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
 
 let variableCounter = 0;
 

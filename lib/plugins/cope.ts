@@ -448,8 +448,8 @@ export class CoPEPlugin extends StrategyPlugin {
     ctx.dataLoader = new CoPEReplayLoader(
       dataset,
       memory.length > 0 ? memory : undefined,
-      ctx.strategy.batchSize,
-      ctx.strategy.shuffle,
+      ctx.settings.batchSize,
+      ctx.settings.shuffle,
       this.maxIterPerBatch,
       (last) => (this.#lastRepeat = last),
     );

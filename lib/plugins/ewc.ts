@@ -470,7 +470,7 @@ export class EWCPlugin extends StrategyPlugin {
     try {
       importances = ewcImportances(ctx.model, exp.dataset, {
         criterion: ctx.criterion,
-        batchSize: ctx.strategy.batchSize,
+        batchSize: ctx.settings.batchSize,
       });
     } finally {
       ctx.model.train(wasTraining);

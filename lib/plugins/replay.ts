@@ -145,12 +145,12 @@ export class ReplayPlugin extends StrategyPlugin {
   beforeTrainingExp(ctx: StrategyContext): void {
     const memory = this.storagePolicy.buffer;
     if (memory.length === 0) return;
-    const batchSize = this.batchSize ?? ctx.strategy.batchSize;
+    const batchSize = this.batchSize ?? ctx.settings.batchSize;
     ctx.dataLoader = new ReplayDataLoader(ctx.dataset!, memory, {
       batchSize,
       batchSizeMem: this.batchSizeMem ?? batchSize,
-      shuffle: ctx.strategy.shuffle,
-      dropLast: ctx.strategy.dropLast,
+      shuffle: ctx.settings.shuffle,
+      dropLast: ctx.settings.dropLast,
       taskBalancedDataLoader: this.taskBalancedDataLoader,
     });
   }

@@ -18,7 +18,7 @@
  * @module
  */
 import { ArrayDataset, Dataset } from "../data/dataset.ts";
-import type { Experience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 
@@ -712,7 +712,7 @@ function onlineOrigin(exp: Experience): string | undefined {
  * @example
  * ```ts
  * import { ArrayDataset } from "../data/dataset.ts";
- * import { makeExperience } from "../benchmarks/experience.ts";
+ * import { makeExperience } from "../data/experience.ts";
  * import { Rng } from "../random.ts";
  * import { ExperienceBalancedStoragePolicy } from "./storage_policy.ts";
  * const info = { name: "toy", scenario: "class-incremental", numClasses: 1, inputShape: [1], numExperiences: 3 } as const;
@@ -843,7 +843,7 @@ export interface ClassBalancedOptions {
  * @example
  * ```ts
  * import { ArrayDataset } from "../data/dataset.ts";
- * import { makeExperience } from "../benchmarks/experience.ts";
+ * import { makeExperience } from "../data/experience.ts";
  * import { Rng } from "../random.ts";
  * import { ClassBalancedStoragePolicy } from "./storage_policy.ts";
  * const info = { name: "toy", scenario: "class-incremental", numClasses: 3, inputShape: [1], numExperiences: 1 } as const;

@@ -7,12 +7,7 @@
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
 import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
-import {
-  type Benchmark,
-  type Experience,
-  makeStream,
-  withDataset,
-} from "../benchmarks/experience.ts";
+import { type Benchmark, type Experience, makeStream, withDataset } from "../data/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
 import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs-core";
-import type { Experience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
 import type { Batch, Dataset } from "../data/dataset.ts";
 import type { MetricRow, Phase } from "../metrics/rows.ts";
 import type { Module } from "../nn/module.ts";
@@ -13,7 +13,6 @@ import type { Criterion } from "../nn/losses.ts";
 import type { Optimizer } from "../optim/optimizers.ts";
 import type { Rng } from "../random.ts";
 import type { DataLoader } from "./loader.ts";
-import type { Strategy } from "./template.ts";
 
 /** A minibatch as tensors, with the typed arrays it came from. */
 export interface TensorBatch {
@@ -48,10 +47,28 @@ export interface Clock {
   evalIterations: number;
 }
 
+/** The settings of a strategy that plugins may read (and a few may change between calls). */
+export interface StrategySettings {
+  /** Name shown in results. */
+  readonly name: string;
+  /** Epochs per training experience. */
+  readonly epochs: number;
+  /** Training minibatch size. */
+  readonly batchSize: number;
+  /** Evaluation minibatch size. */
+  readonly evalBatchSize: number;
+  /** Whether training data is shuffled each epoch. */
+  readonly shuffle: boolean;
+  /** Whether an epoch's incomplete last training minibatch is dropped. */
+  readonly dropLast: boolean;
+  /** Periodic evaluation: -1 never, 0 after each experience, N after every N epochs. */
+  readonly evalEvery: number;
+}
+
 /** Everything a hook can see. Fields are set in the phases named in their docs. */
 export interface StrategyContext {
-  /** The strategy running the loop. */
-  readonly strategy: Strategy;
+  /** The running strategy's settings (batch sizes, epochs, shuffling). */
+  readonly settings: StrategySettings;
   /** The model being trained or evaluated. */
   readonly model: Module;
   readonly optimizer: Optimizer;

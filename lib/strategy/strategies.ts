@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Experience } from "../benchmarks/experience.ts";
-import { makeExperience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
+import { makeExperience } from "../data/experience.ts";
 import { concatDatasets, type Dataset } from "../data/dataset.ts";
 import type { StrategyContext } from "./context.ts";
 import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.ts";

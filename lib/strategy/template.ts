@@ -11,14 +11,14 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "../nn/gradients.ts";
-import type { Experience } from "../benchmarks/experience.ts";
+import type { Experience } from "../data/experience.ts";
 import type { Batch, Dataset } from "../data/dataset.ts";
 import type { MetricRow } from "../metrics/rows.ts";
 import { accuracyMatrix } from "../metrics/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
 import { accumulateBatch, type HeapInputs, heapInputs } from "../backends/fused.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
-import { type DirectStep, planDirectStep } from "../nn/direct.ts";
+import { type DirectStep, planDirectStep } from "../engine/direct.ts";
 import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
 import { Rng, type RngState } from "../random.ts";
 import type { Clock, StrategyContext, TensorBatch } from "./context.ts";
@@ -250,7 +250,7 @@ export class Strategy {
     this.#correct = tf.tidy(() => tf.variable(tf.scalar(0), false));
     const stop = (v?: boolean) => (v === undefined ? this.#stop : (this.#stop = v));
     this.ctx = {
-      strategy: this,
+      settings: this,
       model: this.model,
       optimizer: this.optimizer,
       criterion: this.criterion,

@@ -16,8 +16,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { hasFusedKernel, LINEAR, linearGrad, SOFTMAX_CE } from "../backends/fused.ts";
 import { Classifier } from "../models/mlp.ts";
-import { Activation, Dropout, Flatten, Linear, Sequential } from "./layers.ts";
-import type { Module } from "./module.ts";
+import { Activation, Dropout, Flatten, Linear, Sequential } from "../nn/layers.ts";
+import type { Module } from "../nn/module.ts";
 
 /** One layer of the step: a linear layer and the activation fused into it. */
 interface Stage {

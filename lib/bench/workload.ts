@@ -28,10 +28,10 @@ import { replay } from "../plugins/replay.ts";
 import { ewc } from "../plugins/ewc.ts";
 import { lwf } from "../plugins/lwf.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
-import { FMNIST_STATS, splitFMNIST } from "./classic.ts";
-import type { ClassIncrementalBenchmark } from "./generators.ts";
-import { subsample } from "./generators.ts";
-import { residentBenchmark } from "../data/resident.ts";
+import { FMNIST_STATS, splitFMNIST } from "../benchmarks/classic.ts";
+import type { ClassIncrementalBenchmark } from "../benchmarks/generators.ts";
+import { subsample } from "../benchmarks/generators.ts";
+import { residentBenchmark } from "../engine/resident.ts";
 
 /** The fixed settings of the workload (those of `torch_ref.py`). */
 export const BENCH_WORKLOAD: Readonly<{

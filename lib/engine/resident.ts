@@ -24,10 +24,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { Dataset } from "./dataset.ts";
+import { Dataset } from "../data/dataset.ts";
 import { heapInputs } from "../backends/fused.ts";
 import { rowsView } from "../backends/views.ts";
-import { type Benchmark, makeStream, type Stream, withDataset } from "../benchmarks/experience.ts";
+import { type Benchmark, makeStream, type Stream, withDataset } from "../data/experience.ts";
 
 /** Samples converted per chunk while building a resident dataset from one that makes tensors. */
 const CHUNK = 1024;

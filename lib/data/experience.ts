@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Dataset } from "../data/dataset.ts";
+import type { Dataset } from "./dataset.ts";
 
 /** The kind of shift between experiences. */
 export type Scenario =
