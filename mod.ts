@@ -29,7 +29,7 @@ export * from "./lib/models/mlp.ts";
 export * from "./lib/models/heads.ts";
 export * from "./lib/optim/optimizers.ts";
 export * from "./lib/strategy/context.ts";
-export * from "./lib/strategy/loader.ts";
+export * from "./lib/data/loader.ts";
 export * from "./lib/strategy/plugin.ts";
 export * from "./lib/strategy/template.ts";
 export * from "./lib/strategy/strategies.ts";

@@ -1,5 +1,6 @@
-// Tests of minibatch building: the loaders' reused buffers (only when asked; the template sees
-// exact-length views).
+// Tests of minibatch building: loaders plan which samples, the engine's assembler turns plans into
+// tensors (in place, by copy through a reused staging array, or as views), plugins see exact-length
+// arrays.
 // Run: deno test -A tests/batching_test.ts
 
 import { setBackend } from "../lib/backend.ts";
@@ -8,15 +9,13 @@ await setBackend("wasm");
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import {
-  acquireBatch,
   ArrayDataset,
-  type Batch,
   CACHE_AFTER_PASSES,
   inputCacheUsage,
-  releaseBatch,
   setInputCacheBudget,
 } from "../lib/data/dataset.ts";
-import { DatasetLoader } from "../lib/strategy/loader.ts";
+import { batchOf, type BatchPlan, DatasetLoader } from "../lib/data/loader.ts";
+import { BatchAssembler } from "../lib/engine/batches.ts";
 import { ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
 import { Rng } from "../lib/random.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
@@ -91,35 +90,39 @@ Deno.test("a dataset converted more than CACHE_AFTER_PASSES times its length cac
   );
 });
 
-Deno.test("loaders reuse one buffer only when asked, and the batches stay right", () => {
+Deno.test("loaders plan which samples form each minibatch; batchOf gives their arrays", () => {
   const data = byteData(10, 4, 5, false);
   const loader = new DatasetLoader(data, { batchSize: 4, shuffle: false });
-  const fresh = [...loader.epoch(new Rng(0))];
-  assert.deepEqual(fresh.map((b) => b.n), [4, 4, 2]);
-  assert.notEqual(fresh[0].x, fresh[1].x, "without reuse every batch owns its arrays");
-  const seen: { x: Float32Array; copy: number[]; n: number }[] = [];
-  for (const b of loader.epoch(new Rng(0), true)) {
-    seen.push({ x: b.x, copy: Array.from(b.x.subarray(0, b.n * 4)), n: b.n });
+  const plans = [...loader.epoch(new Rng(0))];
+  assert.deepEqual(plans.map((p) => p.n), [4, 4, 2]);
+  assert.deepEqual(plans.map((p) => Array.from(p.parts[0].indices)), [
+    [0, 1, 2, 3],
+    [4, 5, 6, 7],
+    [8, 9],
+  ]);
+  for (const p of plans) {
+    const b = batchOf(p);
+    const want = data.batch(p.parts[0].indices);
+    assert.deepEqual([b.n, Array.from(b.x), Array.from(b.y)], [
+      want.n,
+      Array.from(want.x),
+      Array.from(want.y),
+    ]);
   }
-  assert.equal(seen[0].x, seen[1].x, "with reuse the arrays are the same");
-  assert.equal(seen[2].x, seen[0].x, "the smaller last batch reuses them too");
-  seen.forEach((s, k) => assert.deepEqual(s.copy, Array.from(fresh[k].x), `batch ${k}`));
-
+  // Replay: the current part, then the memory part, in one minibatch.
   const memory = byteData(6, 4, 6, false);
   const replay = new ReplayDataLoader(data, memory, { batchSize: 4, batchSizeMem: 3 });
-  const a = [...replay.epoch(new Rng(2))];
-  assert.notEqual(a[0].x, a[1].x);
-  const b: Batch[] = [];
-  const copies: number[][] = [];
-  for (const batch of replay.epoch(new Rng(2), true)) {
-    b.push(batch);
-    copies.push(Array.from(batch.x.subarray(0, batch.n * 4)));
+  for (const p of replay.epoch(new Rng(2))) {
+    assert.deepEqual(p.parts.map((q) => q.dataset), [data, memory]);
+    const [cur, mem] = p.parts.map((q) => q.dataset.batch(q.indices));
+    const b = batchOf(p);
+    assert.equal(b.n, cur.n + mem.n);
+    assert.deepEqual(Array.from(b.x), [...cur.x, ...mem.x]);
+    assert.deepEqual(Array.from(b.y), [...cur.y, ...mem.y]);
   }
-  assert.equal(b[0].x, b[1].x);
-  copies.forEach((c, k) => assert.deepEqual(c, Array.from(a[k].x), `replay batch ${k}`));
 });
 
-Deno.test("with reused buffers, plugins see exact-length batch arrays", async () => {
+Deno.test("plugins see exact-length batch arrays", async () => {
   const data = byteData(10, 4, 7, false);
   const exp = experienceOf(data);
   const lengths: number[][] = [];
@@ -145,34 +148,28 @@ Deno.test("with reused buffers, plugins see exact-length batch arrays", async ()
   model.dispose();
 });
 
-Deno.test("loaders take their reused buffer from a pool: kept across epochs, never shared by two live epochs", () => {
-  const data = byteData(10, 4, 5, false);
-  const loader = new DatasetLoader(data, { batchSize: 4, shuffle: false });
-  const first = [...loader.epoch(new Rng(0), true)].map((b) => b.x);
-  const second = [...loader.epoch(new Rng(0), true)].map((b) => b.x);
-  // One buffer for a whole epoch, and the same one again in the next epoch (no fresh memory).
-  assert.equal(new Set(first).size, 1);
-  assert.equal(second[0], first[0]);
-  // Two epochs alive at once (an evaluation loop inside a training loop) get their own buffers.
-  const a = loader.epoch(new Rng(0), true)[Symbol.iterator]();
-  const b = loader.epoch(new Rng(0), true)[Symbol.iterator]();
-  const ba = a.next().value!, bb = b.next().value!;
-  assert.notEqual(ba.x, bb.x);
-  assert.deepEqual(Array.from(ba.x.subarray(0, 16)), Array.from(bb.x.subarray(0, 16)));
-  // Leaving an epoch early (break, return) gives its buffer back.
-  a.return?.();
-  b.return?.();
-  const c = acquireBatch(4, 4);
-  assert.ok(c.x === ba.x || c.x === bb.x, "a returned buffer is reused");
-  assert.equal(c.n, 4);
-  releaseBatch(c);
-  releaseBatch(c); // twice is harmless: the pool holds it once
-  const d = acquireBatch(4, 4), e = acquireBatch(4, 4);
-  assert.notEqual(d.x, e.x);
-  // A request larger than any pooled buffer gets a fresh one of the right size.
-  const big = acquireBatch(1000, 4);
-  assert.equal(big.x.length, 4000);
-  for (const x of [d, e, big]) releaseBatch(x);
+/** The plan of `indices` of `dataset`. */
+function planOf(dataset: ArrayDataset, indices: number[]): BatchPlan {
+  return { n: indices.length, parts: [{ dataset, indices: Int32Array.from(indices) }] };
+}
+
+Deno.test("the assembler copies through one reused staging array, and no minibatch sees another's values", async () => {
+  // A subclass may make tensors while filling: it is never written in place.
+  class Custom extends ArrayDataset {}
+  const x = Float32Array.from({ length: 40 }, (_, i) => i);
+  const data = new Custom({ x, y: Array.from({ length: 10 }, (_, i) => i % 3), inputShape: [4] });
+  for (const backend of ["wasm", "cpu"] as const) {
+    await setBackend(backend);
+    const assembler = new BatchAssembler();
+    const a = assembler.assemble(planOf(data, [0, 1, 2]), [4]);
+    assert.equal(assembler.lastPath, "copy");
+    const b = assembler.assemble(planOf(data, [7, 8]), [4]);
+    assert.deepEqual(Array.from(a.x.dataSync()), Array.from(x.subarray(0, 12)), backend);
+    assert.deepEqual(Array.from(b.x.dataSync()), Array.from(x.subarray(28, 36)), backend);
+    assert.deepEqual([a.n, Array.from(a.data.y), b.data.x.length], [3, [0, 1, 2], 8]);
+    for (const t of [a.x, a.y, a.t, b.x, b.y, b.t]) t.dispose();
+  }
+  await setBackend("wasm");
 });
 
 Deno.test("byte inputs convert to (v·scale − mean)/std whether or not samples start on a 32-bit word", () => {
@@ -249,37 +246,35 @@ Deno.test("fillBatch converts a minibatch at once with the same bits as sample b
   assert.throws(() => d.subset([1, 2]).fillBatch([2], new Float32Array(12)), /Sample index 2/);
 });
 
-Deno.test("epochInto gives epoch's minibatches written into the caller's arrays, for data filled in JavaScript", () => {
+Deno.test("the assembler writes inputs in place for data filled in JavaScript, shuffled or not", () => {
   for (const shuffle of [false, true]) {
     const data = byteData(11, 4, 8, false).subset([10, 0, 3, 7, 2, 9, 1, 5, 4, 8, 6]);
     const loader = new DatasetLoader(data, { batchSize: 4, shuffle });
-    const want = [...loader.epoch(new Rng(3))];
-    const rooms: Float32Array[] = [];
+    const assembler = new BatchAssembler();
     let k = 0;
-    // Checked as they come: y and t are reused, like epoch()'s with reuse.
-    for (
-      const b of loader.epochInto(new Rng(3), (n) => {
-        rooms.push(new Float32Array(n * 4));
-        return rooms[rooms.length - 1];
-      })!
-    ) {
-      assert.equal(b.x, rooms[k], "x is the array given");
-      assert.deepEqual(Array.from(b.x), Array.from(want[k].x), `x of batch ${k}`);
-      assert.deepEqual(Array.from(b.y), Array.from(want[k].y), `y of batch ${k}`);
-      assert.deepEqual(Array.from(b.t), Array.from(want[k].t), `t of batch ${k}`);
+    for (const plan of loader.epoch(new Rng(3))) {
+      const want = batchOf(plan);
+      tf.tidy(() => {
+        const b = assembler.assemble(plan, [4]);
+        assert.equal(assembler.lastPath, "in place");
+        assert.deepEqual(Array.from(b.x.dataSync()), Array.from(want.x), `x of batch ${k}`);
+        assert.deepEqual(Array.from(b.data.x), Array.from(want.x), `data.x of batch ${k}`);
+        assert.deepEqual(Array.from(b.y.dataSync()), Array.from(want.y), `y of batch ${k}`);
+        assert.deepEqual(Array.from(b.data.t), Array.from(want.t), `t of batch ${k}`);
+      });
       k++;
     }
-    assert.equal(k, want.length);
+    assert.equal(k, 3);
   }
-  // A dataset that may fill otherwise (a subclass) is read with epoch() instead.
   class Custom extends ArrayDataset {}
   const custom = new Custom({ x: new Float32Array(8), y: [0, 1], inputShape: [4] });
   assert.equal(custom.fillsInJs, false);
-  assert.equal(
-    new DatasetLoader(custom, { batchSize: 2 }).epochInto(new Rng(0), (n) => new Float32Array(n)),
-    undefined,
-  );
   assert.equal(byteData(3, 4, 1, false).subset([0, 2]).fillsInJs, true);
+  const assembler = new BatchAssembler();
+  tf.tidy(() => {
+    assembler.assemble(planOf(custom, [1, 0]), [4]);
+  });
+  assert.equal(assembler.lastPath, "copy");
 });
 
 Deno.test("inputs written into the tensor's memory stay readable as data.x when the heap grows", async () => {

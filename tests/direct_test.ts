@@ -1,4 +1,4 @@
-// Tests of the tape-free training step (lib/nn/direct.ts): which models get it, that the strategy
+// Tests of the tape-free training step (lib/engine/direct.ts, lib/engine/step.ts): which models get it, that the strategy
 // template takes it only when no hook runs inside the tape, and that it trains bit for bit as the
 // tape does (wasm, and blas where it loads).
 // Run: deno test -A tests/direct_test.ts
@@ -13,6 +13,7 @@ import { Classifier, cnn, mlp } from "../lib/models/mlp.ts";
 import { Activation, Dropout, Flatten, Linear, Sequential } from "../lib/nn/layers.ts";
 import { planDirectStep } from "../lib/engine/direct.ts";
 import { compositeCrossEntropy } from "../lib/nn/losses.ts";
+import { lossTerm } from "../lib/nn/terms.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
@@ -189,37 +190,112 @@ for (const backend of ["wasm", "blas"] as const) {
   }
 }
 
-Deno.test("a plugin whose loss terms have no tape-free form this time gets the tape", async () => {
+Deno.test("strategy.plan() says which step runs and why", async () => {
+  await setBackend("wasm");
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 1 });
+  const plan = (plugins: Plugin[], extra: Record<string, unknown> = {}) =>
+    naive({ model, seed: 0, plugins, ...extra }).plan();
+  assert.deepEqual(plan([]).step, "tape-free");
+  assert.match(plan([]).reasons.join(" "), /no plugin hooks into the tape/);
+  const inTape = plan([{ name: "peek", afterForward: () => {} }]);
+  assert.equal(inTape.step, "tape");
+  assert.deepEqual(inTape.reasons, ["plugin peek runs afterForward inside the tape"]);
+  const undeclared = plan([{ name: "penalty", beforeBackward: () => {} }]);
+  assert.equal(undeclared.step, "tape");
+  assert.match(undeclared.reasons[0], /penalty's beforeBackward .* does not declare tapeFree/);
+  const declared = plan([{ name: "terms", tapeFree: true, beforeBackward: () => {} }]);
+  assert.equal(declared.step, "tape-free");
+  assert.match(declared.reasons.join(" "), /plugin terms add only loss terms/);
+  assert.match(
+    plan([], { criterion: compositeCrossEntropy }).reasons.join(),
+    /criterion is not crossEntropy/,
+  );
+  const conv = cnn({ input: [8, 8, 1], channels: [2], dense: 8, outputs: 4, seed: 0 });
+  assert.match(
+    naive({ model: conv, seed: 0 }).plan().reasons.join(),
+    /features layer 0 is a ToImage, which has no tape-free backward/,
+  );
+  assert.equal(lwf({ model, seed: 0 }).plan().step, "tape-free", "LwF declares tapeFree");
+  // The step of the current epoch is on the context.
+  const steps: string[] = [];
+  const bench = toyBenchmark({ n: 20 });
+  await naive({
+    model,
+    seed: 0,
+    batchSize: 10,
+    plugins: [{ name: "probe", afterTrainingIteration: (ctx) => void steps.push(ctx.step!.step) }],
+  }).train(bench.train[0]);
+  assert.deepEqual(steps, ["tape-free", "tape-free"]);
+  conv.dispose();
+  model.dispose();
+});
+
+Deno.test("a tapeFree plugin's LossTerm reaches the parameters; a plain tensor there is a clear error", async () => {
   await setBackend("wasm");
   const bench = toyBenchmark({ n: 40 });
+  /** Trains with an L2 penalty c·Σw² on the head's weight, on the tape or as a LossTerm. */
+  const train = async (asTerm: boolean) => {
+    const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 1 });
+    const c = 0.05, name = "classifier.weight";
+    const l2: Plugin = {
+      name: "l2",
+      tapeFree: asTerm,
+      beforeBackward: (ctx) => {
+        const w = ctx.params.get(name)!;
+        const value = () => tf.mul(tf.sum(tf.square(w)), c) as tf.Scalar;
+        ctx.addLoss(
+          asTerm
+            ? lossTerm({
+              value,
+              withGradient: () => ({
+                value: value(),
+                paramGrads: new Map([[name, tf.mul(w, 2 * c)]]),
+              }),
+            })
+            : value(),
+          "l2",
+        );
+      },
+    };
+    const s = naive({ model, batchSize: 10, seed: 0, plugins: [l2], optimizer: sgd({ lr: 0.5 }) });
+    assert.equal(s.plan().step, asTerm ? "tape-free" : "tape");
+    const r = await s.train(bench.train[0]);
+    const w = Array.from(model.namedParameters().get(name)!.dataSync());
+    s.dispose();
+    model.dispose();
+    return { loss: r.epochs[0].loss, w };
+  };
+  const before = tf.memory().numTensors;
+  const tape = await train(false), free = await train(true);
+  assert.ok(Math.abs(tape.loss - free.loss) < 1e-5, `${tape.loss} vs ${free.loss}`);
+  tape.w.forEach((v, i) => assert.ok(Math.abs(v - free.w[i]) < 1e-5, `weight ${i}`));
+  assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+
   const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 1 });
-  let called = 0, hooked = 0;
-  const plugin: Plugin = {
-    name: "sometimes",
-    outputLossTerms: () => {
-      called++;
-      return called % 2 === 0 ? [] : undefined;
-    },
-    beforeBackward: () => {
-      hooked++;
-    },
+  const plain: Plugin = {
+    name: "plain",
+    tapeFree: true,
+    beforeBackward: (ctx) => ctx.addLoss(tf.scalar(0), "x"),
   };
-  const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin] });
-  await s.train(bench.train[0]);
-  // 2 iterations: the first falls back to beforeBackward on the tape, the second does not.
-  assert.equal(called, 2);
-  assert.equal(hooked, 1);
-  const bad: Plugin = {
-    name: "bad",
-    outputLossTerms: () => [{ name: "x", value: tf.scalar(0), outputGrad: tf.zeros([1]) }],
-    beforeBackward: () => {},
-  };
-  const s2 = naive({ model, batchSize: 10, seed: 0, plugins: [bad] });
   await assert.rejects(
-    () => s2.train(bench.train[0]),
-    /bad's loss term "x" has a gradient of shape \[1\]/,
+    () => naive({ model, batchSize: 10, seed: 0, plugins: [plain] }).train(bench.train[0]),
+    /loss term "x" is a plain tensor, but the plugin that added it declares tapeFree/,
   );
-  s.dispose();
-  s2.dispose();
+  const wrong: Plugin = {
+    name: "wrong",
+    tapeFree: true,
+    beforeBackward: (ctx) =>
+      ctx.addLoss(
+        lossTerm({
+          value: () => tf.scalar(0),
+          withGradient: () => ({ value: tf.scalar(0), outputGrad: tf.zeros([1]) }),
+        }),
+        "x",
+      ),
+  };
+  await assert.rejects(
+    () => naive({ model, batchSize: 10, seed: 0, plugins: [wrong] }).train(bench.train[0]),
+    /loss term "x" has an output gradient of shape \[1\]/,
+  );
   model.dispose();
 });

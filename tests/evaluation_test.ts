@@ -18,7 +18,7 @@ import {
   rowBase,
   timing,
 } from "../lib/metrics/mod.ts";
-import type { MetricRow } from "../lib/metrics/rows.ts";
+import type { MetricRow } from "../lib/data/rows.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { evaluation, EvaluationPlugin } from "../lib/plugins/evaluation.ts";
 import { naive } from "../lib/strategy/strategies.ts";

@@ -18,7 +18,7 @@ import {
   textLogger,
 } from "../lib/loggers/mod.ts";
 import { accuracy, confusionMatrix, forgetting, loss, timing } from "../lib/metrics/mod.ts";
-import type { MetricRow } from "../lib/metrics/rows.ts";
+import type { MetricRow } from "../lib/data/rows.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { evaluation } from "../lib/plugins/evaluation.ts";
 import { naive } from "../lib/strategy/strategies.ts";

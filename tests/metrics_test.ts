@@ -20,7 +20,7 @@ import {
   timing,
   toConfusionMatrix,
 } from "../lib/metrics/mod.ts";
-import type { MetricRow } from "../lib/metrics/rows.ts";
+import type { MetricRow } from "../lib/data/rows.ts";
 import { cnn, mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import { evaluation } from "../lib/plugins/evaluation.ts";

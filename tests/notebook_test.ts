@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setBackend } from "../lib/backend.ts";
-import type { MetricRow } from "../lib/metrics/rows.ts";
+import type { MetricRow } from "../lib/data/rows.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import {
   accuracyCurves,

@@ -11,7 +11,8 @@ import { concatDatasets, type Dataset } from "../lib/data/dataset.ts";
 import { resident, residentBenchmark, ResidentDataset } from "../lib/engine/resident.ts";
 import { withDataset } from "../lib/data/experience.ts";
 import { mlp } from "../lib/models/mlp.ts";
-import { DatasetLoader } from "../lib/strategy/loader.ts";
+import { batchOf, DatasetLoader } from "../lib/data/loader.ts";
+import { BatchAssembler } from "../lib/engine/batches.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { Rng } from "../lib/random.ts";
@@ -80,7 +81,7 @@ Deno.test("resident: a tensor made on one backend is read on another", async () 
   }
 });
 
-Deno.test("resident: sharedRows are views of the dataset's memory on the heap backends", async () => {
+Deno.test("resident: rowsView gives views of the dataset's memory on the heap backends", async () => {
   for (const b of HEAP) {
     await onBackend(b, () => {
       const d = resident(toyDataset());
@@ -88,7 +89,7 @@ Deno.test("resident: sharedRows are views of the dataset's memory on the heap ba
       const be = tf.backend() as unknown as {
         dataIdMap: { get(id: tf.DataId): { memoryOffset: number } };
       };
-      const v = d.sharedRows(3, 5)!;
+      const v = d.rowsView(3, 5)!;
       assert.deepEqual(v.shape, [5, ...d.inputShape]);
       assert.deepEqual(v.dataSync(), values.subarray(3 * size, 8 * size));
       assert.equal(
@@ -102,13 +103,13 @@ Deno.test("resident: sharedRows are views of the dataset's memory on the heap ba
         tf.sum(tf.tensor(values.subarray(3 * size, 8 * size), [5, size]), 1).dataSync(),
       );
       v.dispose();
-      assert.equal(d.sharedRows(0, d.length + 1), undefined, "rows past the end");
+      assert.equal(d.rowsView(0, d.length + 1), undefined, "rows past the end");
       d.dispose();
     });
   }
   await onBackend("cpu", () => {
     const d = resident(toyDataset());
-    assert.equal(d.sharedRows(0, 4), undefined, "cpu: no views, batches are copied");
+    assert.equal(d.rowsView(0, 4), undefined, "cpu: no views, batches are copied");
     d.dispose();
   });
 });
@@ -165,59 +166,68 @@ Deno.test("rowsView: disposing a view never frees memory, and a view keeps its s
   });
 });
 
-Deno.test("sharedRows passes through relabeled views, consecutive subsets and concatenations", async () => {
+Deno.test("contiguousRows looks through relabeled views, consecutive subsets and concatenations, and such rows are views", async () => {
   await onBackend(HEAP[0], () => {
     const d = resident(toyDataset());
     const size = d.sampleSize, values = allInputs(d);
-    const rows = (t: tf.Tensor | undefined) => {
-      assert.ok(t, "a view was expected");
-      const v = t.dataSync().slice();
-      t.dispose();
-      return v;
-    };
+    const assembler = new BatchAssembler();
+    /** The inputs the assembler makes for samples `start ..` of `ds`, and whether it made a view. */
+    const rows = (ds: Dataset, start: number, n: number) =>
+      tf.tidy(() => {
+        const indices = Int32Array.from({ length: n }, (_, k) => start + k);
+        const b = assembler.assemble({ n, parts: [{ dataset: ds, indices }] }, ds.inputShape);
+        return { values: b.x.dataSync().slice(), view: assembler.lastPath === "view" };
+      });
     const relabeled = d.relabel({ targets: d.targets.map((y) => y + 1) });
-    assert.deepEqual(rows(relabeled.sharedRows(2, 3)), values.subarray(2 * size, 5 * size));
+    assert.deepEqual(relabeled.contiguousRows(2, 3), { dataset: d, start: 2 });
+    assert.deepEqual(rows(relabeled, 2, 3), {
+      values: values.subarray(2 * size, 5 * size),
+      view: true,
+    });
     const sub = d.subset([5, 6, 7, 8, 1]);
-    assert.deepEqual(rows(sub.sharedRows(0, 4)), values.subarray(5 * size, 9 * size));
-    assert.equal(sub.sharedRows(3, 2), undefined, "8 then 1: not consecutive");
+    assert.deepEqual(sub.contiguousRows(0, 4), { dataset: d, start: 5 });
+    assert.deepEqual(rows(sub, 0, 4), { values: values.subarray(5 * size, 9 * size), view: true });
+    assert.equal(sub.contiguousRows(3, 2), undefined, "8 then 1: not consecutive");
+    assert.equal(rows(sub, 3, 2).view, false);
     const other = resident(toyDataset());
     const cat = concatDatasets([d, other]);
-    assert.deepEqual(rows(cat.sharedRows(d.length + 1, 2)), values.subarray(size, 3 * size));
-    assert.equal(cat.sharedRows(d.length - 1, 2), undefined, "straddles two parts");
-    assert.equal(toyDataset().sharedRows(0, 2), undefined, "bytes: no view");
+    assert.deepEqual(cat.contiguousRows(d.length + 1, 2), { dataset: other, start: 1 });
+    assert.deepEqual(rows(cat, d.length + 1, 2), {
+      values: values.subarray(size, 3 * size),
+      view: true,
+    });
+    assert.equal(cat.contiguousRows(d.length - 1, 2), undefined, "straddles two parts");
+    assert.equal(d.contiguousRows(0, d.length + 1), undefined, "rows past the end");
+    assert.equal(rows(toyDataset(), 0, 2).view, false, "bytes: no view");
     d.dispose();
     other.dispose();
   });
 });
 
-Deno.test("DatasetLoader.epochInto hands over views only without shuffling, and only when asked", async () => {
+Deno.test("the assembler hands out views for unshuffled minibatches of resident data, and copies shuffled ones", async () => {
   await onBackend(HEAP[0], () => {
     const d = resident(toyDataset());
-    const adopted: tf.Tensor[] = [];
-    const adopt = (x: tf.Tensor) => {
-      adopted.push(x);
-      return x.dataSync() as Float32Array;
+    const assembler = new BatchAssembler();
+    const paths = (shuffle: boolean) => {
+      const loader = new DatasetLoader(d, { batchSize: 8, shuffle });
+      const out: string[] = [];
+      for (const plan of loader.epoch(new Rng(0))) {
+        const want = batchOf(plan);
+        tf.tidy(() => {
+          const b = assembler.assemble(plan, d.inputShape);
+          out.push(`${assembler.lastPath}:${b.n}`);
+          assert.deepEqual(b.x.dataSync(), want.x);
+          assert.deepEqual(b.data.y, want.y);
+          assert.deepEqual(b.data.t, want.t);
+        });
+      }
+      return out;
     };
-    const into = (n: number) => new Float32Array(n * d.sampleSize);
-    const seq = new DatasetLoader(d, { batchSize: 8, shuffle: false });
-    const plain = [...seq.epoch(new Rng(0))];
-    let k = 0;
-    for (const b of seq.epochInto(new Rng(0), into, adopt)!) {
-      // Label arrays are reused from one minibatch to the next: compare each at once.
-      assert.deepEqual(b.x, plain[k].x);
-      assert.deepEqual(b.y, plain[k].y);
-      assert.deepEqual(b.t, plain[k].t);
-      k++;
-    }
-    assert.equal(k, 4);
-    assert.equal(adopted.length, 4, "30 samples in minibatches of 8: 4 views");
-    assert.deepEqual(adopted.map((t) => t.shape[0]), [8, 8, 8, 6]);
-    tf.dispose(adopted);
-    adopted.length = 0;
-    [...new DatasetLoader(d, { batchSize: 8 }).epochInto(new Rng(0), into, adopt)!];
-    assert.equal(adopted.length, 0, "shuffled minibatches are filled");
-    [...seq.epochInto(new Rng(0), into)!];
-    assert.equal(adopted.length, 0, "no adopt, no views");
+    assert.deepEqual(paths(false), ["view:8", "view:8", "view:8", "view:6"]);
+    assert.deepEqual(
+      paths(true).map((p) => p.split(":")[0]),
+      ["in place", "in place", "in place", "in place"],
+    );
     d.dispose();
   });
 });
@@ -267,8 +277,8 @@ Deno.test("strategy: evaluation and unshuffled training on resident data equal t
       let views = 0;
       for (const e of [...held.train, ...held.test]) {
         const d = e.dataset as ResidentDataset;
-        const shared = d.sharedRows.bind(d);
-        d.sharedRows = (s, n) => {
+        const shared = d.rowsView.bind(d);
+        d.rowsView = (s, n) => {
           const v = shared(s, n);
           if (v) views++;
           return v;

@@ -6,7 +6,7 @@ import { ArrayDataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { StrategyContext } from "../lib/strategy/context.ts";
-import { DatasetLoader } from "../lib/strategy/loader.ts";
+import { DatasetLoader } from "../lib/data/loader.ts";
 import { EVAL_HOOKS, type Plugin, StrategyPlugin, TRAIN_HOOKS } from "../lib/strategy/plugin.ts";
 import { cumulative, jointTraining, naive } from "../lib/strategy/strategies.ts";
 import { replay } from "../lib/plugins/replay.ts";

@@ -4,8 +4,6 @@
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs-core";
-
 /** A minibatch as flat typed arrays, ready to become tensors. */
 export interface Batch {
   /** Inputs, `n * prod(inputShape)` floats, sample-major. */
@@ -18,36 +16,8 @@ export interface Batch {
   n: number;
 }
 
-/** Buffers of {@link acquireBatch} waiting to be used again. */
-const freeBatches: Batch[] = [];
-/** At most this many buffers wait, and at most this many bytes in all. */
-const POOL_BUFFERS = 4;
-const POOL_BYTES = 64 * 2 ** 20;
-
-const batchBytes = (b: Batch) => b.x.byteLength + b.y.byteLength + b.t.byteLength;
-
-/**
- * A minibatch buffer for `samples` samples of `sampleSize` floats, taken from a small pool when
- * one there is large enough (its arrays may then be longer than needed; `n` is set to `samples`).
- * Loaders fill one such buffer for a whole epoch and give it back with {@link releaseBatch}:
- * fresh memory costs a page fault per 4 KiB on first touch (12-15 µs each on the shared VMs we
- * measure on, 3.5 ms for a 256×784 float batch), more than filling it.
- */
-export function acquireBatch(samples: number, sampleSize: number): Batch {
-  const nx = samples * sampleSize;
-  for (let i = 0; i < freeBatches.length; i++) {
-    const b = freeBatches[i];
-    if (b.x.length >= nx && b.y.length >= samples) {
-      freeBatches.splice(i, 1);
-      b.n = samples;
-      return b;
-    }
-  }
-  return newBatch(samples, sampleSize);
-}
-
 /** A minibatch that owns fresh arrays for `samples` samples of `sampleSize` floats. */
-export function newBatch(samples: number, sampleSize: number): Batch {
+function newBatch(samples: number, sampleSize: number): Batch {
   return {
     x: new Float32Array(samples * sampleSize),
     y: new Int32Array(samples),
@@ -56,22 +26,11 @@ export function newBatch(samples: number, sampleSize: number): Batch {
   };
 }
 
-/**
- * Gives a buffer of {@link acquireBatch} back for reuse; the caller must not touch it
- * afterwards. The pool keeps the largest few buffers (4, 64 MiB in all).
- */
-export function releaseBatch(b: Batch): void {
-  if (freeBatches.includes(b)) return;
-  freeBatches.push(b);
-  freeBatches.sort((p, q) => batchBytes(q) - batchBytes(p));
-  let bytes = 0;
-  for (let i = 0; i < freeBatches.length; i++) {
-    bytes += batchBytes(freeBatches[i]);
-    if (i >= POOL_BUFFERS || bytes > POOL_BYTES) {
-      freeBatches.length = i;
-      break;
-    }
-  }
+/** Where some consecutive samples of a dataset are stored: consecutive samples of `dataset`. */
+export interface ContiguousRows {
+  readonly dataset: Dataset;
+  /** The first sample's index in `dataset`. */
+  readonly start: number;
 }
 
 /** Throws when `i` is not a sample index of a dataset of `length` samples. */
@@ -120,14 +79,16 @@ export abstract class Dataset {
   }
 
   /**
-   * The inputs of samples `start .. start + n - 1` as a tensor that shares this dataset's
-   * memory (no copy), for a dataset that holds them in a tensor (see `resident.ts`) on the
-   * active backend; undefined otherwise, and then the caller fills a minibatch. Views of such a
-   * dataset (relabeled, a subset whose samples are consecutive there, a concatenation's part)
-   * pass it on. The caller disposes of the tensor and must not write into it.
+   * The dataset that stores samples `start .. start + n - 1` as consecutive samples of its own,
+   * looking through views (relabelings, subsets whose samples are consecutive in the parent, a
+   * concatenation's parts); undefined when they are not consecutive anywhere. A dataset that
+   * keeps its inputs in a tensor lets the engine hand out such rows without copying them.
    */
-  sharedRows(_start: number, _n: number): tf.Tensor | undefined {
-    return undefined;
+  contiguousRows(start: number, n: number): ContiguousRows | undefined {
+    if (!(Number.isInteger(start) && start >= 0 && n >= 1 && start + n <= this.length)) {
+      return undefined;
+    }
+    return { dataset: this, start };
   }
 
   /** Number of floats per sample. */
@@ -519,12 +480,14 @@ class SubsetDataset extends Dataset {
     this.#parent.fillBatch(mapped, out, offset);
   }
 
-  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+  override contiguousRows(start: number, n: number): ContiguousRows | undefined {
     const idx = this.#idx;
-    if (start < 0 || n < 1 || start + n > idx.length) return undefined;
+    if (!(Number.isInteger(start) && start >= 0 && n >= 1 && start + n <= idx.length)) {
+      return undefined;
+    }
     const first = idx[start];
     for (let k = 1; k < n; k++) if (idx[start + k] !== first + k) return undefined;
-    return this.#parent.sharedRows(first, n);
+    return this.#parent.contiguousRows(first, n);
   }
 }
 
@@ -555,8 +518,8 @@ class RelabeledDataset extends Dataset {
     this.#parent.fillBatch(indices, out, offset);
   }
 
-  override sharedRows(start: number, n: number): tf.Tensor | undefined {
-    return this.#parent.sharedRows(start, n);
+  override contiguousRows(start: number, n: number): ContiguousRows | undefined {
+    return this.#parent.contiguousRows(start, n);
   }
 }
 
@@ -605,10 +568,12 @@ class ConcatDataset extends Dataset {
     return this.#parts.every((p) => p.fillsInJs);
   }
 
-  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+  override contiguousRows(start: number, n: number): ContiguousRows | undefined {
     const s = this.#starts;
     for (let k = 0; k < this.#parts.length; k++) {
-      if (start >= s[k] && start + n <= s[k + 1]) return this.#parts[k].sharedRows(start - s[k], n);
+      if (start >= s[k] && start + n <= s[k + 1]) {
+        return this.#parts[k].contiguousRows(start - s[k], n);
+      }
     }
     return undefined;
   }

@@ -1,15 +1,12 @@
 /**
  * A training step without tfjs' gradient tape, for the models whose backward is known in
  * advance: a {@link Classifier} made of {@link Linear} layers (relu fused or none), flattening
- * and inactive dropout, trained with {@link crossEntropy}. Recording the tape costs more than
- * the small kernels it records (clones of every saved tensor, a node per kernel, a scope per
- * gradient): on the bench MLP the forward and backward of a 128 minibatch took ≈2.6 ms this way
- * against ≈2.95 ms through `tf.variableGrads` (blas backend, 2-core VM).
+ * and inactive dropout, trained with cross-entropy. Recording the tape costs more than the
+ * small kernels it records (clones of every saved tensor, a node per kernel, a scope per
+ * gradient), so for such models the tape-free step (`step.ts`) runs this forward and backward.
  *
- * The strategy template uses it only when nothing needs the tape: no plugin hook runs inside it
- * (`beforeForward`, `afterForward`, `beforeBackward`), so no loss term can be added and no
- * output replaced. Every kernel is the one the tape path runs, on the same inputs, through the
- * same functions ({@link linearGrad}): losses, gradients and so whole runs are bit-identical.
+ * Every kernel is the one the tape path runs, on the same inputs, through the same functions
+ * ({@link linearGrad}): losses, gradients and so whole runs are bit-identical.
  *
  * @module
  */
@@ -113,15 +110,33 @@ function isExactly<T extends Module>(
 }
 
 /**
- * A {@link DirectStep} for `model`, or undefined when its forward is not one this module knows
- * (another class or a subclass, other layers, an active dropout, a task-routed head) or the
- * backend lacks the fused kernels: the caller then records the tape as usual.
+ * A {@link DirectStep} for `model`, or undefined when its forward is not one this module knows:
+ * see {@link directStepFor} for the reason.
  */
 export function planDirectStep(model: Module): DirectStep | undefined {
-  if (!hasFusedKernel(LINEAR) || !hasFusedKernel(SOFTMAX_CE)) return undefined;
-  if (!isExactly(model, Classifier)) return undefined;
+  const step = directStepFor(model);
+  return typeof step === "string" ? undefined : step;
+}
+
+/**
+ * A {@link DirectStep} for `model`, or why there is none (another class or a subclass, other
+ * layers, an active dropout, a task-routed head, a backend without the fused kernels): the
+ * caller then records the tape as usual.
+ */
+export function directStepFor(model: Module): DirectStep | string {
+  if (!hasFusedKernel(LINEAR) || !hasFusedKernel(SOFTMAX_CE)) {
+    return `the "${tf.getBackend()}" backend has no fused linear and cross-entropy kernels`;
+  }
+  if (!isExactly(model, Classifier)) {
+    return `the model is a ${model.constructor.name}, not a Classifier (a subclass may change forward)`;
+  }
   const c = model as Classifier;
-  if (!isExactly(c.features, Sequential) || !isExactly(c.classifier, Linear)) return undefined;
+  if (!isExactly(c.features, Sequential)) {
+    return `the model's features are a ${c.features.constructor.name}, not a Sequential`;
+  }
+  if (!isExactly(c.classifier, Linear)) {
+    return `the model's head is a ${c.classifier.constructor.name}, not a Linear layer`;
+  }
   const names = new Map<Module, string>();
   for (const [name, m] of model.namedModules()) names.set(m, name);
   const stages: Stage[] = [];
@@ -137,7 +152,7 @@ export function planDirectStep(model: Module): DirectStep | undefined {
     if (isExactly(l, Linear)) {
       // Sequential fuses a relu that follows a linear layer.
       const relu = next !== undefined && isExactly(next, Activation) && next.kind === "relu";
-      if (!add(l as Linear, relu ? "relu" : "linear")) return undefined;
+      if (!add(l as Linear, relu ? "relu" : "linear")) return `layer ${i} is not named in the model`;
       if (relu) i++;
     } else if (isExactly(l, Activation) && l.kind === "linear") {
       continue;
@@ -147,9 +162,10 @@ export function planDirectStep(model: Module): DirectStep | undefined {
     } else if (isExactly(l, Dropout) && (!l.training || l.rate === 0)) {
       continue;
     } else {
-      return undefined;
+      const what = isExactly(l, Activation) ? `a ${l.kind} activation` : `a ${l.constructor.name}`;
+      return `features layer ${i} is ${what}, which has no tape-free backward`;
     }
   }
-  if (!add(c.classifier as Linear, "linear")) return undefined;
+  if (!add(c.classifier as Linear, "linear")) return "the head is not named in the model";
   return new DirectStep(stages);
 }

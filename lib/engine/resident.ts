@@ -6,10 +6,9 @@
  * resident dataset trades memory for speed where the same inputs are read many times: a test
  * stream evaluated after every experience. On the WebAssembly heap backends ("wasm", "blas") an
  * evaluation minibatch of consecutive samples is then a view of the dataset's tensor
- * ({@link Dataset.sharedRows}): no conversion, no copy. On the bench MLP, a 256-sample
- * evaluation batch took ≈1.65 instead of ≈2.1 ms this way (measured on "blas", 2 cores).
- * Shuffled training minibatches copy rows instead of converting bytes: naive training on the
- * bench ran ≈5% faster (44.8k against 42.4k samples/s, medians of 4 alternating runs).
+ ({@link ResidentDataset.rowsView}, found through views by {@link Dataset.contiguousRows}): no
+ * conversion, no copy. Shuffled training minibatches copy rows instead of converting bytes (the
+ * README's speed section has the figures).
  *
  * @example
  * ```ts
@@ -131,7 +130,11 @@ export class ResidentDataset extends Dataset {
     }
   }
 
-  override sharedRows(start: number, n: number): tf.Tensor | undefined {
+  /**
+   * Samples `start .. start + n - 1` as a tensor that shares this dataset's memory (no copy) on
+   * the heap backends; undefined elsewhere. The caller disposes of it and must not write into it.
+   */
+  rowsView(start: number, n: number): tf.Tensor | undefined {
     this.#check();
     if (!this.#store || start < 0 || n < 1 || start + n > this.length) return undefined;
     return rowsView(this.#store, start, n);

@@ -5,7 +5,7 @@
  * @module
  */
 import { avalancheName } from "../metrics/names.ts";
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import { type FileLoggerOptions, LineFile } from "./_files.ts";
 import type { Logger } from "./logger.ts";
 

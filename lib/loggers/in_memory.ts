@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import type { Logger } from "./logger.ts";
 
 /** The logger of {@link inMemoryLogger}. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { MetricHookName } from "../metrics/metric.ts";
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Hook } from "../strategy/plugin.ts";
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Logger } from "./logger.ts";
 import { formatDuration } from "./progress.ts";

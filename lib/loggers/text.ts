@@ -6,7 +6,7 @@
  */
 import { toConfusionMatrix } from "../metrics/confusion.ts";
 import { avalancheName } from "../metrics/names.ts";
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import type { Logger } from "./logger.ts";
 
 /** Options of {@link textLogger}. */

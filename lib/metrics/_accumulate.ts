@@ -21,7 +21,7 @@ import {
   WINDOW_START,
   type Windows,
 } from "./metric.ts";
-import type { MetricRow, Phase } from "./rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 
 /** A host-side sum: a scalar, vector or matrix (row-major). */
 export interface Sum {

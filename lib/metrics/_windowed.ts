@@ -13,7 +13,7 @@ import {
   WINDOW_START,
   type Windows,
 } from "./metric.ts";
-import type { MetricRow, Phase } from "./rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 
 /** How a windowed metric measures. */
 export interface WindowedSpec {

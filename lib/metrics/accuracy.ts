@@ -17,7 +17,7 @@ import {
   TaskSplit,
 } from "./_accumulate.ts";
 import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link accuracy}. */
 export interface AccuracyOptions extends GranularityOptions {

@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { StrategyContext } from "../strategy/context.ts";
 import { additive, type HostSums, type Sink } from "./_accumulate.ts";
 import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link confusionMatrix}. */
 export interface ConfusionMatrixOptions extends GranularityOptions {

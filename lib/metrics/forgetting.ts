@@ -18,7 +18,7 @@ import {
   forwardTransfer as forwardTransferOf,
 } from "./functional.ts";
 import { type Granularity, type Metric, resolveWindows, rowBase } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** Incrementally indexed eval accuracies of `ctx.rows`: stream → row → experience → value. */
 class AccuracyTable {

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** An accuracy matrix: `m[i][j]` = accuracy on experience j after training experience i. */
 export type AccuracyMatrix = readonly (readonly number[])[];

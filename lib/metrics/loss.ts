@@ -16,7 +16,7 @@ import {
 } from "./_accumulate.ts";
 import type { PerTask } from "./_accumulate.ts";
 import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link loss}. */
 export interface LossOptions extends GranularityOptions {

@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { windowed } from "./_windowed.ts";
 import { type GranularityOptions, type Metric, resolveWindows, rowBase } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link memory}. */
 export interface MemoryOptions extends GranularityOptions {

@@ -12,7 +12,7 @@
  */
 import type { StrategyContext } from "../strategy/context.ts";
 import { EVAL_HOOKS, type HookName, SYNC_HOOKS, TRAIN_HOOKS } from "../strategy/plugin.ts";
-import type { MetricRow, Phase } from "./rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 
 /** How much a metric value covers. */
 export type Granularity = "minibatch" | "epoch" | "experience" | "stream";

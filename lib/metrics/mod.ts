@@ -12,7 +12,7 @@
  *
  * @module
  */
-export * from "./rows.ts";
+export * from "../data/rows.ts";
 /** Pure functions of the accuracy matrix (as Avalanche's `evaluation/functional.py`). */
 export * as functional from "./functional.ts";
 export * from "./metric.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Granularity } from "./metric.ts";
-import type { MetricRow } from "./rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 
 const SUFFIX: Record<Granularity, string> = {
   minibatch: "MB",

@@ -4,7 +4,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { fusedSoftmaxCrossEntropy, hasFusedKernel, SOFTMAX_CE } from "../backends/fused.ts";
+import {
+  DISTILLATION,
+  distillationWithGrad,
+  fusedDistillation,
+  fusedSoftmaxCrossEntropy,
+  hasFusedKernel,
+  SOFTMAX_CE,
+} from "../backends/fused.ts";
 
 /** A criterion: logits [n, C] and int32 labels [n] to a scalar loss. */
 export type Criterion = (logits: tf.Tensor, labels: tf.Tensor) => tf.Scalar;
@@ -17,7 +24,6 @@ export type Criterion = (logits: tf.Tensor, labels: tf.Tensor) => tf.Scalar;
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
-import { fusedSoftmaxCrossEntropy, hasFusedKernel, SOFTMAX_CE } from "../backends/fused.ts";
  * import { crossEntropy } from "./losses.ts";
  * const l = crossEntropy(tf.tensor2d([[0, 0]]), tf.tensor1d([1], "int32"));
  * console.assert(Math.abs(l.dataSync()[0] - Math.LN2) < 1e-6);
@@ -41,4 +47,109 @@ export function compositeCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.
     const onehot = tf.oneHot(labels as tf.Tensor1D, c);
     return tf.neg(tf.mean(tf.sum(tf.mul(onehot, logp), -1))) as tf.Scalar;
   });
+}
+
+
+/**
+ * The columns `units` (sorted, distinct) of logits [n, C]: a slice when they are contiguous, else
+ * a product with a 0/1 selection matrix (whose gradient, unlike gather's, runs on every backend).
+ */
+function selectUnits(logits: tf.Tensor, units: readonly number[]): tf.Tensor2D {
+  const width = logits.shape[logits.rank - 1]!;
+  const n = logits.shape[0];
+  const l2 = logits.rank === 2 ? logits as tf.Tensor2D : tf.reshape(logits, [n, width]);
+  if (units.length === width && units.every((u, i) => u === i)) return l2 as tf.Tensor2D;
+  if (units.every((u, i) => i === 0 || u === units[i - 1] + 1)) {
+    return tf.slice(l2, [0, units[0]], [n, units.length]) as tf.Tensor2D;
+  }
+  const sel = new Float32Array(width * units.length);
+  units.forEach((u, j) => sel[u * units.length + j] = 1);
+  return tf.matMul(l2 as tf.Tensor2D, tf.tensor2d(sel, [width, units.length]));
+}
+
+/**
+ * Avalanche's distillation loss: `KL(softmax(prev/T) ‖ softmax(out/T))` over the output units
+ * `units` only (softmax taken over those units), summed over units and averaged over the batch
+ * (`kl_div(..., reduction="batchmean")`). No `T²` factor, as Avalanche and the
+ * bench's PyTorch reference (Hinton et al.'s distillation multiplies by `T²`; scale `alpha` to
+ * get it). On the wasm, blas and cpu backends the loss and its gradient are one fused kernel
+ * each way.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { distillationLoss } from "./losses.ts";
+ * const same = distillationLoss(tf.tensor2d([[1, 2, 3]]), tf.tensor2d([[1, 2, 3]]), [0, 1], 2);
+ * console.assert(Math.abs(same.dataSync()[0]) < 1e-6);
+ * ```
+ */
+export function distillationLoss(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  units: readonly number[],
+  temperature: number,
+): tf.Scalar {
+  const { sorted, fused } = distillationUnits(out, prevOut, units);
+  if (fused) return fusedDistillation(out, prevOut, sorted, temperature);
+  return compositeDistillation(out, prevOut, sorted, temperature);
+}
+
+/**
+ * The units of {@link distillationLoss} sorted and checked, and whether the fused kernel applies
+ * (rank-2 float32 outputs of one width).
+ */
+function distillationUnits(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  units: readonly number[],
+): { sorted: number[]; fused: boolean } {
+  const width = out.shape[out.rank - 1]!;
+  const prevWidth = prevOut.shape[prevOut.rank - 1]!;
+  const sorted = [...new Set(units)].sort((a, b) => a - b);
+  if (sorted.length === 0) throw new RangeError("distillationLoss needs at least one unit");
+  const top = sorted[sorted.length - 1];
+  if (sorted[0] < 0 || top >= width || top >= prevWidth) {
+    throw new RangeError(
+      `distillationLoss: unit ${top} is out of range for outputs of width ${width} (current) and ` +
+        `${prevWidth} (previous)`,
+    );
+  }
+  const fused = out.rank === 2 && prevOut.rank === 2 && out.dtype === "float32" &&
+    prevOut.dtype === "float32" && width === prevWidth && hasFusedKernel(DISTILLATION);
+  return { sorted, fused };
+}
+
+/** {@link distillationLoss} from tfjs ops, on every backend (`units` sorted, distinct). */
+export function compositeDistillation(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  sorted: readonly number[],
+  temperature: number,
+): tf.Scalar {
+  const n = out.shape[0];
+  const logQ = tf.logSoftmax(tf.div(selectUnits(out, sorted), temperature));
+  const logP = tf.logSoftmax(tf.div(selectUnits(prevOut, sorted), temperature));
+  return tf.div(tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, logQ))), n) as tf.Scalar;
+}
+
+/**
+ * {@link distillationLoss} and its gradient with respect to `out` (`prevOut` is a constant),
+ * computed without the tape: from the fused kernel where it applies (the values the tape gets
+ * from it), else by differentiating {@link compositeDistillation} on its own.
+ */
+export function distillationWithGradient(
+  out: tf.Tensor,
+  prevOut: tf.Tensor,
+  units: readonly number[],
+  temperature: number,
+): { value: tf.Scalar; outputGrad: tf.Tensor } {
+  const { sorted, fused } = distillationUnits(out, prevOut, units);
+  if (fused) {
+    const [value, outputGrad] = distillationWithGrad(out, prevOut, sorted, temperature);
+    return { value, outputGrad };
+  }
+  const { value, grad } = tf.valueAndGrad((o: tf.Tensor) =>
+    compositeDistillation(o, prevOut, sorted, temperature)
+  )(out);
+  return { value: value as tf.Scalar, outputGrad: grad };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import * as Plot from "@observablehq/plot";
-import type { MetricRow, Phase } from "../metrics/rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 import { type Figure, type LegendEntry, legendWidth, renderPlot } from "./render.ts";
 import {
   forgettingPerExperience,

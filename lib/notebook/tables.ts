@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createRequire } from "node:module";
 import process from "node:process";
-import { accuracyMatrix, type MetricRow } from "../metrics/rows.ts";
+import { accuracyMatrix, type MetricRow } from "../data/rows.ts";
 import { JUPYTER_DISPLAY, type MediaBundle } from "./display.ts";
 
 /** The danfojs-node module, as {@link loadDanfo} returns it. */

@@ -12,13 +12,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Batch, Dataset } from "../data/dataset.ts";
+import type { Dataset } from "../data/dataset.ts";
 import { MASK_VALUE } from "../models/heads.ts";
 import type { Criterion } from "../nn/losses.ts";
 import type { Module } from "../nn/module.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import type { DataLoader } from "../strategy/loader.ts";
+import { type BatchPart, type BatchPlan, type DataLoader, sampleOrder } from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
 import { ClassBalancedStoragePolicy, type StoragePolicyState } from "./storage_policy.ts";
@@ -213,20 +213,6 @@ export class PPPloss {
 // Replay loader
 // ---------------------------------------------------------------------------------------------
 
-function concatBatches(a: Batch, b: Batch, size: number): Batch {
-  const n = a.n + b.n;
-  const x = new Float32Array(n * size);
-  x.set(a.x.subarray(0, a.n * size));
-  x.set(b.x.subarray(0, b.n * size), a.n * size);
-  const y = new Int32Array(n);
-  y.set(a.y.subarray(0, a.n));
-  y.set(b.y.subarray(0, b.n), a.n);
-  const t = new Int32Array(n);
-  t.set(a.t.subarray(0, a.n));
-  t.set(b.t.subarray(0, b.n), a.n);
-  return { x, y, t, n };
-}
-
 /**
  * CoPE's minibatches: each minibatch of new data is processed `repeats` times, each time
  * concatenated with the next `batchSize` samples of the (shuffled, cycled) memory. `repeats` is
@@ -263,30 +249,27 @@ class CoPEReplayLoader implements DataLoader {
     this.samples = samples;
   }
 
-  *epoch(rng: Rng): Iterable<Batch> {
+  *epoch(rng: Rng): Iterable<BatchPlan> {
     const n = this.data.length;
     const m = this.memory?.length ?? 0;
-    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
-    const size = this.data.sampleSize;
-    let memOrder = m > 0 && this.shuffle
-      ? rng.permutation(m)
-      : Int32Array.from({ length: m }, (_, i) => i);
+    const order = sampleOrder(n, this.shuffle, rng);
+    let memOrder = sampleOrder(m, this.shuffle && m > 0, rng);
     let cursor = 0;
     for (let start = 0; start < n; start += this.batchSize) {
-      const fresh = this.data.batch(order.subarray(start, Math.min(n, start + this.batchSize)));
+      const fresh = { dataset: this.data, indices: order.subarray(start, Math.min(n, start + this.batchSize)) };
       for (let r = 0; r < this.repeats; r++) {
-        let batch = fresh;
+        const parts: BatchPart[] = [fresh];
         if (m > 0) {
           if (cursor >= m) {
             if (this.shuffle) memOrder = rng.permutation(m);
             cursor = 0;
           }
-          const idx = memOrder.subarray(cursor, Math.min(m, cursor + this.batchSize));
-          cursor += idx.length;
-          batch = concatBatches(fresh, this.memory!.batch(idx), size);
+          const indices = memOrder.subarray(cursor, Math.min(m, cursor + this.batchSize));
+          cursor += indices.length;
+          parts.push({ dataset: this.memory!, indices });
         }
         this.onBatch(r === this.repeats - 1);
-        yield batch;
+        yield { n: parts.reduce((a, p) => a + p.indices.length, 0), parts };
       }
     }
   }

@@ -9,7 +9,7 @@ import { accuracy } from "../metrics/accuracy.ts";
 import { loss } from "../metrics/loss.ts";
 import { type Metric, METRIC_HOOKS, type MetricHookName } from "../metrics/metric.ts";
 import { avalancheName } from "../metrics/names.ts";
-import type { MetricRow, Phase } from "../metrics/rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 import type { Logger } from "../loggers/logger.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Plugin } from "../strategy/plugin.ts";

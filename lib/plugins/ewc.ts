@@ -15,7 +15,8 @@ import { crossEntropy } from "../nn/losses.ts";
 import { type Module, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { Rng } from "../random.ts";
-import { checkBatchSize, DatasetLoader } from "../strategy/loader.ts";
+import { checkBatchSize, DatasetLoader } from "../data/loader.ts";
+import { BatchAssembler } from "../engine/batches.ts";
 import { type Plugin, StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
 
@@ -117,15 +118,13 @@ export function ewcImportances(
     names.map((n) => [n, tf.keep(tf.zerosLike(params.get(n)!))]),
   );
   let batches = 0;
-  // In order, into the loader's pooled buffer (fresh memory costs more than filling it); the
-  // loader does not shuffle, so it never draws from its random source.
+  // In order: the loader does not shuffle, so it never draws from its random source.
   const loader = new DatasetLoader(dataset, { batchSize, shuffle: false });
-  for (const b of loader.epoch(new Rng(0), true)) {
+  const assembler = new BatchAssembler();
+  for (const plan of loader.epoch(new Rng(0))) {
     const next = tf.tidy(() => {
-      const x = tf.tensor(b.x.subarray(0, b.n * dataset.sampleSize), [b.n, ...dataset.inputShape]);
-      const y = tf.tensor1d(b.y.subarray(0, b.n), "int32");
-      const t = tf.tensor1d(b.t.subarray(0, b.n), "int32");
-      const taskLabelsArray = b.t.subarray(0, b.n);
+      const { x, y, t, data } = assembler.assemble(plan, dataset.inputShape);
+      const taskLabelsArray = data.t;
       const { grads } = tf.variableGrads(
         () => criterion(model.forward(x, { taskLabels: t, taskLabelsArray }), y),
         varList,

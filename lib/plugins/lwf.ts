@@ -7,102 +7,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import {
-  DISTILLATION,
-  distillationWithGrad,
-  fusedDistillation,
-  hasFusedKernel,
-} from "../backends/fused.ts";
 import { Classifier } from "../models/mlp.ts";
 import { MultiHeadClassifier } from "../models/heads.ts";
+import { distillationLoss, distillationWithGradient } from "../nn/losses.ts";
 import { isCloneable, type Module, type ModuleState } from "../nn/module.ts";
+import { lossTerm } from "../nn/terms.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import { type OutputLossTerm, StrategyPlugin } from "../strategy/plugin.ts";
+import { StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
-
-// ------------------------------------------------------------------------- distillation ----
-
-/**
- * The columns `units` (sorted, distinct) of logits [n, C]: a slice when they are contiguous, else
- * a product with a 0/1 selection matrix (whose gradient, unlike gather's, runs on every backend).
- */
-function selectUnits(logits: tf.Tensor, units: readonly number[]): tf.Tensor2D {
-  const width = logits.shape[logits.rank - 1]!;
-  const n = logits.shape[0];
-  const l2 = logits.rank === 2 ? logits as tf.Tensor2D : tf.reshape(logits, [n, width]);
-  if (units.length === width && units.every((u, i) => u === i)) return l2 as tf.Tensor2D;
-  if (units.every((u, i) => i === 0 || u === units[i - 1] + 1)) {
-    return tf.slice(l2, [0, units[0]], [n, units.length]) as tf.Tensor2D;
-  }
-  const sel = new Float32Array(width * units.length);
-  units.forEach((u, j) => sel[u * units.length + j] = 1);
-  return tf.matMul(l2 as tf.Tensor2D, tf.tensor2d(sel, [width, units.length]));
-}
-
-/**
- * Avalanche's distillation loss: `KL(softmax(prev/T) ‖ softmax(out/T))` over the output units
- * `units` only (softmax taken over those units), summed over units and averaged over the batch
- * (`kl_div(..., reduction="batchmean")`). No `T²` factor, as Avalanche and
- * `shared/bench/torch_ref.py` (Hinton et al.'s distillation multiplies by `T²`; scale `alpha` to
- * get it). On the wasm, blas and cpu backends the loss and its gradient are one fused kernel
- * each way.
- *
- * @example
- * ```ts
- * import * as tf from "@tensorflow/tfjs-core";
- * import { distillationLoss } from "./lwf.ts";
- * const same = distillationLoss(tf.tensor2d([[1, 2, 3]]), tf.tensor2d([[1, 2, 3]]), [0, 1], 2);
- * console.assert(Math.abs(same.dataSync()[0]) < 1e-6);
- * ```
- */
-export function distillationLoss(
-  out: tf.Tensor,
-  prevOut: tf.Tensor,
-  units: readonly number[],
-  temperature: number,
-): tf.Scalar {
-  const { sorted, fused } = distillationUnits(out, prevOut, units);
-  if (fused) return fusedDistillation(out, prevOut, sorted, temperature);
-  return compositeDistillation(out, prevOut, sorted, temperature);
-}
-
-/**
- * The units of {@link distillationLoss} sorted and checked, and whether the fused kernel applies
- * (rank-2 float32 outputs of one width).
- */
-function distillationUnits(
-  out: tf.Tensor,
-  prevOut: tf.Tensor,
-  units: readonly number[],
-): { sorted: number[]; fused: boolean } {
-  const width = out.shape[out.rank - 1]!;
-  const prevWidth = prevOut.shape[prevOut.rank - 1]!;
-  const sorted = [...new Set(units)].sort((a, b) => a - b);
-  if (sorted.length === 0) throw new RangeError("distillationLoss needs at least one unit");
-  const top = sorted[sorted.length - 1];
-  if (sorted[0] < 0 || top >= width || top >= prevWidth) {
-    throw new RangeError(
-      `distillationLoss: unit ${top} is out of range for outputs of width ${width} (current) and ` +
-        `${prevWidth} (previous)`,
-    );
-  }
-  const fused = out.rank === 2 && prevOut.rank === 2 && out.dtype === "float32" &&
-    prevOut.dtype === "float32" && width === prevWidth && hasFusedKernel(DISTILLATION);
-  return { sorted, fused };
-}
-
-/** {@link distillationLoss} from tfjs ops, on every backend (`units` sorted, distinct). */
-export function compositeDistillation(
-  out: tf.Tensor,
-  prevOut: tf.Tensor,
-  sorted: readonly number[],
-  temperature: number,
-): tf.Scalar {
-  const n = out.shape[0];
-  const logQ = tf.logSoftmax(tf.div(selectUnits(out, sorted), temperature));
-  const logP = tf.logSoftmax(tf.div(selectUnits(prevOut, sorted), temperature));
-  return tf.div(tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, logQ))), n) as tf.Scalar;
-}
 
 // -------------------------------------------------------------------------------- plugin ----
 
@@ -302,39 +214,40 @@ export class LwFPlugin extends StrategyPlugin {
     this.alphaFor(this.#experiences);
   }
 
-  /** Adds `alpha_k ·` {@link LwFPlugin.distillation} as the loss term `"lwf"`. */
-  beforeBackward(ctx: StrategyContext): void {
-    const batch = ctx.batch;
-    if (!this.#prev || !batch || !ctx.output) return;
-    const alpha = this.alphaFor(this.#experiences);
-    if (alpha === 0) return;
-    const d = this.distillation(ctx.model, batch.x, ctx.output, batch.data.t.subarray(0, batch.n));
-    if (d) ctx.addLoss(tf.mul(d, alpha) as tf.Scalar, "lwf");
+  /**
+   * Tape-free with single-head models: the term's gradient with respect to the output is
+   * known. Multi-head models distill head by head through the features, on the tape.
+   */
+  tapeFree(ctx: StrategyContext): boolean {
+    return !multiHeadOf(ctx.model);
   }
 
   /**
-   * {@link LwFPlugin.beforeBackward} without the tape (see `Plugin.outputLossTerms`): the term
-   * `"lwf"` and its gradient with respect to the output, the same values the tape gives. Single
-   * heads only; undefined for the others (they keep the tape).
+   * Adds `alpha_k ·` {@link LwFPlugin.distillation} as the loss term `"lwf"`: differentiated by
+   * the tape, or with its output gradient (single heads) on the tape-free step.
    */
-  outputLossTerms(ctx: StrategyContext): OutputLossTerm[] | undefined {
+  beforeBackward(ctx: StrategyContext): void {
     const batch = ctx.batch, output = ctx.output, prev = this.#prev;
-    if (!prev || !batch || !output || this.#prevClasses.size === 0) return [];
+    if (!prev || !batch || !output || this.#prevClasses.size === 0) return;
     const alpha = this.alphaFor(this.#experiences);
-    if (alpha === 0) return [];
-    if (multiHeadOf(ctx.model)) return undefined;
-    const taskLabelsArray = batch.data.t.subarray(0, batch.n);
-    const taskLabels = tf.tensor1d(taskLabelsArray, "int32");
-    const { prevOut, units } = this.#teacherOutput(prev, batch.x, taskLabels, taskLabelsArray);
-    const { sorted, fused } = distillationUnits(output, prevOut, units);
-    if (!fused) return undefined;
-    const [d, grad] = distillationWithGrad(output, prevOut, sorted, this.temperature);
-    // The tape multiplies the gradient by alpha unless alpha is 1 (PerennialScaleGrad).
-    return [{
-      name: "lwf",
-      value: tf.mul(d, alpha) as tf.Scalar,
-      outputGrad: alpha === 1 ? grad : tf.mul(grad, alpha),
-    }];
+    if (alpha === 0) return;
+    const model = ctx.model, tasks = batch.data.t;
+    ctx.addLoss(
+      lossTerm({
+        value: () => tf.mul(this.distillation(model, batch.x, output, tasks)!, alpha) as tf.Scalar,
+        withGradient: () => {
+          const taskLabels = tf.tensor1d(tasks, "int32");
+          const { prevOut, units } = this.#teacherOutput(prev, batch.x, taskLabels, tasks);
+          const d = distillationWithGradient(output, prevOut, units, this.temperature);
+          // The tape multiplies the gradient by alpha unless alpha is 1 (PerennialScaleGrad).
+          return {
+            value: tf.mul(d.value, alpha) as tf.Scalar,
+            outputGrad: alpha === 1 ? d.outputGrad : tf.mul(d.outputGrad, alpha),
+          };
+        },
+      }),
+      "lwf",
+    );
   }
 
   /** Saves the frozen teacher and the classes of the experience. */

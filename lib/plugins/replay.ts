@@ -6,7 +6,7 @@
  */
 import type { Dataset } from "../data/dataset.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import { checkBatchSize } from "../strategy/loader.ts";
+import { checkBatchSize } from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { Strategy, type StrategyOptions } from "../strategy/template.ts";
 import { ReplayDataLoader } from "./replay_loader.ts";

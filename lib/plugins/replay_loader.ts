@@ -4,9 +4,16 @@
  *
  * @module
  */
-import { acquireBatch, type Batch, type Dataset, newBatch, releaseBatch } from "../data/dataset.ts";
+import type { Dataset } from "../data/dataset.ts";
 import type { Rng } from "../random.ts";
-import { checkBatchSize, type DataLoader } from "../strategy/loader.ts";
+import {
+  type BatchPart,
+  type BatchPlan,
+  batchesPerEpoch,
+  checkBatchSize,
+  type DataLoader,
+  sampleOrder,
+} from "../data/loader.ts";
 
 /**
  * Endless minibatches of indices over `n` samples: shuffled passes cut into chunks of `batch`,
@@ -44,9 +51,7 @@ export class CyclingSampler {
   /** The next chunk of indices; starts a new pass (drawing its order from `rng`) when needed. */
   next(rng: Rng): Int32Array {
     if (this.#pos >= this.#order.length) {
-      this.#order = this.shuffle
-        ? rng.permutation(this.n)
-        : Int32Array.from({ length: this.n }, (_, i) => i);
+      this.#order = sampleOrder(this.n, this.shuffle, rng);
       this.#pos = 0;
     }
     const end = Math.min(this.#pos + this.batch, this.n);
@@ -178,8 +183,7 @@ export class ReplayDataLoader implements DataLoader {
 
   /** Minibatches per epoch: those of the current data alone. */
   get length(): number {
-    const n = this.data.length;
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    return batchesPerEpoch(this.data.length, this.batchSize, this.dropLast);
   }
 
   /** Samples per epoch, current and memory. */
@@ -193,50 +197,20 @@ export class ReplayDataLoader implements DataLoader {
   }
 
   /** The minibatches of one epoch (current data reshuffled, memory cycling restarted). */
-  *epoch(rng: Rng, reuse = false): Iterable<Batch> {
+  *epoch(rng: Rng): Iterable<BatchPlan> {
     const n = this.data.length;
-    const order = this.shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    const order = sampleOrder(n, this.shuffle, rng);
     const samplers = this.memoryParts.map((p) =>
       new CyclingSampler(p.indices.length, p.batch, this.shuffle)
     );
-    const size = this.data.sampleSize;
-    const largest = Math.min(n, this.batchSize) + this.memoryParts.reduce((a, p) => a + p.batch, 0);
-    let buffer: Batch | undefined;
-    try {
-      for (let k = 0; k < this.length; k++) {
-        const cur = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
-        const mem: Int32Array[] = samplers.map((s, j) => {
-          const idx = this.memoryParts[j].indices;
-          return s.next(rng).map((i) => idx[i]);
-        });
-        const total = cur.length + mem.reduce((a, m) => a + m.length, 0);
-        let b: Batch;
-        if (!reuse) b = newBatch(total, size);
-        else {
-          if (buffer && buffer.y.length < total) {
-            releaseBatch(buffer);
-            buffer = undefined;
-          }
-          b = buffer ??= acquireBatch(Math.max(total, largest), size);
-        }
-        b.n = total;
-        let at = fill(this.data, cur, b, 0, size);
-        for (const m of mem) at = fill(this.memory, m, b, at, size);
-        yield b;
-      }
-    } finally {
-      if (buffer) releaseBatch(buffer);
+    for (let k = 0; k < this.length; k++) {
+      const current = order.subarray(k * this.batchSize, Math.min(n, (k + 1) * this.batchSize));
+      const parts: BatchPart[] = [{ dataset: this.data, indices: current }];
+      samplers.forEach((s, j) => {
+        const idx = this.memoryParts[j].indices;
+        parts.push({ dataset: this.memory, indices: s.next(rng).map((i) => idx[i]) });
+      });
+      yield { n: parts.reduce((a, p) => a + p.indices.length, 0), parts };
     }
   }
-}
-
-/** Writes the samples `indices` of `d` into `b` from position `at`; returns the next position. */
-function fill(d: Dataset, indices: Int32Array, b: Batch, at: number, size: number): number {
-  d.fillBatch(indices, b.x, at * size);
-  for (let k = 0; k < indices.length; k++, at++) {
-    const i = indices[k];
-    b.y[at] = d.targets[i];
-    b.t[at] = d.taskLabels[i];
-  }
-  return at;
 }

@@ -8,7 +8,7 @@
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
 import { backendInfo } from "../backend.ts";
-import type { MetricRow } from "../metrics/rows.ts";
+import type { MetricRow } from "../data/rows.ts";
 import { JUPYTER_DISPLAY, type MediaBundle } from "../notebook/display.ts";
 import { accuracyCurves, accuracyMatrixHeatmap } from "../notebook/plots.ts";
 import type { Figure } from "../notebook/render.ts";

@@ -7,31 +7,17 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Experience } from "../data/experience.ts";
 import type { Batch, Dataset } from "../data/dataset.ts";
-import type { MetricRow, Phase } from "../metrics/rows.ts";
+import type { MetricRow, Phase } from "../data/rows.ts";
 import type { Module } from "../nn/module.ts";
 import type { Criterion } from "../nn/losses.ts";
 import type { Optimizer } from "../optim/optimizers.ts";
 import type { Rng } from "../random.ts";
-import type { DataLoader } from "./loader.ts";
+import type { DataLoader } from "../data/loader.ts";
+import type { TensorBatch } from "../engine/batches.ts";
+import type { StepPlan } from "../engine/step.ts";
+import type { LossTerm } from "../nn/terms.ts";
 
-/** A minibatch as tensors, with the typed arrays it came from. */
-export interface TensorBatch {
-  /** Inputs [n, ...inputShape]. */
-  x: tf.Tensor;
-  /** Class labels [n], int32. */
-  y: tf.Tensor1D;
-  /** Task labels [n], int32. */
-  t: tf.Tensor1D;
-  /** Number of samples. */
-  n: number;
-  /**
-   * The same data as typed arrays (no read-back needed). Loaders reuse these arrays for the next
-   * minibatch: a plugin that keeps values past its hook copies them (`data.x.slice()`). On the
-   * WebAssembly backends `data.x` may be the memory of `x` itself: read it, do not write it, and
-   * take `data.x` again at each use (a new tensor may move that memory).
-   */
-  data: Batch;
-}
+export type { TensorBatch } from "../engine/batches.ts";
 
 /** Counters of the run (Avalanche's `clock`). */
 export interface Clock {
@@ -105,10 +91,16 @@ export interface StrategyContext {
   grads: Map<string, tf.Tensor> | undefined;
   /** Rows of metrics produced in this run so far. */
   readonly rows: MetricRow[];
-  /** Adds a differentiable term to the loss. Call it in `beforeBackward`. */
-  addLoss(term: tf.Scalar, name?: string): void;
+  /**
+   * Adds a term to the loss, in `beforeBackward`: a scalar tensor (differentiated by the tape)
+   * or a {@link LossTerm} (which also gives its gradients, so that a plugin declaring `tapeFree`
+   * keeps the tape-free step).
+   */
+  addLoss(term: tf.Scalar | LossTerm, name?: string): void;
   /** Asks the loop to stop training the current experience after this iteration. */
   stopTraining(): void;
   /** True once {@link StrategyContext.stopTraining} was called for the current experience. */
   readonly stopRequested: boolean;
+  /** The training step of the current epoch and why it was chosen (see `strategy.plan()`). */
+  readonly step: StepPlan | undefined;
 }

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs-core";
 import type { StrategyContext } from "./context.ts";
+import type { LossTerm } from "../nn/terms.ts";
 
 /** Hook names in the order of a training run (Avalanche's `SupervisedPlugin`). */
 export const TRAIN_HOOKS = [
@@ -78,27 +78,16 @@ export type Plugin =
     /** Frees the plugin's tensors; called by `strategy.dispose()`. Must be safe to call twice. */
     dispose?(): void;
     /**
-     * The tape-free form of `beforeBackward`, for a plugin whose only work inside the tape is
-     * adding loss terms that reach the parameters through the model's output (LwF's
-     * distillation): each term's value and its gradient with respect to `ctx.output`, or
-     * undefined when it cannot give them this time (the iteration then runs on the tape). When
-     * every plugin with hooks inside the tape has `beforeBackward` as its only such hook and
-     * this method, the strategy trains without recording the tape (`lib/nn/direct.ts`) and
-     * calls this where `beforeBackward` would run; otherwise it is never called.
+     * Declares that this plugin's hooks inside the tape are only `beforeBackward`, and that it
+     * only adds loss terms there as {@link LossTerm}s (`ctx.addLoss(lossTerm({ value,
+     * withGradient }))`), whose gradients are known without the tape. When every such plugin
+     * declares it (and the model and criterion allow), the strategy trains without recording
+     * the tape; `strategy.plan()` says which step runs and why. A function is asked at the start
+     * of each epoch, for a plugin whose answer depends on the model.
      */
-    outputLossTerms?(ctx: StrategyContext): OutputLossTerm[] | undefined;
+    tapeFree?: boolean | ((ctx: StrategyContext) => boolean);
   }
   & { [K in HookName]?: Hook };
-
-/** A loss term and its gradient with respect to the model's output (see `outputLossTerms`). */
-export interface OutputLossTerm {
-  /** Its name in `ctx.lossTerms`. */
-  name: string;
-  /** The term (a scalar), added to `ctx.loss`. */
-  value: tf.Scalar;
-  /** `∂ value / ∂ ctx.output`, of the output's shape. */
-  outputGrad: tf.Tensor;
-}
 
 /**
  * Base class for plugins written the Avalanche way (`class MyPlugin extends StrategyPlugin`).

@@ -1,53 +1,39 @@
 /**
  * The strategy template: Avalanche's training and evaluation loops with every callback, on tfjs.
  *
- * One training iteration runs, in order: beforeTrainingIteration → [gradient tape:
- * beforeForward → forward → afterForward → criterion → beforeBackward] → afterBackward →
- * beforeUpdate → optimizer step → afterUpdate → afterTrainingIteration. The three hooks inside
- * the tape must be synchronous. Each iteration runs in its own tensor scope: tensors a plugin
- * creates there are freed at the end of the iteration unless it `tf.keep`s them.
+ * The loops read as the lifecycle: `#trainIteration` is one training iteration with its hooks,
+ * `#evalIteration` one evaluation iteration. How a minibatch becomes tensors, how forward,
+ * loss and gradients are computed (on the tape or without it) and how tensors are scoped live
+ * in the engine below (`lib/engine/`). Hooks inside the tape (beforeForward, afterForward,
+ * beforeBackward) must be synchronous. Each iteration runs in its own tensor scope: tensors a
+ * plugin creates there are freed at the end of the iteration unless it `tf.keep`s them.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "../nn/gradients.ts";
 import type { Experience } from "../data/experience.ts";
-import type { Batch, Dataset } from "../data/dataset.ts";
-import type { MetricRow } from "../metrics/rows.ts";
-import { accuracyMatrix } from "../metrics/rows.ts";
+import type { Dataset } from "../data/dataset.ts";
+import { checkBatchSize, type BatchPlan, type DataLoader, DatasetLoader } from "../data/loader.ts";
+import { accuracyMatrix, type MetricRow, metricRows } from "../data/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
-import { accumulateBatch, type HeapInputs, heapInputs } from "../backends/fused.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
-import { type DirectStep, planDirectStep } from "../engine/direct.ts";
 import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
 import { Rng, type RngState } from "../random.ts";
-import type { Clock, StrategyContext, TensorBatch } from "./context.ts";
-import { checkBatchSize, type DataLoader, DatasetLoader } from "./loader.ts";
+import { BatchAssembler, type TensorBatch } from "../engine/batches.ts";
+import { IterationScope } from "../engine/scope.ts";
 import {
-  EVAL_HOOKS,
-  type Hook,
-  type HookName,
-  type OutputLossTerm,
-  type Plugin,
-  SYNC_HOOKS,
-  TRAIN_HOOKS,
-} from "./plugin.ts";
-
-/**
- * A minibatch whose `x` is read from the tensor `t` at each access (a view of the heap, which a
- * new tensor may move: a view taken once could go stale within the iteration). When `t` shares
- * a dataset's memory, `x` is a copy, so that nothing can write into the dataset.
- */
-function liveInputs(data: Batch, t: tf.Tensor, heap: HeapInputs, shared: boolean): Batch {
-  return {
-    get x() {
-      return shared ? heap.view(t).slice() : heap.view(t);
-    },
-    y: data.y,
-    t: data.t,
-    n: data.n,
-  };
-}
+  checkLabels,
+  type DifferentiableRegion,
+  type Keep,
+  planStep,
+  type Step,
+  type StepPlan,
+} from "../engine/step.ts";
+import { RunningTotals } from "../engine/totals.ts";
+import type { Clock, StrategyContext, StrategySettings } from "./context.ts";
+import { Hooks } from "./hooks.ts";
+import type { Plugin } from "./plugin.ts";
 
 /** Options shared by every strategy builder. */
 export interface StrategyOptions {
@@ -172,12 +158,17 @@ function toExperiences(arg: Experience | Iterable<Experience>, what: string): Ex
   );
 }
 
+/** The task routing a model's forward gets for a minibatch. */
+function routing(batch: TensorBatch) {
+  return { taskLabels: batch.t, taskLabelsArray: batch.data.t };
+}
+
 /**
  * The base strategy: fine-tuning with the full callback lifecycle. Builders (`naive`,
  * `cumulative`, `jointTraining`, and the plugin strategies) return instances of it or of a
  * subclass that overrides dataset adaptation.
  */
-export class Strategy {
+export class Strategy implements StrategySettings {
   readonly model: Module;
   readonly optimizer: Optimizer;
   readonly criterion: Criterion;
@@ -205,14 +196,16 @@ export class Strategy {
   /** The context handed to hooks. */
   readonly ctx: StrategyContext;
 
-  #hooks = new Map<HookName, { plugin: Plugin; fn: Hook }[]>();
-  #lossSum: tf.Variable;
-  #correct: tf.Variable;
+  readonly #hooks: Hooks;
+  readonly #assembler = new BatchAssembler();
+  readonly #totals = new RunningTotals();
+  readonly #trainScope = new IterationScope();
+  readonly #evalScope = new IterationScope();
+  /** The step of the current epoch (see {@link Strategy.plan}). */
+  #step: Step | undefined;
+  readonly #region: DifferentiableRegion;
   #stop = false;
-  #keep: tf.Tensor[] = [];
   #inTrain = false;
-  /** The tape-free step for this epoch's model, when nothing needs the tape (see `direct.ts`). */
-  #direct: DirectStep | undefined;
 
   constructor(opts: StrategyOptions) {
     if (
@@ -245,11 +238,18 @@ export class Strategy {
         throw new TypeError(`plugins[${i}] is not a plugin object: ${String(p)}`);
       }
     }
+    this.#hooks = new Hooks(this.plugins);
     this.rng = new Rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
-    this.#lossSum = tf.tidy(() => tf.variable(tf.scalar(0), false));
-    this.#correct = tf.tidy(() => tf.variable(tf.scalar(0), false));
-    const stop = (v?: boolean) => (v === undefined ? this.#stop : (this.#stop = v));
-    this.ctx = {
+    this.#region = {
+      forwardAndLoss: (keep) => this.#forwardAndLoss(keep),
+      beforeBackward: () => this.#hooks.callSync("beforeBackward", this.ctx),
+    };
+    this.ctx = this.#makeContext();
+  }
+
+  #makeContext(): StrategyContext {
+    const self = this;
+    return {
       settings: this,
       model: this.model,
       optimizer: this.optimizer,
@@ -269,63 +269,23 @@ export class Strategy {
       params: new Map(),
       grads: undefined,
       rows: this.rows,
-      addLoss(this: StrategyContext, term: tf.Scalar, name?: string) {
+      addLoss(term, name) {
         name ??= `term${this.lossTerms.size}`;
-        if (!this.loss) {
-          throw new Error("addLoss can only be called once the loss exists (in beforeBackward)");
+        if (!self.#step || this.phase !== "train") {
+          throw new Error("addLoss can only be called while training, in beforeBackward");
         }
-        if (term.rank !== 0) {
-          throw new RangeError(`addLoss needs a scalar, got shape [${term.shape}] for "${name}"`);
-        }
-        this.loss = tf.add(this.loss, term) as tf.Scalar;
-        this.lossTerms.set(name, term);
+        self.#step.addTerm(this, term, name, self.#trainScope.keep);
       },
       stopTraining() {
-        stop(true);
+        self.#stop = true;
       },
       get stopRequested() {
-        return stop();
+        return self.#stop;
+      },
+      get step() {
+        return self.#step?.plan;
       },
     };
-  }
-
-  // ------------------------------------------------------------------ hooks ----
-
-  #collectHooks(): void {
-    this.#hooks.clear();
-    for (const plugin of this.plugins) {
-      for (
-        const key of Object.keys(Object.getOwnPropertyDescriptors(plugin)).concat(protoKeys(plugin))
-      ) {
-        const fn = (plugin as Record<string, unknown>)[key];
-        if (typeof fn !== "function" || !isHook(key)) continue;
-        let list = this.#hooks.get(key);
-        if (!list) this.#hooks.set(key, list = []);
-        if (!list.some((h) => h.plugin === plugin)) list.push({ plugin, fn: fn as Hook });
-      }
-    }
-  }
-
-  async #call(name: HookName): Promise<void> {
-    const list = this.#hooks.get(name);
-    if (!list) return;
-    for (const { fn, plugin } of list) await fn.call(plugin, this.ctx);
-  }
-
-  #callSync(name: HookName): void {
-    const list = this.#hooks.get(name);
-    if (!list) return;
-    for (const { fn, plugin } of list) {
-      const r = fn.call(plugin, this.ctx) as unknown;
-      if (r && typeof (r as Promise<void>).then === "function") {
-        throw new TypeError(
-          `Plugin ${
-            plugin.name ?? "(unnamed)"
-          }'s ${name} returned a Promise: hooks inside the gradient ` +
-            `tape (${[...SYNC_HOOKS].join(", ")}) must be synchronous`,
-        );
-      }
-    }
   }
 
   // ------------------------------------------------------- overridable steps ----
@@ -359,6 +319,16 @@ export class Strategy {
     return experiences;
   }
 
+  /**
+   * Which training step runs with the current model, criterion and plugins (tape or tape-free),
+   * and why: a plugin that hooks into the tape without declaring `tapeFree`, a model or a
+   * criterion the tape-free step does not know. Decided again at the start of every epoch.
+   */
+  plan(): StepPlan {
+    if (!this.#inTrain) this.#hooks.collect();
+    return planStep(this.model, this.criterion, this.#hooks.declarations(this.ctx)).plan;
+  }
+
   // -------------------------------------------------------------- training ----
 
   /**
@@ -373,21 +343,22 @@ export class Strategy {
     const firstRow = this.rows.length;
     const start = performance.now();
     const result: TrainResult = { epochs: [], rows: [], samples: 0, seconds: 0 };
-    this.#collectHooks();
+    this.#hooks.collect();
     const ctx = this.ctx;
     ctx.phase = "train";
     ctx.experiences = list;
     this.model.train();
     this.#inTrain = true;
     try {
-      await this.#call("beforeTraining");
+      await this.#hooks.call("beforeTraining", ctx);
       for (const exp of list) {
         await this.#trainExperience(exp, result, opts.evalStreams ?? []);
       }
       ctx.phase = "train";
-      await this.#call("afterTraining");
+      await this.#hooks.call("afterTraining", ctx);
     } finally {
       this.#inTrain = false;
+      this.#step = undefined;
     }
     result.rows = this.rows.slice(firstRow);
     result.seconds = (performance.now() - start) / 1000;
@@ -398,16 +369,16 @@ export class Strategy {
     exp: Experience,
     result: TrainResult,
     evalStreams: (Experience | Iterable<Experience>)[],
-  ) {
+  ): Promise<void> {
     const ctx = this.ctx;
     ctx.experience = exp;
     ctx.epochs = this.epochs;
     this.#stop = false;
     this.clock.epoch = 0;
     this.clock.epochIteration = 0;
-    await this.#call("beforeTrainDatasetAdaptation");
+    await this.#hooks.call("beforeTrainDatasetAdaptation", ctx);
     this.trainDatasetAdaptation(ctx);
-    await this.#call("afterTrainDatasetAdaptation");
+    await this.#hooks.call("afterTrainDatasetAdaptation", ctx);
     const dataset = ctx.dataset;
     if (!dataset || dataset.length === 0) {
       throw new RangeError(
@@ -418,58 +389,105 @@ export class Strategy {
     ctx.dataLoader = this.makeTrainLoader(ctx);
     this.model.adapt(exp, true);
     this.model.train();
-    await this.#call("beforeTrainingExp");
+    await this.#hooks.call("beforeTrainingExp", ctx);
     for (let e = 0; e < ctx.epochs && !this.#stop; e++) {
-      const t0 = performance.now();
-      this.#resetAccumulators();
-      let samples = 0;
-      await this.#call("beforeTrainingEpoch");
-      this.#direct = this.#planDirect();
-      const loader = ctx.dataLoader!;
-      this.clock.epochIteration = 0;
-      for (const { data, x } of this.#batches(loader, ctx.dataset!.inputShape)) {
-        samples += await this.#trainIteration(data, x);
-        if (this.#stop) break;
-      }
-      const [lossSum, correct] = [this.#lossSum.dataSync()[0], this.#correct.dataSync()[0]];
-      if (!Number.isFinite(lossSum)) {
-        throw new RangeError(
-          `Training loss became ${lossSum} in epoch ${e} of experience ${exp.id}: lower the learning rate ` +
-            `(now ${this.optimizer.lr}) or check the inputs and added loss terms`,
-        );
-      }
-      const er: EpochResult = {
-        experience: exp.id,
-        epoch: e,
-        loss: samples ? lossSum / samples : NaN,
-        accuracy: samples ? correct / samples : NaN,
-        samples,
-        seconds: (performance.now() - t0) / 1000,
-      };
-      result.epochs.push(er);
-      result.samples += samples;
-      for (const [metric, value] of [["loss", er.loss], ["accuracy", er.accuracy]] as const) {
-        this.rows.push({
-          metric,
-          phase: "train",
-          stream: exp.stream,
-          experience: exp.id,
-          task: null,
-          epoch: e,
-          iteration: this.clock.trainIterations,
-          trainExperience: this.clock.trainExperiences,
-          value,
-        });
-      }
-      this.clock.epoch = e + 1;
-      await this.#call("afterTrainingEpoch");
+      const epoch = await this.#trainEpoch(exp, e);
+      result.epochs.push(epoch);
+      result.samples += epoch.samples;
       if (this.evalEvery > 0 && (e + 1) % this.evalEvery === 0) {
         await this.#periodicEval(evalStreams);
       }
     }
-    await this.#call("afterTrainingExp");
+    await this.#hooks.call("afterTrainingExp", ctx);
     this.clock.trainExperiences++;
     if (this.evalEvery === 0) await this.#periodicEval(evalStreams);
+  }
+
+  async #trainEpoch(exp: Experience, e: number): Promise<EpochResult> {
+    const ctx = this.ctx;
+    const t0 = performance.now();
+    this.#totals.reset();
+    let samples = 0;
+    await this.#hooks.call("beforeTrainingEpoch", ctx);
+    this.#step = planStep(this.model, this.criterion, this.#hooks.declarations(ctx));
+    this.clock.epochIteration = 0;
+    for (const plan of ctx.dataLoader!.epoch(this.rng)) {
+      samples += await this.#trainIteration(plan);
+      if (this.#stop) break;
+    }
+    const { lossSum, correct } = this.#totals.read();
+    if (!Number.isFinite(lossSum)) {
+      throw new RangeError(
+        `Training loss became ${lossSum} in epoch ${e} of experience ${exp.id}: lower the learning rate ` +
+          `(now ${this.optimizer.lr}) or check the inputs and added loss terms`,
+      );
+    }
+    const epoch: EpochResult = {
+      experience: exp.id,
+      epoch: e,
+      loss: samples ? lossSum / samples : NaN,
+      accuracy: samples ? correct / samples : NaN,
+      samples,
+      seconds: (performance.now() - t0) / 1000,
+    };
+    this.rows.push(...metricRows({
+      phase: "train",
+      stream: exp.stream,
+      experience: exp.id,
+      task: null,
+      epoch: e,
+      iteration: this.clock.trainIterations,
+      trainExperience: this.clock.trainExperiences,
+    }, { loss: epoch.loss, accuracy: epoch.accuracy }));
+    this.clock.epoch = e + 1;
+    await this.#hooks.call("afterTrainingEpoch", ctx);
+    return epoch;
+  }
+
+  /** One training iteration (Avalanche's `training_epoch` body); returns its number of samples. */
+  #trainIteration(plan: BatchPlan): Promise<number> {
+    const ctx = this.ctx, hooks = this.#hooks;
+    return this.#trainScope.run(async () => {
+      ctx.batch = this.#assembler.assemble(plan, ctx.dataset!.inputShape);
+      ctx.params = this.model.trainableParameters();
+      await hooks.call("beforeTrainingIteration", ctx);
+      const batch = ctx.batch;
+      // Forward, loss and gradients: on the tape, or without it when nothing needs it (plan()).
+      this.#step!.run(ctx, this.#region, this.#trainScope.keep);
+      await hooks.call("afterBackward", ctx);
+      await hooks.call("beforeUpdate", ctx);
+      tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
+      await hooks.call("afterUpdate", ctx);
+      this.#totals.add(ctx.loss!, ctx.output!, batch.y);
+      this.clock.trainIterations++;
+      this.clock.epochIteration++;
+      await hooks.call("afterTrainingIteration", ctx);
+      return batch.n;
+    }).finally(() => this.#clearIteration());
+  }
+
+  /**
+   * The differentiable region of a training iteration, with the hooks that run inside the tape:
+   * the tape step records it (`keep` makes a tensor outlive the tape, for the iteration).
+   */
+  #forwardAndLoss(keep: Keep): tf.Scalar {
+    const ctx = this.ctx, hooks = this.#hooks, batch = ctx.batch!;
+    hooks.callSync("beforeForward", ctx);
+    ctx.output = keep(this.model.forward(batch.x, routing(batch)));
+    hooks.callSync("afterForward", ctx);
+    checkLabels(batch, keep(ctx.output!));
+    ctx.loss = this.criterion(ctx.output!, batch.y);
+    hooks.callSync("beforeBackward", ctx);
+    return ctx.loss!;
+  }
+
+  #clearIteration(): void {
+    const ctx = this.ctx;
+    ctx.batch = undefined;
+    ctx.output = undefined;
+    ctx.loss = undefined;
+    ctx.grads = undefined;
+    ctx.lossTerms = new Map();
   }
 
   async #periodicEval(streams: (Experience | Iterable<Experience>)[]): Promise<void> {
@@ -488,7 +506,7 @@ export class Strategy {
     ctx.dataset = saved.dataset;
     ctx.dataLoader = saved.loader;
     this.model.train();
-    this.#collectHooks();
+    this.#hooks.collect();
   }
 
   #checkInputShape(dataset: Dataset): void {
@@ -503,238 +521,6 @@ export class Strategy {
     }
   }
 
-  /**
-   * One epoch's minibatches of `loader`. On the WebAssembly heap backends, a loader that can
-   * (`epochInto`) writes the inputs straight into the memory of their tensor, given as `x`: kept
-   * outside every scope, for the caller to dispose of; a run of consecutive samples of a dataset
-   * held as a tensor (`resident`, evaluation) comes as a view of it. Elsewhere the batches are
-   * copied later.
-   */
-  *#batches(
-    loader: DataLoader,
-    shape: readonly number[],
-  ): Generator<{ data: Batch; x?: tf.Tensor }> {
-    const heap = loader.epochInto ? heapInputs() : undefined;
-    let x: tf.Tensor | undefined;
-    let shared = false;
-    /** Makes `t` the next batch's inputs (`isShared`: a view of a dataset's memory). */
-    const take = (t: tf.Tensor, isShared: boolean) => {
-      x?.dispose();
-      x = tf.keep(t);
-      shared = isShared;
-      return heap!.view(x);
-    };
-    const into = (n: number) => take(heap!.tensor([n, ...shape]), false);
-    const adopt = (view: tf.Tensor) => take(view, true);
-    const batches = heap ? loader.epochInto!(this.rng, into, adopt) : undefined;
-    if (!batches) {
-      for (const data of loader.epoch(this.rng, true)) yield { data };
-      return;
-    }
-    try {
-      for (const data of batches) {
-        const t = x!;
-        x = undefined;
-        yield { data: liveInputs(data, t, heap!, shared), x: t };
-      }
-    } finally {
-      x?.dispose();
-    }
-  }
-
-  #toTensors(batch: Batch, shape: readonly number[], x?: tf.Tensor): TensorBatch {
-    const n = batch.n;
-    if (x) {
-      // The inputs are already in x (see #batches), which the caller disposes of.
-      return {
-        x,
-        y: tf.tensor1d(batch.y.subarray(0, n), "int32"),
-        t: tf.tensor1d(batch.t.subarray(0, n), "int32"),
-        n,
-        data: batch,
-      };
-    }
-    const size = shape.reduce((a, b) => a * b, 1);
-    // Loaders may hand over arrays longer than n (reused buffers): plugins see exact views.
-    const data = batch.x.length === n * size && batch.y.length === n && batch.t.length === n
-      ? batch
-      : {
-        x: batch.x.subarray(0, n * size),
-        y: batch.y.subarray(0, n),
-        t: batch.t.subarray(0, n),
-        n,
-      };
-    return {
-      x: tf.tensor(data.x, [n, ...shape], "float32"),
-      y: tf.tensor1d(data.y, "int32"),
-      t: tf.tensor1d(data.t, "int32"),
-      n,
-      data,
-    };
-  }
-
-  #checkLabels(batch: TensorBatch, output: tf.Tensor): void {
-    const width = output.shape[output.rank - 1]!;
-    const y = batch.data.y;
-    for (let i = 0; i < batch.n; i++) {
-      if (y[i] < 0 || y[i] >= width) {
-        throw new RangeError(
-          `Label ${
-            y[i]
-          } is out of range for a model with ${width} outputs: build the model with at least ` +
-            `${y[i] + 1} outputs, or with head: "incremental" so that it grows`,
-        );
-      }
-    }
-  }
-
-  /**
-   * The tape-free step ({@link planDirectStep}) when no plugin hooks into the tape and the
-   * criterion is the default cross-entropy; undefined otherwise.
-   */
-  #planDirect(): DirectStep | undefined {
-    if (this.criterion !== crossEntropy) return undefined;
-    for (const h of SYNC_HOOKS) {
-      for (const { plugin } of this.#hooks.get(h) ?? []) {
-        // A beforeBackward that only adds output-level loss terms has a tape-free form.
-        if (h !== "beforeBackward" || typeof plugin.outputLossTerms !== "function") {
-          return undefined;
-        }
-      }
-    }
-    return planDirectStep(this.model);
-  }
-
-  /**
-   * Forward, loss and gradients without the tape; false when a plugin could not give its loss
-   * terms this time (nothing of the iteration is kept: the caller runs it on the tape).
-   */
-  #directStep(direct: DirectStep, batch: TensorBatch): boolean {
-    const ctx = this.ctx;
-    return tf.tidy(() => {
-      const { output, trace } = direct.forward(batch.x);
-      ctx.output = output;
-      this.#checkLabels(batch, output);
-      const [loss, dLogits] = direct.crossEntropy(output, batch.y);
-      ctx.loss = loss;
-      const terms: OutputLossTerm[] = [];
-      for (const { plugin } of this.#hooks.get("beforeBackward") ?? []) {
-        const more = plugin.outputLossTerms!(ctx);
-        if (!more) {
-          ctx.output = ctx.loss = undefined;
-          ctx.lossTerms = new Map();
-          return false;
-        }
-        for (const t of more) {
-          if (t.outputGrad.shape.join() !== output.shape.join()) {
-            throw new RangeError(
-              `Plugin ${plugin.name ?? "(unnamed)"}'s loss term "${t.name}" has a gradient of ` +
-                `shape [${t.outputGrad.shape}] for an output of shape [${output.shape}]`,
-            );
-          }
-          ctx.addLoss(t.value, t.name);
-          terms.push(t);
-        }
-      }
-      // Summed as the tape's backward does: the last term's gradient first, the criterion's last.
-      let dOutput = dLogits;
-      if (terms.length > 0) {
-        let acc = terms[terms.length - 1].outputGrad;
-        for (let k = terms.length - 2; k >= 0; k--) acc = tf.add(acc, terms[k].outputGrad);
-        dOutput = tf.add(acc, dLogits);
-      }
-      ctx.grads = direct.backward(dOutput, trace, ctx.params);
-      for (const t of [ctx.output, ctx.loss, ...ctx.lossTerms.values(), ...ctx.grads.values()]) {
-        this.#keepForIteration(t);
-      }
-      return true;
-    });
-  }
-
-  #keepForIteration<T extends tf.Tensor | undefined>(t: T): T {
-    if (t && !t.isDisposed) {
-      tf.keep(t);
-      this.#keep.push(t);
-    }
-    return t;
-  }
-
-  /** Forward, loss and gradients under tfjs' tape, with the hooks that run inside it. */
-  #tapeStep(batch: TensorBatch): void {
-    const ctx = this.ctx;
-    const varList = [...ctx.params!.values()];
-    const byEngineName = new Map([...ctx.params!].map(([k, v]) => [v.name, k]));
-    const { value, grads } = tf.variableGrads(() => {
-      this.#callSync("beforeForward");
-      ctx.output = this.#keepForIteration(
-        this.model.forward(batch.x, { taskLabels: batch.t, taskLabelsArray: batch.data.t }),
-      );
-      this.#callSync("afterForward");
-      // A plugin may have replaced the output: keep the tensor that is there now.
-      this.#keepForIteration(ctx.output);
-      this.#checkLabels(batch, ctx.output!);
-      ctx.loss = this.criterion(ctx.output!, batch.y);
-      this.#callSync("beforeBackward");
-      for (const t of ctx.lossTerms.values()) this.#keepForIteration(t);
-      return ctx.loss!;
-    }, varList);
-    ctx.loss = value;
-    ctx.grads = new Map(Object.entries(grads).map(([k, g]) => [byEngineName.get(k) ?? k, g]));
-  }
-
-  async #trainIteration(data: Batch, x?: tf.Tensor): Promise<number> {
-    const ctx = this.ctx;
-    tf.engine().startScope();
-    if (x) this.#keep.push(x);
-    try {
-      ctx.batch = this.#toTensors(data, ctx.dataset!.inputShape, x);
-      ctx.output = undefined;
-      ctx.loss = undefined;
-      ctx.grads = undefined;
-      ctx.lossTerms = new Map();
-      ctx.params = this.model.trainableParameters();
-      await this.#call("beforeTrainingIteration");
-      const batch = ctx.batch;
-      const direct = this.#direct;
-      // Without hooks inside the tape, the same kernels without recording it.
-      if (!direct || !this.#directStep(direct, batch)) this.#tapeStep(batch);
-      await this.#call("afterBackward");
-      await this.#call("beforeUpdate");
-      tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
-      await this.#call("afterUpdate");
-      tf.tidy(() => {
-        this.#accumulate(ctx.loss!, ctx.output!, batch.y);
-      });
-      this.clock.trainIterations++;
-      this.clock.epochIteration++;
-      await this.#call("afterTrainingIteration");
-      return batch.n;
-    } finally {
-      for (const t of this.#keep) t.dispose();
-      this.#keep = [];
-      ctx.batch = undefined;
-      ctx.output = undefined;
-      ctx.loss = undefined;
-      ctx.grads = undefined;
-      ctx.lossTerms = new Map();
-      tf.engine().endScope();
-    }
-  }
-
-  #resetAccumulators(): void {
-    tf.tidy(() => {
-      this.#lossSum.assign(tf.zeros([]));
-      this.#correct.assign(tf.zeros([]));
-    });
-  }
-
-  /** Adds a batch's summed loss and correct predictions to the epoch accumulators. */
-  #accumulate(loss: tf.Tensor, output: tf.Tensor, y: tf.Tensor): void {
-    const [lossSum, correct] = accumulateBatch(this.#lossSum, this.#correct, loss, output, y);
-    this.#lossSum.assign(lossSum);
-    this.#correct.assign(correct);
-  }
-
   // ------------------------------------------------------------- evaluation ----
 
   /** Evaluates on an experience or a stream; returns accuracy and loss per experience. */
@@ -745,16 +531,16 @@ export class Strategy {
     const ctx = this.ctx;
     const wasTraining = this.model.training;
     const savedPhase = ctx.phase;
-    if (!this.#inTrain) this.#collectHooks();
+    if (!this.#inTrain) this.#hooks.collect();
     ctx.phase = "eval";
     ctx.experiences = list;
     this.model.eval();
     const trainExperience = this.clock.trainExperiences - 1;
     const out: ExperienceEval[] = [];
     try {
-      await this.#call("beforeEval");
+      await this.#hooks.call("beforeEval", ctx);
       for (const exp of list) out.push(await this.#evalExperience(exp, trainExperience));
-      await this.#call("afterEval");
+      await this.#hooks.call("afterEval", ctx);
     } finally {
       this.model.train(wasTraining);
       ctx.phase = savedPhase;
@@ -763,19 +549,15 @@ export class Strategy {
     const accuracy = out.reduce((a, e) => a + e.accuracy * e.samples, 0) / samples;
     const loss = out.reduce((a, e) => a + e.loss * e.samples, 0) / samples;
     const stream = list[0].stream;
-    for (const [metric, value] of [["accuracy", accuracy], ["loss", loss]] as const) {
-      this.rows.push({
-        metric,
-        phase: "eval",
-        stream,
-        experience: null,
-        task: null,
-        epoch: null,
-        iteration: this.clock.trainIterations,
-        trainExperience,
-        value,
-      });
-    }
+    this.rows.push(...metricRows({
+      phase: "eval",
+      stream,
+      experience: null,
+      task: null,
+      epoch: null,
+      iteration: this.clock.trainIterations,
+      trainExperience,
+    }, { accuracy, loss }));
     return {
       stream,
       trainExperience,
@@ -792,9 +574,9 @@ export class Strategy {
   async #evalExperience(exp: Experience, trainExperience: number): Promise<ExperienceEval> {
     const ctx = this.ctx;
     ctx.experience = exp;
-    await this.#call("beforeEvalDatasetAdaptation");
+    await this.#hooks.call("beforeEvalDatasetAdaptation", ctx);
     this.evalDatasetAdaptation(ctx);
-    await this.#call("afterEvalDatasetAdaptation");
+    await this.#hooks.call("afterEvalDatasetAdaptation", ctx);
     const dataset = ctx.dataset!;
     if (dataset.length === 0) {
       throw new RangeError(`Experience ${exp.id} of stream "${exp.stream}" is empty`);
@@ -803,37 +585,13 @@ export class Strategy {
     ctx.dataLoader = this.makeEvalLoader(ctx);
     this.model.adapt(exp, false);
     this.model.eval();
-    await this.#call("beforeEvalExp");
-    this.#resetAccumulators();
+    await this.#hooks.call("beforeEvalExp", ctx);
+    this.#totals.reset();
     let samples = 0;
-    for (const { data, x } of this.#batches(ctx.dataLoader, dataset.inputShape)) {
-      tf.engine().startScope();
-      try {
-        ctx.batch = this.#toTensors(data, dataset.inputShape, x);
-        await this.#call("beforeEvalIteration");
-        await this.#call("beforeEvalForward");
-        const batch = ctx.batch;
-        ctx.output = this.model.forward(batch.x, {
-          taskLabels: batch.t,
-          taskLabelsArray: batch.data.t,
-        });
-        await this.#call("afterEvalForward");
-        this.#checkLabels(batch, ctx.output);
-        ctx.loss = this.criterion(ctx.output, batch.y);
-        this.#accumulate(ctx.loss, ctx.output, batch.y);
-        samples += batch.n;
-        this.clock.evalIterations++;
-        await this.#call("afterEvalIteration");
-      } finally {
-        ctx.batch = undefined;
-        ctx.output = undefined;
-        ctx.loss = undefined;
-        tf.engine().endScope();
-        x?.dispose();
-      }
+    for (const plan of ctx.dataLoader.epoch(this.rng)) {
+      samples += await this.#evalIteration(plan, dataset.inputShape);
     }
-    const lossSum = this.#lossSum.dataSync()[0];
-    const correct = this.#correct.dataSync()[0];
+    const { lossSum, correct } = this.#totals.read();
     const result: ExperienceEval = {
       experience: exp.id,
       stream: exp.stream,
@@ -843,21 +601,36 @@ export class Strategy {
       loss: lossSum / samples,
       samples,
     };
-    for (const [metric, value] of [["accuracy", result.accuracy], ["loss", result.loss]] as const) {
-      this.rows.push({
-        metric,
-        phase: "eval",
-        stream: exp.stream,
-        experience: exp.id,
-        task: null,
-        epoch: null,
-        iteration: this.clock.trainIterations,
-        trainExperience,
-        value,
-      });
-    }
-    await this.#call("afterEvalExp");
+    this.rows.push(...metricRows({
+      phase: "eval",
+      stream: exp.stream,
+      experience: exp.id,
+      task: null,
+      epoch: null,
+      iteration: this.clock.trainIterations,
+      trainExperience,
+    }, { accuracy: result.accuracy, loss: result.loss }));
+    await this.#hooks.call("afterEvalExp", ctx);
     return result;
+  }
+
+  /** One evaluation iteration; returns its number of samples. */
+  #evalIteration(plan: BatchPlan, inputShape: readonly number[]): Promise<number> {
+    const ctx = this.ctx, hooks = this.#hooks;
+    return this.#evalScope.run(async () => {
+      ctx.batch = this.#assembler.assemble(plan, inputShape);
+      await hooks.call("beforeEvalIteration", ctx);
+      await hooks.call("beforeEvalForward", ctx);
+      const batch = ctx.batch;
+      ctx.output = this.model.forward(batch.x, routing(batch));
+      await hooks.call("afterEvalForward", ctx);
+      checkLabels(batch, ctx.output);
+      ctx.loss = this.criterion(ctx.output, batch.y);
+      this.#totals.add(ctx.loss, ctx.output, batch.y);
+      this.clock.evalIterations++;
+      await hooks.call("afterEvalIteration", ctx);
+      return batch.n;
+    }).finally(() => this.#clearIteration());
   }
 
   // ---------------------------------------------------------------- results ----
@@ -922,8 +695,7 @@ export class Strategy {
 
   /** Frees the strategy's own tensors and its plugins' (not the model's). */
   dispose(): void {
-    this.#lossSum.dispose();
-    this.#correct.dispose();
+    this.#totals.dispose();
     this.optimizer.dispose();
     for (const p of this.plugins) if (typeof p.dispose === "function") p.dispose();
   }
@@ -935,20 +707,3 @@ export interface RestoreOptions {
   experiences?: Iterable<Experience>;
 }
 
-const HOOK_NAMES = new Set<string>([...TRAIN_HOOKS, ...EVAL_HOOKS]);
-
-function isHook(name: string): name is HookName {
-  return HOOK_NAMES.has(name);
-}
-
-function protoKeys(obj: object): string[] {
-  const keys: string[] = [];
-  for (
-    let p = Object.getPrototypeOf(obj);
-    p && p !== Object.prototype;
-    p = Object.getPrototypeOf(p)
-  ) {
-    keys.push(...Object.getOwnPropertyNames(p));
-  }
-  return keys;
-}

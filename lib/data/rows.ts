@@ -49,3 +49,34 @@ export function accuracyMatrix(rows: readonly MetricRow[], stream = "test"): num
   }
   return Array.from(m, (row) => Array.from(row ?? [], (v) => v ?? NaN));
 }
+
+/** Where the loop's own rows were taken (every coordinate but the metric and its value). */
+export type RowCoordinates = Omit<MetricRow, "metric" | "value" | "at" | "k" | "class" | "predicted">;
+
+/**
+ * One row per entry of `values` (metric name → value, in that order), all at `where`.
+ *
+ * @example
+ * ```ts
+ * import { metricRows } from "./rows.ts";
+ * const where = {
+ *   phase: "eval", stream: "test", experience: 0, task: null, epoch: null, iteration: 10,
+ *   trainExperience: 0,
+ * } as const;
+ * const rows = metricRows(where, { accuracy: 0.9, loss: 0.3 });
+ * console.assert(rows.length === 2 && rows[0].metric === "accuracy" && rows[1].value === 0.3);
+ * ```
+ */
+export function metricRows(where: RowCoordinates, values: Record<string, number>): MetricRow[] {
+  return Object.entries(values).map(([metric, value]) => ({
+    metric,
+    phase: where.phase,
+    stream: where.stream,
+    experience: where.experience,
+    task: where.task,
+    epoch: where.epoch,
+    iteration: where.iteration,
+    trainExperience: where.trainExperience,
+    value,
+  }));
+}

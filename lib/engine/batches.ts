@@ -1,0 +1,150 @@
+/**
+ * The batch assembler: turns a loader's {@link BatchPlan} (which samples) into the tensors of a
+ * minibatch, by the fastest way the backend and the data allow. Every loader goes through it,
+ * so replay's, CoPE's and any plugin's minibatches get the same paths as plain ones:
+ *
+ * - a run of consecutive samples of a resident dataset, on the heap backends: a view of the
+ *   dataset's tensor (no conversion, no copy);
+ * - on the heap backends, data filled by JavaScript alone ({@link Dataset.fillsInJs}): inputs
+ *   converted straight into the new tensor's memory (no intermediate array);
+ * - otherwise: inputs converted into an array the assembler keeps for the next minibatch (fresh
+ *   memory costs a page fault per page on first touch), then copied into the tensor; on the
+ *   backends that keep a reference to the array instead of copying it, a fresh array each time.
+ *
+ * The typed arrays of the minibatch (`data`) hold exactly `n` labels and task labels; its
+ * inputs are copied out of the tensor the first time a plugin reads `data.x`, so nothing a
+ * plugin does with them can reach the tensor or the dataset.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { heapInputs, tensorCopiesValues } from "../backends/fused.ts";
+import type { Batch } from "../data/dataset.ts";
+import type { BatchPart, BatchPlan } from "../data/loader.ts";
+import { ResidentDataset } from "./resident.ts";
+
+/** A minibatch as tensors, with the typed arrays it came from and the samples it is made of. */
+export interface TensorBatch {
+  /** Inputs [n, ...inputShape]. */
+  x: tf.Tensor;
+  /** Class labels [n], int32. */
+  y: tf.Tensor1D;
+  /** Task labels [n], int32. */
+  t: tf.Tensor1D;
+  /** Number of samples. */
+  n: number;
+  /**
+   * The same minibatch as typed arrays of exactly `n` samples, owned by this minibatch (`x` is
+   * a copy of the inputs made when first read). Valid for the iteration: a plugin that keeps
+   * values longer copies them.
+   */
+  data: Batch;
+  /** Which samples of which datasets the minibatch holds, in order (see {@link BatchPlan}). */
+  parts: readonly BatchPart[];
+}
+
+/** How the last minibatch's inputs were made (for tests and `strategy.plan()`). */
+export type InputPath = "view" | "in place" | "copy";
+
+/** Builds minibatch tensors from plans; one per strategy, reusing its staging array. */
+export class BatchAssembler {
+  #staging = new Float32Array(0);
+  /** How the last minibatch's inputs were made. */
+  lastPath: InputPath | undefined;
+
+  /**
+   * The tensors of the minibatch `plan`, of samples of shape `inputShape`, created in the
+   * caller's tensor scope.
+   */
+  assemble(plan: BatchPlan, inputShape: readonly number[]): TensorBatch {
+    const n = plan.n;
+    if (n < 1) throw new RangeError("A minibatch needs at least one sample: the plan is empty");
+    const size = inputShape.reduce((a, b) => a * b, 1);
+    for (const p of plan.parts) {
+      if (p.dataset.sampleSize !== size) {
+        throw new RangeError(
+          `A minibatch part has samples of shape [${p.dataset.inputShape}] where [${inputShape}] ` +
+            `is expected: every part of a minibatch must have the training data's input shape`,
+        );
+      }
+    }
+    const y = new Int32Array(n), t = new Int32Array(n);
+    let at = 0;
+    for (const { dataset, indices } of plan.parts) {
+      dataset.labelsInto(indices, y.subarray(at), t.subarray(at));
+      at += indices.length;
+    }
+    const x = this.#inputs(plan, inputShape, size);
+    return {
+      x,
+      y: tf.tensor1d(y, "int32"),
+      t: tf.tensor1d(t, "int32"),
+      n,
+      data: lazyInputs(x, y, t, n),
+      parts: plan.parts,
+    };
+  }
+
+  #inputs(plan: BatchPlan, inputShape: readonly number[], size: number): tf.Tensor {
+    const n = plan.n, shape = [n, ...inputShape];
+    const view = residentView(plan);
+    if (view) {
+      this.lastPath = "view";
+      return view;
+    }
+    const heap = heapInputs();
+    if (heap && plan.parts.every((p) => p.dataset.fillsInJs)) {
+      // Nothing below makes a tensor, so the heap cannot move while it is written.
+      const x = heap.tensor(shape);
+      const out = heap.view(x);
+      let at = 0;
+      for (const { dataset, indices } of plan.parts) {
+        dataset.fillBatch(indices, out, at * size);
+        at += indices.length;
+      }
+      this.lastPath = "in place";
+      return x;
+    }
+    const reuse = tensorCopiesValues();
+    if (reuse && this.#staging.length < n * size) this.#staging = new Float32Array(n * size);
+    const values = reuse ? this.#staging.subarray(0, n * size) : new Float32Array(n * size);
+    let at = 0;
+    for (const { dataset, indices } of plan.parts) {
+      dataset.fillBatch(indices, values, at * size);
+      at += indices.length;
+    }
+    this.lastPath = "copy";
+    return tf.tensor(values, shape, "float32");
+  }
+}
+
+/** A view of a resident dataset's rows when the plan is one run of consecutive samples of one. */
+function residentView(plan: BatchPlan): tf.Tensor | undefined {
+  if (plan.parts.length !== 1) return undefined;
+  const { dataset, indices } = plan.parts[0];
+  const first = indices[0];
+  for (let k = 1; k < indices.length; k++) if (indices[k] !== first + k) return undefined;
+  const rows = dataset.contiguousRows(first, indices.length);
+  if (!rows || !(rows.dataset instanceof ResidentDataset)) return undefined;
+  return rows.dataset.rowsView(rows.start, indices.length);
+}
+
+/** The batch's typed arrays, whose `x` is copied out of the input tensor when first read. */
+function lazyInputs(x: tf.Tensor, y: Int32Array, t: Int32Array, n: number): Batch {
+  let values: Float32Array | undefined;
+  return {
+    get x(): Float32Array {
+      if (!values) {
+        const heap = heapInputs();
+        values = heap ? heap.view(x).slice() : Float32Array.from(x.dataSync() as Float32Array);
+      }
+      return values;
+    },
+    set x(v: Float32Array) {
+      values = v;
+    },
+    y,
+    t,
+    n,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * The plugins' hooks, collected by name and called in the order the plugins were given.
+ *
+ * @module
+ */
+import type { StrategyContext } from "./context.ts";
+import {
+  EVAL_HOOKS,
+  type Hook,
+  type HookName,
+  type Plugin,
+  SYNC_HOOKS,
+  TRAIN_HOOKS,
+} from "./plugin.ts";
+import type { PluginDeclaration } from "../engine/step.ts";
+
+const HOOK_NAMES: ReadonlySet<string> = new Set<string>([...TRAIN_HOOKS, ...EVAL_HOOKS]);
+
+/** Own and inherited property names of `obj` (class methods live on the prototypes). */
+function keysOf(obj: object): string[] {
+  const keys = Object.keys(Object.getOwnPropertyDescriptors(obj));
+  for (let p = Object.getPrototypeOf(obj); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    keys.push(...Object.getOwnPropertyNames(p));
+  }
+  return keys;
+}
+
+/** A plugin's name as shown in errors and plans. */
+export function pluginName(p: Plugin): string {
+  return p.name ?? "(unnamed)";
+}
+
+/** The hooks of a list of plugins, by name. */
+export class Hooks {
+  #byName = new Map<HookName, { plugin: Plugin; fn: Hook }[]>();
+
+  constructor(readonly plugins: readonly Plugin[]) {
+    this.collect();
+  }
+
+  /** Reads the plugins' hooks again (a plugin may have gained or lost one since). */
+  collect(): void {
+    this.#byName.clear();
+    for (const plugin of this.plugins) {
+      for (const key of keysOf(plugin)) {
+        const fn = (plugin as Record<string, unknown>)[key];
+        if (typeof fn !== "function" || !HOOK_NAMES.has(key)) continue;
+        const name = key as HookName;
+        let list = this.#byName.get(name);
+        if (!list) this.#byName.set(name, list = []);
+        if (!list.some((h) => h.plugin === plugin)) list.push({ plugin, fn: fn as Hook });
+      }
+    }
+  }
+
+  /** Awaits hook `name` of every plugin that has it, in order. */
+  async call(name: HookName, ctx: StrategyContext): Promise<void> {
+    const list = this.#byName.get(name);
+    if (!list) return;
+    for (const { fn, plugin } of list) await fn.call(plugin, ctx);
+  }
+
+  /** Calls hook `name`, which runs inside the gradient tape and so must not be async. */
+  callSync(name: HookName, ctx: StrategyContext): void {
+    const list = this.#byName.get(name);
+    if (!list) return;
+    for (const { fn, plugin } of list) {
+      const r = fn.call(plugin, ctx) as unknown;
+      if (r && typeof (r as Promise<void>).then === "function") {
+        throw new TypeError(
+          `Plugin ${pluginName(plugin)}'s ${name} returned a Promise: hooks inside the gradient ` +
+            `tape (${[...SYNC_HOOKS].join(", ")}) must be synchronous`,
+        );
+      }
+    }
+  }
+
+  /** What each plugin with hooks inside the tape declares, for choosing the step. */
+  declarations(ctx: StrategyContext): PluginDeclaration[] {
+    return this.plugins.flatMap((plugin) => {
+      const inTape = [...SYNC_HOOKS].filter((h) =>
+        this.#byName.get(h)?.some((e) => e.plugin === plugin)
+      );
+      if (inTape.length === 0) return [];
+      const declared = plugin.tapeFree;
+      const tapeFree = typeof declared === "function" ? declared.call(plugin, ctx) : !!declared;
+      return [{ name: pluginName(plugin), inTape, tapeFree }];
+    });
+  }
+}
