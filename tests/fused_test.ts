@@ -27,7 +27,7 @@ import {
 } from "../lib/backends/fused.ts";
 import { compositeCrossEntropy, crossEntropy } from "../lib/nn/losses.ts";
 import { Activation, Linear, Sequential } from "../lib/nn/layers.ts";
-import { compositeDistillation, distillationLoss } from "../lib/plugins/lwf.ts";
+import { compositeDistillation, distillationLoss } from "../lib/nn/losses.ts";
 
 const BACKENDS = (await registerBlasBackend()).ok ? ["cpu", "wasm", "blas"] : ["cpu", "wasm"];
 

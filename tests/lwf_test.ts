@@ -12,7 +12,8 @@ import { type ForwardOptions, Module } from "../lib/nn/module.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { distillationLoss, lwf, LwFPlugin, lwfPlugin } from "../lib/plugins/lwf.ts";
+import { distillationLoss } from "../lib/nn/losses.ts";
+import { lwf, LwFPlugin, lwfPlugin } from "../lib/plugins/lwf.ts";
 import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 function close(a: number, b: number, tol: number, what: string) {

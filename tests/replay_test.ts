@@ -19,6 +19,7 @@ import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { replay, ReplayPlugin, replayPlugin } from "../lib/plugins/replay.ts";
 import { CyclingSampler, ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
+import { batchOf } from "../lib/data/loader.ts";
 import {
   classBalanced,
   ClassBalancedStoragePolicy,
@@ -321,7 +322,7 @@ Deno.test("replay loader: batchSize current + batchSizeMem memory samples, the w
   const memory = idData(Array.from({ length: 7 }, (_, i) => 100 + i), new Array(7).fill(0));
   const loader = new ReplayDataLoader(data, memory, { batchSize: 4, batchSizeMem: 3 });
   assert.equal(loader.length, 5, "as many minibatches as the current data alone");
-  const batches = [...loader.epoch(new Rng(0))];
+  const batches = [...loader.epoch(new Rng(0))].map((p) => batchOf(p));
   // Memory chunks: a pass of 7 in chunks of 3 is 3, 3, 1; then a new pass: 3, 3.
   assert.deepEqual(batches.map((b) => b.n), [7, 7, 5, 7, 7]);
   assert.equal(loader.samples, 20 + 13);
@@ -342,7 +343,7 @@ Deno.test("replay loader: batchSize current + batchSizeMem memory samples, the w
   const plain = [
     ...new ReplayDataLoader(data, memory, { batchSize: 8, batchSizeMem: 5, shuffle: false })
       .epoch(new Rng(0)),
-  ];
+  ].map((p) => batchOf(p));
   assert.deepEqual(Array.from(plain[0].x), [0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 102, 103, 104]);
   assert.deepEqual(Array.from(plain[1].x), [8, 9, 10, 11, 12, 13, 14, 15, 105, 106]);
   assert.deepEqual(Array.from(plain[2].x), [16, 17, 18, 19, 100, 101, 102, 103, 104]);
@@ -372,7 +373,8 @@ Deno.test("replay loader, task-balanced: the memory part split equally over the 
     taskBalancedDataLoader: true,
   });
   assert.deepEqual(loader.memoryParts.map((p) => [p.task, p.batch]), [[0, 3], [1, 2]]);
-  for (const b of loader.epoch(new Rng(0))) {
+  for (const p of loader.epoch(new Rng(0))) {
+    const b = batchOf(p);
     assert.equal(b.n, 9);
     assert.deepEqual(Array.from(b.t), [2, 2, 2, 2, 0, 0, 0, 1, 1]);
   }

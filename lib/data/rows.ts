@@ -51,7 +51,10 @@ export function accuracyMatrix(rows: readonly MetricRow[], stream = "test"): num
 }
 
 /** Where the loop's own rows were taken (every coordinate but the metric and its value). */
-export type RowCoordinates = Omit<MetricRow, "metric" | "value" | "at" | "k" | "class" | "predicted">;
+export type RowCoordinates = Omit<
+  MetricRow,
+  "metric" | "value" | "at" | "k" | "class" | "predicted"
+>;
 
 /**
  * One row per entry of `values` (metric name → value, in that order), all at `where`.

@@ -152,7 +152,9 @@ export function directStepFor(model: Module): DirectStep | string {
     if (isExactly(l, Linear)) {
       // Sequential fuses a relu that follows a linear layer.
       const relu = next !== undefined && isExactly(next, Activation) && next.kind === "relu";
-      if (!add(l as Linear, relu ? "relu" : "linear")) return `layer ${i} is not named in the model`;
+      if (!add(l as Linear, relu ? "relu" : "linear")) {
+        return `layer ${i} is not named in the model`;
+      }
       if (relu) i++;
     } else if (isExactly(l, Activation) && l.kind === "linear") {
       continue;

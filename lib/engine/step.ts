@@ -109,8 +109,7 @@ export class TapeStep implements Step {
 export class TapeFreeStep implements Step {
   readonly #direct: DirectStep;
   /** Gradients of the terms added in the current iteration, in the order they were added. */
-  #termGrads: { name: string; output?: tf.Tensor; params?: ReadonlyMap<string, tf.Tensor> }[] =
-    [];
+  #termGrads: { name: string; output?: tf.Tensor; params?: ReadonlyMap<string, tf.Tensor> }[] = [];
 
   constructor(direct: DirectStep, readonly plan: StepPlan) {
     this.#direct = direct;

@@ -49,7 +49,6 @@ export function compositeCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.
   });
 }
 
-
 /**
  * The columns `units` (sorted, distinct) of logits [n, C]: a slice when they are contiguous, else
  * a product with a 0/1 selection matrix (whose gradient, unlike gather's, runs on every backend).

@@ -256,7 +256,10 @@ class CoPEReplayLoader implements DataLoader {
     let memOrder = sampleOrder(m, this.shuffle && m > 0, rng);
     let cursor = 0;
     for (let start = 0; start < n; start += this.batchSize) {
-      const fresh = { dataset: this.data, indices: order.subarray(start, Math.min(n, start + this.batchSize)) };
+      const fresh = {
+        dataset: this.data,
+        indices: order.subarray(start, Math.min(n, start + this.batchSize)),
+      };
       for (let r = 0; r < this.repeats; r++) {
         const parts: BatchPart[] = [fresh];
         if (m > 0) {

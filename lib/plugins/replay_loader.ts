@@ -7,9 +7,9 @@
 import type { Dataset } from "../data/dataset.ts";
 import type { Rng } from "../random.ts";
 import {
+  batchesPerEpoch,
   type BatchPart,
   type BatchPlan,
-  batchesPerEpoch,
   checkBatchSize,
   type DataLoader,
   sampleOrder,

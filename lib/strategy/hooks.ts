@@ -19,7 +19,11 @@ const HOOK_NAMES: ReadonlySet<string> = new Set<string>([...TRAIN_HOOKS, ...EVAL
 /** Own and inherited property names of `obj` (class methods live on the prototypes). */
 function keysOf(obj: object): string[] {
   const keys = Object.keys(Object.getOwnPropertyDescriptors(obj));
-  for (let p = Object.getPrototypeOf(obj); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+  for (
+    let p = Object.getPrototypeOf(obj);
+    p && p !== Object.prototype;
+    p = Object.getPrototypeOf(p)
+  ) {
     keys.push(...Object.getOwnPropertyNames(p));
   }
   return keys;

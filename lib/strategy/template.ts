@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "../nn/gradients.ts";
 import type { Experience } from "../data/experience.ts";
 import type { Dataset } from "../data/dataset.ts";
-import { checkBatchSize, type BatchPlan, type DataLoader, DatasetLoader } from "../data/loader.ts";
+import { type BatchPlan, checkBatchSize, type DataLoader, DatasetLoader } from "../data/loader.ts";
 import { accuracyMatrix, type MetricRow, metricRows } from "../data/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
 import type { Module, ModuleState } from "../nn/module.ts";
@@ -706,4 +706,3 @@ export interface RestoreOptions {
   /** Experiences the checkpointed run trained on, for strategies that keep data (cumulative). */
   experiences?: Iterable<Experience>;
 }
-
