@@ -6,7 +6,7 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Experience } from "../data/experience.ts";
-import type { Batch, Dataset } from "../data/dataset.ts";
+import type { Dataset } from "../data/dataset.ts";
 import type { MetricRow, Phase } from "../data/rows.ts";
 import type { Module } from "../nn/module.ts";
 import type { Criterion } from "../nn/losses.ts";

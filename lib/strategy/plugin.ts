@@ -5,7 +5,6 @@
  * @module
  */
 import type { StrategyContext } from "./context.ts";
-import type { LossTerm } from "../nn/terms.ts";
 
 /** Hook names in the order of a training run (Avalanche's `SupervisedPlugin`). */
 export const TRAIN_HOOKS = [
@@ -79,7 +78,7 @@ export type Plugin =
     dispose?(): void;
     /**
      * Declares that this plugin's hooks inside the tape are only `beforeBackward`, and that it
-     * only adds loss terms there as {@link LossTerm}s (`ctx.addLoss(lossTerm({ value,
+     * only adds loss terms there as `LossTerm`s (`ctx.addLoss(lossTerm({ value,
      * withGradient }))`), whose gradients are known without the tape. When every such plugin
      * declares it (and the model and criterion allow), the strategy trains without recording
      * the tape; `strategy.plan()` says which step runs and why. A function is asked at the start

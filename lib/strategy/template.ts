@@ -248,8 +248,9 @@ export class Strategy implements StrategySettings {
   }
 
   #makeContext(): StrategyContext {
-    const self = this;
-    return {
+    const stopped = () => this.#stop;
+    const step = () => this.#step?.plan;
+    const ctx: StrategyContext = {
       settings: this,
       model: this.model,
       optimizer: this.optimizer,
@@ -269,23 +270,23 @@ export class Strategy implements StrategySettings {
       params: new Map(),
       grads: undefined,
       rows: this.rows,
-      addLoss(term, name) {
-        name ??= `term${this.lossTerms.size}`;
-        if (!self.#step || this.phase !== "train") {
+      addLoss: (term, name) => {
+        if (!this.#step || ctx.phase !== "train") {
           throw new Error("addLoss can only be called while training, in beforeBackward");
         }
-        self.#step.addTerm(this, term, name, self.#trainScope.keep);
+        this.#step.addTerm(ctx, term, name ?? `term${ctx.lossTerms.size}`, this.#trainScope.keep);
       },
-      stopTraining() {
-        self.#stop = true;
+      stopTraining: () => {
+        this.#stop = true;
       },
       get stopRequested() {
-        return self.#stop;
+        return stopped();
       },
       get step() {
-        return self.#step?.plan;
+        return step();
       },
     };
+    return ctx;
   }
 
   // ------------------------------------------------------- overridable steps ----
