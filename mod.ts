@@ -1,6 +1,10 @@
 /**
  * perennial: continual learning for Deno and Jupyter, on TensorFlow.js.
  *
+ * The public surface, listed by name and grouped by layer (see ARCHITECTURE.md): what the README
+ * documents and what it takes to write strategies, plugins, metrics, loggers, datasets and models.
+ * Kernels, batch pools and the helpers of a single plugin stay in their own files.
+ *
  * @example Naive fine-tuning on Split MNIST
  * ```ts ignore
  * import { mlp, naive, setup, splitMNIST } from "./mod.ts";
@@ -16,36 +20,343 @@
  *
  * @module
  */
-export * from "./lib/backend.ts";
-export * from "./lib/random.ts";
-export * from "./lib/data/dataset.ts";
-export * from "./lib/engine/resident.ts";
-export * from "./lib/benchmarks/mod.ts";
-export * from "./datasets/mod.ts";
-export * from "./lib/nn/module.ts";
-export * from "./lib/nn/layers.ts";
-export * from "./lib/nn/losses.ts";
-export * from "./lib/models/mlp.ts";
-export * from "./lib/models/heads.ts";
-export * from "./lib/optim/optimizers.ts";
-export * from "./lib/strategy/context.ts";
-export * from "./lib/data/loader.ts";
-export * from "./lib/strategy/plugin.ts";
-export * from "./lib/strategy/template.ts";
-export * from "./lib/strategy/strategies.ts";
-export * from "./lib/metrics/mod.ts";
-export * from "./lib/loggers/mod.ts";
-export * from "./lib/plugins/evaluation.ts";
-export * from "./lib/plugins/storage_policy.ts";
-export * from "./lib/plugins/replay_loader.ts";
-export * from "./lib/plugins/replay.ts";
-export * from "./lib/plugins/gdumb.ts";
-export * from "./lib/plugins/cwr_star.ts";
-export * from "./lib/plugins/cope.ts";
-export * from "./lib/notebook/mod.ts";
-export * from "./lib/plugins/qp.ts";
-export * from "./lib/plugins/gem.ts";
-export * from "./lib/plugins/agem.ts";
-export * from "./lib/plugins/ewc.ts";
-export * from "./lib/plugins/synaptic_intelligence.ts";
-export * from "./lib/plugins/lwf.ts";
+
+// Layer 1, backend and random: choosing the tfjs backend, seeded random numbers.
+export { backendInfo, BACKENDS, setBackend, setup } from "./lib/backend.ts";
+export type { BackendInfo, BackendName, SetupOptions } from "./lib/backend.ts";
+export { Rng } from "./lib/random.ts";
+export type { RngState } from "./lib/random.ts";
+
+// Layer 2, data: datasets, experiences and streams, loaders' plans, metric rows.
+export {
+  ArrayDataset,
+  concatDatasets,
+  Dataset,
+  inputCacheUsage,
+  setInputCacheBudget,
+} from "./lib/data/dataset.ts";
+export type { ArrayDatasetOptions, Batch, ContiguousRows } from "./lib/data/dataset.ts";
+export { makeExperience, makeStream, withDataset } from "./lib/data/experience.ts";
+export {
+  batchesPerEpoch,
+  batchOf,
+  batchPlan,
+  DatasetLoader,
+  sampleOrder,
+} from "./lib/data/loader.ts";
+export type {
+  BatchPart,
+  BatchPlan,
+  DataLoader,
+  DatasetLoaderOptions,
+} from "./lib/data/loader.ts";
+export { accuracyMatrix, metricRows } from "./lib/data/rows.ts";
+export type { MetricRow, Phase, RowCoordinates } from "./lib/data/rows.ts";
+export type {
+  Benchmark,
+  BenchmarkInfo,
+  Experience,
+  Scenario,
+  Stream,
+} from "./lib/data/experience.ts";
+
+// Layer 2, dataset files: the registry, IDX files, verified downloads, synthetic images.
+export type { ImageDataset, ImageSplit, LoadOptions } from "./datasets/types.ts";
+export { DatasetError } from "./datasets/errors.ts";
+export type { DatasetErrorCode } from "./datasets/errors.ts";
+export { parseIdx, readIdxHeader } from "./datasets/idx.ts";
+export type { IdxHeader } from "./datasets/idx.ts";
+export { DATASETS, getDatasetSpec } from "./datasets/registry.ts";
+export type { DatasetFile, DatasetName, DatasetSpec, FileRole } from "./datasets/registry.ts";
+export { defaultCacheDir, resolveDataDir } from "./datasets/dirs.ts";
+export type { Checksum } from "./datasets/checksum.ts";
+export { downloadVerified } from "./datasets/cache.ts";
+export type { DownloadOptions, DownloadProgress } from "./datasets/cache.ts";
+export { clearDatasetMemo, loadDataset } from "./datasets/load.ts";
+export { syntheticImages } from "./datasets/synthetic.ts";
+export type { SyntheticOptions } from "./datasets/synthetic.ts";
+
+// Layer 2, benchmarks: scenario generators and the classic benchmarks.
+export {
+  classIncremental,
+  newInstances,
+  permuted,
+  rotated,
+  splitOnline,
+  subsample,
+  taskIncremental,
+} from "./lib/benchmarks/generators.ts";
+export type {
+  ClassIncrementalBenchmark,
+  ClassIncrementalOptions,
+  NewInstancesOptions,
+  OnlineBenchmark,
+  OnlineExperience,
+  OnlineStream,
+  PermutedBenchmark,
+  PermutedOptions,
+  RotatedBenchmark,
+  RotatedOptions,
+  SplitOnlineOptions,
+  SubsampleOptions,
+} from "./lib/benchmarks/generators.ts";
+export { randomPermutations, rotateImages } from "./lib/benchmarks/transforms.ts";
+export type { ImageGeometry } from "./lib/benchmarks/transforms.ts";
+export {
+  FMNIST_STATS,
+  MNIST_STATS,
+  permutedMNIST,
+  rotatedMNIST,
+  splitFMNIST,
+  splitMNIST,
+  toArrayDatasets,
+} from "./lib/benchmarks/classic.ts";
+export type {
+  ClassicOptions,
+  PermutedMNISTOptions,
+  PixelStats,
+  RotatedMNISTOptions,
+  SplitOptions,
+  ToArrayDatasetsOptions,
+} from "./lib/benchmarks/classic.ts";
+
+// Layer 3, nn, models and optim: modules, layers and losses; classifiers; optimizers.
+export { isCloneable, Module, newVariable, stateToTensor, tensorToState } from "./lib/nn/module.ts";
+export type { Cloneable, ForwardOptions, ModuleState, TensorState } from "./lib/nn/module.ts";
+export {
+  Activation,
+  Conv2d,
+  drawSeed,
+  Dropout,
+  Flatten,
+  Linear,
+  MaxPool2d,
+  Sequential,
+} from "./lib/nn/layers.ts";
+export type { ActivationName, LinearOptions } from "./lib/nn/layers.ts";
+export { crossEntropy, distillationLoss, distillationWithGradient } from "./lib/nn/losses.ts";
+export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
+export type { LossTerm, TermWithGradient } from "./lib/nn/terms.ts";
+export type { Criterion } from "./lib/nn/losses.ts";
+export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
+export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
+export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
+export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
+export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
+
+// Layer 4, engine: datasets held on the device as float32 tensors; the step's plan.
+export { resident, residentBenchmark, ResidentDataset } from "./lib/engine/resident.ts";
+export type { StepPlan } from "./lib/engine/step.ts";
+export type { ResidentBenchmark } from "./lib/engine/resident.ts";
+
+// Layer 5, strategies: the template, its context, the plugin contract.
+export type {
+  Clock,
+  StrategyContext,
+  StrategySettings,
+  TensorBatch,
+} from "./lib/strategy/context.ts";
+export { EVAL_HOOKS, StrategyPlugin, SYNC_HOOKS, TRAIN_HOOKS } from "./lib/strategy/plugin.ts";
+export type { Hook, HookName, Plugin } from "./lib/strategy/plugin.ts";
+export { Strategy } from "./lib/strategy/template.ts";
+export type {
+  EpochResult,
+  EvalResult,
+  ExperienceEval,
+  RestoreOptions,
+  StrategyOptions,
+  StrategyState,
+  TrainResult,
+} from "./lib/strategy/template.ts";
+export {
+  cumulative,
+  CumulativeStrategy,
+  jointTraining,
+  JointTrainingStrategy,
+  naive,
+} from "./lib/strategy/strategies.ts";
+
+// Layer 6, metrics: the metric contract, the built-in metrics.
+export * as functional from "./lib/metrics/functional.ts";
+export {
+  GRANULARITIES,
+  METRIC_HOOKS,
+  resolveWindows,
+  rowBase,
+  WINDOW_END,
+  WINDOW_START,
+} from "./lib/metrics/metric.ts";
+export type {
+  Granularity,
+  GranularityOptions,
+  Metric,
+  MetricHook,
+  MetricHookName,
+  RowBase,
+  Windows,
+} from "./lib/metrics/metric.ts";
+export type { PerTask } from "./lib/metrics/_accumulate.ts";
+export { accuracy } from "./lib/metrics/accuracy.ts";
+export type { AccuracyOptions } from "./lib/metrics/accuracy.ts";
+export { loss } from "./lib/metrics/loss.ts";
+export type { LossOptions } from "./lib/metrics/loss.ts";
+export { bwt, forgetting, forwardTransfer } from "./lib/metrics/forgetting.ts";
+export type { TransferOptions } from "./lib/metrics/forgetting.ts";
+export { confusionMatrix, toConfusionMatrix } from "./lib/metrics/confusion.ts";
+export type { ConfusionMatrixOptions } from "./lib/metrics/confusion.ts";
+export { timing } from "./lib/metrics/timing.ts";
+export type { TimingOptions } from "./lib/metrics/timing.ts";
+export { memory } from "./lib/metrics/memory.ts";
+export type { MemoryOptions } from "./lib/metrics/memory.ts";
+export { countMacs, macs } from "./lib/metrics/mac.ts";
+export type { CountMacsOptions, MacsOptions } from "./lib/metrics/mac.ts";
+export { avalancheName, granularityOf } from "./lib/metrics/names.ts";
+export type { AvalancheNameOptions } from "./lib/metrics/names.ts";
+
+// Layer 6, loggers: the logger contract and the built-in loggers.
+export type { Logger } from "./lib/loggers/logger.ts";
+export type { FileLoggerOptions, IfExists } from "./lib/loggers/_files.ts";
+export { progressBar } from "./lib/loggers/progress.ts";
+export type { ProgressBarOptions } from "./lib/loggers/progress.ts";
+export { progressLogger } from "./lib/loggers/progress_logger.ts";
+export type {
+  DisplayFn,
+  MimeBundle,
+  ProgressLoggerOptions,
+} from "./lib/loggers/progress_logger.ts";
+export { textLogger } from "./lib/loggers/text.ts";
+export type { TextLoggerOptions } from "./lib/loggers/text.ts";
+export { CSV_COLUMNS, csvLogger, parseCsvRows, readCsvRows } from "./lib/loggers/csv.ts";
+export type { CsvColumn, CsvLoggerOptions } from "./lib/loggers/csv.ts";
+export { jsonlLogger, parseJsonlRows, readJsonlRows } from "./lib/loggers/jsonl.ts";
+export type { JsonlLoggerOptions } from "./lib/loggers/jsonl.ts";
+export { inMemoryLogger } from "./lib/loggers/in_memory.ts";
+export type { InMemoryLogger } from "./lib/loggers/in_memory.ts";
+
+// Layer 6, plugins: evaluation, replay memories and the continual-learning plugins.
+export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
+export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
+export {
+  BalancedStoragePolicy,
+  classBalanced,
+  ClassBalancedStoragePolicy,
+  experienceBalanced,
+  ExperienceBalancedStoragePolicy,
+  MemoryDataset,
+  reservoir,
+  ReservoirSamplingBuffer,
+  StoragePolicy,
+} from "./lib/plugins/storage_policy.ts";
+export type {
+  ClassBalancedOptions,
+  ExperienceBalancedOptions,
+  MaterializedDataset,
+  ReservoirGroupState,
+  StorageContext,
+  StoragePolicyState,
+} from "./lib/plugins/storage_policy.ts";
+export { ReplayDataLoader } from "./lib/plugins/replay_loader.ts";
+export type { ReplayDataLoaderOptions } from "./lib/plugins/replay_loader.ts";
+export { replay, ReplayPlugin, replayPlugin } from "./lib/plugins/replay.ts";
+export type {
+  ReplayOptions,
+  ReplayPluginOptions,
+  ReplayPluginState,
+} from "./lib/plugins/replay.ts";
+export { gdumb, GDumbPlugin, gdumbPlugin } from "./lib/plugins/gdumb.ts";
+export type { GDumbOptions, GDumbPluginOptions, GDumbPluginState } from "./lib/plugins/gdumb.ts";
+export { cwrStar, CWRStarPlugin, cwrStarPlugin } from "./lib/plugins/cwr_star.ts";
+export type {
+  ConsolidatedClass,
+  CWRStarOptions,
+  CWRStarPluginOptions,
+  CWRStarState,
+} from "./lib/plugins/cwr_star.ts";
+export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
+export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
+export { solveNonNegativeQP } from "./lib/plugins/qp.ts";
+export type { MatrixInput, QPOptions, QPResult } from "./lib/plugins/qp.ts";
+export { EpisodicMemory, gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
+export type {
+  EpisodicMemoryState,
+  GEMOptions,
+  GEMPluginState,
+  GEMStrategyOptions,
+  MemoryTensors,
+} from "./lib/plugins/gem.ts";
+export { agem, AGEMPlugin, agemPlugin } from "./lib/plugins/agem.ts";
+export type {
+  AGEMOptions,
+  AGEMPluginState,
+  AGEMSampling,
+  AGEMStrategyOptions,
+} from "./lib/plugins/agem.ts";
+export { ewc, EWCPlugin, ewcPlugin } from "./lib/plugins/ewc.ts";
+export type {
+  EWCExperienceData,
+  EWCMode,
+  EWCOptions,
+  EWCPluginBuilderOptions,
+  EWCPluginOptions,
+  EWCPluginState,
+} from "./lib/plugins/ewc.ts";
+export {
+  siPlugin,
+  synapticIntelligence,
+  SynapticIntelligencePlugin,
+  synapticIntelligencePlugin,
+} from "./lib/plugins/synaptic_intelligence.ts";
+export type {
+  ParameterPattern,
+  SIPathGradient,
+  SIPluginOptions,
+  SynapticIntelligenceOptions,
+  SynapticIntelligencePluginOptions,
+  SynapticIntelligenceState,
+} from "./lib/plugins/synaptic_intelligence.ts";
+export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
+export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+
+// Layer 7, notebook display: figures and tables.
+export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";
+export type { Displayable, DisplayOptions, MediaBundle } from "./lib/notebook/display.ts";
+export { figure, loadResvg, renderPlot, svgToPNG } from "./lib/notebook/render.ts";
+export type { Decorations, Figure, LegendEntry, PNGOptions } from "./lib/notebook/render.ts";
+export {
+  accuracyCurves,
+  accuracyMatrixHeatmap,
+  compareRuns,
+  confusionMatrixPlot,
+  forgettingBars,
+  PALETTE,
+} from "./lib/notebook/plots.ts";
+export type {
+  ChartOptions,
+  CompareOptions,
+  ConfusionOptions,
+  CurveOptions,
+  CurveX,
+  ForgettingOptions,
+  HeatmapOptions,
+} from "./lib/notebook/plots.ts";
+export {
+  forgettingPerExperience,
+  loadDanfo,
+  ROW_COLUMNS,
+  rowsFrom,
+  runSummary,
+  summaryTable,
+  table,
+  toHTML,
+  toText,
+} from "./lib/notebook/tables.ts";
+export type {
+  Danfo,
+  DataFrame,
+  FrameLike,
+  Matrix,
+  NamedRun,
+  RowSource,
+  RunSummary,
+  TableFormatOptions,
+} from "./lib/notebook/tables.ts";

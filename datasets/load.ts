@@ -47,7 +47,8 @@ const memo = new Map<string, Promise<ImageDataset>>();
  * @example
  * ```ts
  * import { loadDataset } from "./mod.ts";
- * const mnist = await loadDataset("mnist", { dataDir: "../shared/datasets" });
+ * // From $PERENNIAL_DATA when set (or `dataDir`), else the cache, else a verified download.
+ * const mnist = await loadDataset("mnist");
  * console.log(mnist.train.n, mnist.train.rows, mnist.train.cols); // 60000 28 28
  * ```
  */

@@ -1,8 +1,8 @@
 /**
  * Registry of the known image datasets: files, checksums, canonical mirrors, classes.
  *
- * Checksums are those of the original `.gz` distribution files (see
- * `shared/datasets/SOURCES.md`). SHA-256 is verified when known, else MD5.
+ * Checksums are those of the original `.gz` distribution files, as published for each dataset
+ * (MNIST's MD5s are also the ones torchvision checks). SHA-256 is verified when known, else MD5.
  *
  * @module
  */

@@ -61,7 +61,7 @@ export interface ImageDataset {
  * @example
  * ```ts
  * import { loadDataset, type LoadOptions } from "./mod.ts";
- * const opts: LoadOptions = { dataDir: "../shared/datasets", download: false };
+ * const opts: LoadOptions = { dataDir: Deno.env.get("PERENNIAL_DATA"), download: false };
  * await loadDataset("mnist", opts);
  * ```
  */

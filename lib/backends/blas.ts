@@ -19,10 +19,9 @@
  * - `Identity` (clone): shares the data instead of copying it.
  *
  * The alternative, the JavaScript `cpu` backend with the same products (plus JavaScript
- * elementwise kernels and a buffer pool), was measured slower on the bench MLP (6.0k vs 7.1k
- * samples/s on a loaded 2-core machine; eval 21k vs 30k): the wasm SIMD kernels beat JavaScript
- * loops (relu of 256×400: 47 µs vs 355 µs; add of 784×400: 0.35 ms vs 0.59 ms), and fresh
- * megabyte typed arrays cost page faults on every output.
+ * elementwise kernels and a buffer pool), trained and evaluated the bench MLP more slowly: the
+ * wasm SIMD kernels beat JavaScript loops on elementwise work (relu, add) at minibatch sizes, and
+ * fresh megabyte typed arrays cost page faults on every output.
  *
  * Products of fewer than 2²² multiply-adds run on one BLAS thread: waking OpenBLAS' pool costs
  * more than it saves on them, much more on a busy machine. `OPENBLAS_NUM_THREADS` caps the
@@ -370,8 +369,8 @@ function finishFused(
     return out;
   }
   if (activation === "relu") {
-    // wasm's SIMD relu beats a JavaScript pass over the output (≈25 vs ≈100 µs for 256×400),
-    // and runs in place on the product we own: no second output to write (≈8 µs less warm).
+    // wasm's SIMD relu beats a JavaScript pass over the output, and runs in place on the
+    // product we own: no second output to write.
     const relu = be.wasm._Relu;
     if (relu) {
       const id = be.dataIdMap.get(info.dataId).id;
@@ -810,8 +809,8 @@ function sum(args: KernelArgs): TensorInfo {
   }
   if (k === rank) {
     // Everything: the data as [rows, 256] (a product with ones gives the 256 column sums), then
-    // those and the tail in JavaScript: ≈0.08 ms for 784×400, where one product of a single
-    // row of n runs ≈8× slower.
+    // those and the tail in JavaScript: one product of a single row of n (one long dot product)
+    // runs far slower than this wide one.
     const inner = FULL_SUM_COLUMNS, rows = Math.floor(n / inner);
     const cols = scratch(s, inner);
     gemm(s, true, false, inner, 1, rows, xv, ones(s, rows), 0, cols);
@@ -835,8 +834,8 @@ function sum(args: KernelArgs): TensorInfo {
 /**
  * `Identity` (clone) shares the data instead of copying it, as `Reshape` already does on wasm
  * and `Identity` on cpu: tensors are immutable, and tfjs clones every tensor a gradient saves
- * (a matMul's inputs, a relu's input), so the copies cost about 0.15 ms per training step of
- * the bench MLP.
+ * (a matMul's inputs, a relu's input), so copying would add a pass over each of them to every
+ * training step.
  */
 function identity(args: KernelArgs): TensorInfo {
   const x = args.inputs.x!;

@@ -168,8 +168,8 @@ function wrap(path: string, dl: Deno.DynamicLibrary<typeof SYMBOLS>): BlasLibrar
     },
     axpby(n, alpha, x, beta, y) {
       if (n <= 0) return;
-      // sscal then saxpy: OpenBLAS' one-pass saxpby measured 2.5× slower inside the training
-      // step (1.05 vs 0.42 ms for the bench MLP's update).
+      // sscal then saxpy: OpenBLAS' one-pass saxpby ran slower than the two inside the training
+      // step (the bench MLP's update).
       if (s.cblas_saxpy && s.cblas_sscal) {
         if (beta !== 1) s.cblas_sscal(n, beta, y, 1);
         if (alpha !== 0) s.cblas_saxpy(n, alpha, x, 1, y, 1);

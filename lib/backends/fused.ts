@@ -1,7 +1,6 @@
 /**
- * Fused kernels for the training step's small operations, where tfjs' per-kernel cost (engine
- * bookkeeping, an allocation per output, a tape entry: about 12 µs a call) outweighs the
- * arithmetic:
+ * Fused kernels for the training step's small operations, where tfjs' fixed cost per kernel call
+ * (engine bookkeeping, an allocation per output, a tape entry) outweighs the arithmetic:
  *
  * - `PerennialSoftmaxCrossEntropy`: mean softmax cross-entropy of logits `[n, C]` against int
  *   labels `[n]` and its gradient `(softmax − onehot) / n`, in one scan (the composite form is
@@ -12,12 +11,12 @@
  *   correct top-1 predictions) updated from a batch in one kernel instead of six.
  * - `PerennialWeightedSquare`: a quadratic penalty `scale · Σ w (x − c)²` (EWC, SI) and its
  *   gradient in one pass, where the composite form is four kernels forward and five backward per
- *   parameter (≈4 ms of a 10 ms EWC step on the bench MLP).
+ *   parameter (a large share of an EWC step on the bench MLP).
  * - `PerennialLinear`: `x · w + bias` (then a relu) as one kernel ("blas": `blas.ts`; "wasm":
  *   wasm's fused product), with a gradient that computes only what the tape needs, and
  *   `PerennialReluGrad` for its relu. On "wasm", its backward transposes (`PerennialTranspose2D`)
  *   and sums the rows for the bias (`PerennialColumnSum`) in JavaScript, the same bits as wasm's
- *   Transpose and Sum at 2-4× their speed on minibatch shapes.
+ *   Transpose and Sum, faster than those on minibatch shapes.
  * - {@link sgdStepInPlace}: SGD's update (momentum, dampening, weight decay, Nesterov) applied in
  *   place with BLAS `sscal`/`saxpy` on the "blas" backend instead of four kernels, four
  *   allocations and four passes per parameter.
@@ -63,12 +62,13 @@ export const WEIGHTED_SQUARE = "PerennialWeightedSquare";
 export const SCALE_GRAD = "PerennialScaleGrad";
 /**
  * Kernel name of a rank-2 float32 transpose on the wasm backend, in JavaScript where that beats
- * wasm's own (a minibatch's rows: 128×784 in ≈100 instead of ≈320 µs), else wasm's.
+ * wasm's own (a minibatch's rows, e.g. 128×784), else wasm's.
  */
 export const TRANSPOSE_2D = "PerennialTranspose2D";
 /**
  * Kernel name of the rows of a rank-2 float32 tensor added up (a bias' gradient) on the wasm
- * backend: wasm's Sum over the first axis transposes first (128×400 in ≈200 µs, here ≈40).
+ * backend: wasm's Sum over the first axis transposes first; this kernel adds the rows up where
+ * they are, in JavaScript, with the same bits.
  */
 export const COLUMN_SUM = "PerennialColumnSum";
 
@@ -332,7 +332,7 @@ function distillationKernel(backendName: string): tf.KernelFunc {
 
 /**
  * Relu's gradient on the heap backends: `dy · step(y)` with wasm's SIMD kernels (two SIMD passes
- * beat one JavaScript pass: ≈45 vs ≈90 µs for 128×400).
+ * beat one JavaScript pass on minibatch shapes).
  */
 function reluGradKernel(): tf.KernelFunc {
   return (args) => {
@@ -572,7 +572,7 @@ export const linearGrad = {
   },
   /** `dz · wᵀ`, the input's gradient. */
   input(dz: tf.Tensor, w: tf.Tensor): tf.Tensor {
-    // wasm's products with a transpose flag are ~10× slower than an explicit transpose first.
+    // wasm's products with a transpose flag are much slower than an explicit transpose first.
     return tf.getBackend() === "wasm"
       ? tf.matMul(dz as tf.Tensor2D, wasmTranspose(w))
       : tf.matMul(dz as tf.Tensor2D, w as tf.Tensor2D, false, true);

@@ -9,9 +9,10 @@
  * alive, even when the source tensor itself is disposed first.
  *
  * Kernels only read their inputs, so a view is as good as a copy for every kernel; what it
- * saves is the copy. (`tf.memory().numBytes` counts a view's bytes as a copy's.) Evaluation minibatches of a dataset held on the heap
- * (`lib/data/resident.ts`) are views: a 256×784 float batch costs no conversion and no 800 KB
- * write, and the first product reads the rows straight from the dataset.
+ * saves is the copy. (`tf.memory().numBytes` counts a view's bytes as a copy's.) Evaluation
+ * minibatches of a dataset held on the heap (`lib/engine/resident.ts`) are views: a 256×784 float
+ * batch costs no conversion and no 800 KB write, and the first product reads the rows straight
+ * from the dataset.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * The performance benchmark behind `deno task bench`: the same work as the PyTorch reference
- * `shared/bench/torch_ref.py`, measured strategy by strategy.
+ * script (`torch_ref.py`, in the shared bench folder beside the repository), measured strategy by
+ * strategy.
  *
  * Workload: class-incremental Split Fashion-MNIST, 5 experiences of 2 classes in the fixed class
  * order 0..9 (experience k holds classes {2k, 2k+1}), inputs scaled to [0, 1] and normalized with
@@ -370,7 +371,7 @@ const MEDIAN_KEYS = [
  *
  * @example
  * ```ts ignore
- * const [r] = await runBench({ strategies: ["naive"], dataDir: "../shared/datasets" });
+ * const [r] = await runBench({ strategies: ["naive"], dataDir: "data" });
  * console.log(r.train_samples_per_s, r.final_avg_acc, r.tensors_leaked);
  * ```
  */

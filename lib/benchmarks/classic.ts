@@ -186,7 +186,7 @@ async function split(
  * @example
  * ```ts
  * import { splitMNIST } from "./classic.ts";
- * const b = await splitMNIST({ dataDir: "../shared/datasets", fixedClassOrder: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] });
+ * const b = await splitMNIST({ fixedClassOrder: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] });
  * console.log(b.info.name, b.train[0].classes); // SplitMNIST [0, 1]
  * ```
  */
@@ -200,7 +200,7 @@ export function splitMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBen
  * @example
  * ```ts
  * import { splitFMNIST } from "./classic.ts";
- * const b = await splitFMNIST({ dataDir: "../shared/datasets", returnTaskId: true, classIdsFromZeroInEachExp: true });
+ * const b = await splitFMNIST({ returnTaskId: true, classIdsFromZeroInEachExp: true });
  * console.log(b.info.scenario, b.train[4].taskLabel); // task-incremental 4
  * ```
  */
@@ -226,7 +226,7 @@ export interface PermutedMNISTOptions extends ClassicOptions {
  * @example
  * ```ts
  * import { permutedMNIST } from "./classic.ts";
- * const b = await permutedMNIST({ experiences: 3, dataDir: "../shared/datasets" });
+ * const b = await permutedMNIST({ experiences: 3 });
  * console.log(b.info.name, b.permutations.length); // PermutedMNIST 3
  * ```
  */
@@ -266,7 +266,7 @@ export interface RotatedMNISTOptions extends ClassicOptions {
  * @example
  * ```ts
  * import { rotatedMNIST } from "./classic.ts";
- * const b = await rotatedMNIST({ rotations: [0, 45, 90], dataDir: "../shared/datasets" });
+ * const b = await rotatedMNIST({ rotations: [0, 45, 90] });
  * console.log(b.info.name, b.rotations); // RotatedMNIST [0, 45, 90]
  * ```
  */

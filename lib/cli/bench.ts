@@ -1,15 +1,16 @@
 /**
- * `deno task bench`: the performance benchmark, the same work as the PyTorch reference
- * `shared/bench/torch_ref.py` (class-incremental Split Fashion-MNIST, 5 experiences of 2 classes
- * in the order 0..9, MLP 784-400-400-10, SGD lr 0.01 momentum 0.9, batch 128, 1 epoch, eval batch
- * 256 on the whole test stream after each experience).
+ * `deno task bench`: the performance benchmark, the same work as the PyTorch reference script
+ * `torch_ref.py` of the shared bench folder beside the repository (class-incremental Split
+ * Fashion-MNIST, 5 experiences of 2 classes in the order 0..9, MLP 784-400-400-10, SGD lr 0.01
+ * momentum 0.9, batch 128, 1 epoch, eval batch 256 on the whole test stream after each
+ * experience).
  *
  * Prints one JSON line per strategy on stdout (status lines go to stderr): samples/s of training
  * (replayed included) and of new samples, evaluation samples/s, wall times, final average accuracy,
  * the accuracy matrix, peak RSS and the live-tensor balance.
  *
- * Flags: --data DIR (default $PERENNIAL_DATA, else ../shared/datasets beside the repository when
- * present, else the cache / a verified download), --strategies a,b (default: all), --backend
+ * Flags: --data DIR (default $PERENNIAL_DATA, else a shared datasets folder beside the repository
+ * when present, else the cache / a verified download), --strategies a,b (default: all), --backend
  * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
  * --torch (also run torch_ref.py when /usr/bin/python3 has torch, right after each of our runs of
@@ -55,7 +56,7 @@ const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
 
 /** Interpreter that runs the PyTorch reference. */
 export const PYTHON = "/usr/bin/python3";
-/** The shared folder beside the repository (`<repo>/../shared`). */
+/** The folder named `shared` beside the repository's root: datasets and the PyTorch reference. */
 export const SHARED_DIR: string = fileURLToPath(new URL("../../../shared", import.meta.url));
 /** The PyTorch reference script. */
 export const TORCH_REF: string = join(SHARED_DIR, "bench", "torch_ref.py");
@@ -64,8 +65,8 @@ const encoder = new TextEncoder();
 const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s + "\n"));
 
 /**
- * The data folder: `explicit`, else env `PERENNIAL_DATA`, else `<repo>/../shared/datasets` when
- * it exists, else undefined (the loader's cache, then a verified download).
+ * The data folder: `explicit`, else env `PERENNIAL_DATA`, else the `datasets` folder of
+ * {@link SHARED_DIR} when it exists, else undefined (the loader's cache, then a verified download).
  */
 export function defaultDataDir(explicit?: string): string | undefined {
   if (explicit) return explicit;

@@ -2,8 +2,8 @@
  * `deno task demo`: Naive fine-tuning of an MLP on Split MNIST (class-incremental), with a
  * progress bar, the accuracy matrix and the final average accuracy.
  *
- * Flags: --data DIR (else $PERENNIAL_DATA, else ../shared/datasets beside the repository when
- * present, else the cache, else a verified download),
+ * Flags: --data DIR (else $PERENNIAL_DATA, else a shared datasets folder beside the repository
+ * when present, else the cache, else a verified download),
  * --experiences 5, --epochs 1, --batch 128, --lr 0.01, --momentum 0.9, --hidden 400,400,
  * --seed 0, --backend auto|node|wasm|cpu, --train-limit N (samples per experience, for a quick look).
  *

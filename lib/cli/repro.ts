@@ -9,9 +9,9 @@
  * otherwise.
  *
  * Flags: `--all`, `--list`, `--quick` / `--tiny` (reduced runs), `--data DIR` (default
- * $PERENNIAL_DATA, else ../shared/datasets beside the repository when present, else the cache or
- * a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|blas|wasm|cpu`, `--svg`
- * (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target).
+ * $PERENNIAL_DATA, else a shared datasets folder beside the repository when present, else the
+ * cache or a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|blas|wasm|cpu`,
+ * `--svg` (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target).
  *
  * @module
  */
@@ -48,7 +48,10 @@ export const DEFAULT_OUT: Readonly<Record<ReproMode, string>> = {
   tiny: "runs/repro-tiny",
 };
 
-/** The data folder: the flag, else $PERENNIAL_DATA, else `../shared/datasets` when present. */
+/**
+ * The data folder: the flag, else $PERENNIAL_DATA, else the shared datasets folder beside the
+ * repository when it holds MNIST.
+ */
 export function defaultDataDir(flag?: string): string | undefined {
   if (flag) return flag;
   const env = Deno.env.get("PERENNIAL_DATA");

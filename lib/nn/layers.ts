@@ -2,7 +2,8 @@
  * Layers: linear, convolution, pooling, activations, dropout, flatten, sequential.
  *
  * Linear layers compute their gradients with explicit transposes followed by plain matrix
- * products: on the wasm backend `matMul` with a transpose flag is about ten times slower.
+ * products: on the wasm backend `matMul` with a transpose flag is much slower than a transpose
+ * followed by a plain product.
  *
  * @module
  */
@@ -322,7 +323,7 @@ export class Conv2d extends Module {
     }
     const stride = this.opts.stride ?? 1;
     const padding = this.opts.padding ?? "same";
-    // tfjs-node's native kernel gradient is fast; wasm has none and cpu's is ~10x slower than
+    // tfjs-node's native kernel gradient is fast; wasm has none and cpu's is much slower than
     // im2col + matMul.
     if (NATIVE_GRADS.has(tf.getBackend())) {
       const y = tf.conv2d(x as tf.Tensor4D, this.weight as tf.Tensor4D, stride, padding);

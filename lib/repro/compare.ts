@@ -204,7 +204,7 @@ export function comparisonSpec(
  *
  * @example
  * ```ts ignore
- * const runs = await runComparison({ quick: true, dataDir: "../../shared/datasets" });
+ * const runs = await runComparison({ quick: true, dataDir: "data" });
  * comparisonTable(runs); // accuracy and forgetting by strategy and scenario
  * comparisonFigure(runs);
  * ```

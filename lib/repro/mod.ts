@@ -5,7 +5,7 @@
  * @example In a notebook
  * ```ts ignore
  * import { reproFigures, runReproduction, verdict } from "../lib/repro/mod.ts";
- * const result = await runReproduction("gdumb-split-mnist", { mode: "quick", dataDir: "../../shared/datasets" });
+ * const result = await runReproduction("gdumb-split-mnist", { mode: "quick", dataDir: "data" });
  * reproFigures(result).matrix; // renders inline
  * verdict(result); // target, ours, reached?
  * ```

@@ -178,7 +178,7 @@ function checkSeed(seed: number): number {
  *   benchmark: { name: "splitMNIST", experiences: 5 },
  *   model: { hidden: [400, 400], outputs: 10 }, optimizer: { name: "sgd", lr: 0.01, momentum: 0.9 },
  *   epochs: 1, batchSize: 128, params: {},
- * }, { dataDir: "../shared/datasets", trainPerExperience: 1000 });
+ * }, { dataDir: "data", trainPerExperience: 1000 });
  * console.log(r.accuracy, r.matrix);
  * ```
  */
@@ -279,7 +279,7 @@ export async function runExperiment(
  * @example
  * ```ts ignore
  * import { runReproduction } from "./run.ts";
- * const r = await runReproduction("gdumb-split-mnist", { mode: "quick", dataDir: "../shared/datasets" });
+ * const r = await runReproduction("gdumb-split-mnist", { mode: "quick", dataDir: "data" });
  * console.log(r.accuracy, r.reached);
  * ```
  */
