@@ -65,12 +65,6 @@ const PENDING: Record<string, string> = {
   "lib/plugins/ewc.ts -> lib/backends/fused.ts": "plugins branch",
   "lib/plugins/synaptic_intelligence.ts -> lib/backends/fused.ts": "plugins branch",
   "lib/plugins/gem.ts -> lib/backends/fused.ts": "plugins branch",
-  "lib/plugins/lwf.ts -> lib/backends/fused.ts": "training-core branch",
-  // The strategy reads heap inputs and accumulates batches itself instead of via the engine.
-  "lib/strategy/template.ts -> lib/backends/fused.ts": "training-core branch",
-  // The strategy produces metric rows whose type lives one layer up, in lib/metrics/rows.ts.
-  "lib/strategy/context.ts -> lib/metrics/rows.ts": "training-core branch",
-  "lib/strategy/template.ts -> lib/metrics/rows.ts": "training-core branch",
 };
 
 // ---------------------------------------------------------------------------------------------
