@@ -44,12 +44,7 @@ export {
   DatasetLoader,
   sampleOrder,
 } from "./lib/data/loader.ts";
-export type {
-  BatchPart,
-  BatchPlan,
-  DataLoader,
-  DatasetLoaderOptions,
-} from "./lib/data/loader.ts";
+export type { BatchPart, BatchPlan, DataLoader, DatasetLoaderOptions } from "./lib/data/loader.ts";
 export { accuracyMatrix, metricRows } from "./lib/data/rows.ts";
 export type { MetricRow, Phase, RowCoordinates } from "./lib/data/rows.ts";
 export type {

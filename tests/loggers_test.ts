@@ -284,7 +284,14 @@ Deno.test("summarize, inMemoryLogger and the progressBar plugin", async () => {
     evaluator: evaluation({ metrics: [timing()] }),
   });
   await s.train(bench.train[0]);
-  assert.match(out, /^\[exp 1\/2 epoch 1\/1\] █+ 100% 4\/4 \d+ samples\/s loss \d\.\d{4} \d+s\n$/);
+  assert.match(
+    out,
+    /^step: tape-free \(the model is a classifier .*\)\n\[exp 1\/2 epoch 1\/1\] █+ 100% 4\/4 \d+ samples\/s loss \d\.\d{4} \d+s\n$/,
+  );
+  // The step line is written once, not again for the next experience with the same step.
+  out = "";
+  await s.train(bench.train[1]);
+  assert.match(out, /^\[exp 2\/2 epoch 1\/1\]/);
   s.dispose();
   model.dispose();
 });

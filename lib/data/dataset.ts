@@ -199,9 +199,9 @@ export interface ArrayDatasetOptions {
 let cacheBudget = 512 * 2 ** 20;
 /**
  * A dataset starts its cache once it has converted this many times its length. Copying a cached
- * sample instead of converting it saves ≈0.4 µs per pass, while the cache's first touch costs a
- * page fault per 4 KiB (≈0.3 µs on bare metal, 12-15 µs on the shared VMs we measure on, i.e.
- * ≈10 µs per 784-float sample): only a dataset converted many times wins it back.
+ * sample instead of converting it saves a little on every pass, while the cache's first touch
+ * costs a page fault per page (far more on shared virtual machines than on bare metal): only a
+ * dataset converted many times wins it back.
  */
 export const CACHE_AFTER_PASSES = 8;
 /** Bytes held now. */
@@ -339,8 +339,7 @@ export class ArrayDataset extends Dataset {
     const words = this.#words, lut = this.#lut;
     if (words && lut && !this.#perm) {
       // Four samples at a time, word by word: four independent streams of reads keep more
-      // cache misses in flight (the bytes of a shuffled minibatch are cold). In a training
-      // loop this filled a 128×784 batch in ≈180 instead of ≈210 µs.
+      // cache misses in flight (the bytes of a shuffled minibatch are cold).
       const quarter = size >> 2;
       let k = 0, o = offset;
       for (; k + 4 <= n; k += 4, o += 4 * size) {
@@ -409,7 +408,7 @@ export class ArrayDataset extends Dataset {
       const words = this.#words;
       if (perm) { for (let k = 0; k < size; k++) out[offset + k] = lut[x[base + perm[k]]]; }
       else if (words) {
-        // Four bytes per load: ≈0.5 instead of ≈0.8 ns per value.
+        // Four bytes per load rather than one.
         for (let k = base >> 2, end = (base + size) >> 2, o = offset; k < end; k++, o += 4) {
           const w = words[k];
           out[o] = lut[w & 255];

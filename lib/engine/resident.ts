@@ -14,7 +14,7 @@
  * ```ts
  * import { resident } from "./resident.ts";
  * import { splitMNIST } from "../benchmarks/classic.ts";
- * const b = await splitMNIST({ dataDir: "../shared/datasets" });
+ * const b = await splitMNIST();
  * const test = resident(b.test[0].dataset); // float32, 4 bytes a pixel
  * console.log(test.length, test.inputs.shape);
  * test.dispose();
@@ -196,7 +196,7 @@ export type ResidentBenchmark<B extends Benchmark> = B & {
  * ```ts
  * import { residentBenchmark } from "./resident.ts";
  * import { splitMNIST } from "../benchmarks/classic.ts";
- * const b = residentBenchmark(await splitMNIST({ dataDir: "../shared/datasets" }));
+ * const b = residentBenchmark(await splitMNIST());
  * // ... strategy.eval(b.test) reads views of the float32 test inputs ...
  * b.dispose();
  * ```

@@ -1,6 +1,7 @@
 /**
  * A progress bar plugin: per epoch, the share of minibatches done, samples/s, the running loss
- * and the time left. Redraws one line in a terminal; prints one line per epoch elsewhere.
+ * and the time left. Redraws one line in a terminal; prints one line per epoch elsewhere. Its
+ * first line says which training step runs and why (`strategy.plan()`), and again on a change.
  *
  * @module
  */
@@ -62,6 +63,8 @@ export function progressBar(opts: ProgressBarOptions = {}): Plugin {
   let total = 0;
   let done = 0;
   let lineOpen = false;
+  /** The step line last written: written again only when the plan changes. */
+  let shownStep = "";
 
   const label = (ctx: StrategyContext, epoch: number) => {
     const exp = ctx.experience!;
@@ -95,6 +98,15 @@ export function progressBar(opts: ProgressBarOptions = {}): Plugin {
       total = ctx.dataLoader?.length ?? 0;
     },
     afterTrainingIteration(ctx) {
+      // Which step trains and why, once, and again whenever it changes (a plugin that brings
+      // the tape back shows here).
+      const step = ctx.step;
+      const stepLine = step ? `step: ${step.step} (${step.reasons.join("; ")})` : "";
+      if (stepLine && stepLine !== shownStep) {
+        write(`${lineOpen ? (live ? "\x1b[K\n" : "\n") : ""}${stepLine}\n`);
+        lineOpen = false;
+        shownStep = stepLine;
+      }
       done++;
       samples += ctx.batch?.n ?? 0;
       const now = performance.now();
