@@ -8,7 +8,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import {
   checkPatternsPerExperience,
   EpisodicMemory,
@@ -314,5 +315,5 @@ export function agem(opts: AGEMStrategyOptions): Strategy {
   }
   const { patternsPerExperience, sampleSize, sampling, ...rest } = opts;
   const plugin = new AGEMPlugin({ patternsPerExperience, sampleSize, sampling });
-  return new Strategy({ name: "AGEM", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("AGEM", plugin, rest);
 }

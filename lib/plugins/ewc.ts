@@ -17,7 +17,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { Rng } from "../random.ts";
 import { checkBatchSize, DatasetLoader } from "../strategy/loader.ts";
 import { type Plugin, StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 
 // ------------------------------------------------------------------------------ helpers ----
 
@@ -572,5 +573,5 @@ export interface EWCOptions extends StrategyOptions, EWCPluginBuilderOptions {}
 export function ewc(opts: EWCOptions): Strategy {
   const { lambda, mode, decayFactor, keepImportanceData, ...rest } = opts;
   const plugin: Plugin = ewcPlugin({ lambda, mode, decayFactor, keepImportanceData });
-  return new Strategy({ name: "EWC", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("EWC", plugin, rest);
 }

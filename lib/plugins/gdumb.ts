@@ -11,7 +11,8 @@ import type { Module, TensorState } from "../nn/module.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { type MaterializedDataset, MemoryDataset } from "./storage_policy.ts";
 
 /** Options of {@link GDumbPlugin} and {@link gdumbPlugin}. */
@@ -354,5 +355,5 @@ export function gdumb(opts: GDumbOptions): Strategy {
   }
   const { memSize, ...rest } = opts;
   const plugin = new GDumbPlugin({ memSize });
-  return new Strategy({ name: "GDumb", ...rest, plugins: [plugin, ...(opts.plugins ?? [])] });
+  return withPlugin("GDumb", plugin, rest);
 }

@@ -10,7 +10,8 @@ import type { Batch, Dataset } from "../data/dataset.ts";
 import { tensorCopiesValues } from "../backends/fused.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import type { Rng } from "../random.ts";
 import { type GEMDualOptions, type QPResult, solveGEMDual } from "./qp.ts";
 
@@ -745,5 +746,5 @@ export function gem(opts: GEMStrategyOptions): Strategy {
   }
   const { patternsPerExperience, memoryStrength, eps, ...rest } = opts;
   const plugin = new GEMPlugin({ patternsPerExperience, memoryStrength, eps });
-  return new Strategy({ name: "GEM", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("GEM", plugin, rest);
 }

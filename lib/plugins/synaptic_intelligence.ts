@@ -13,7 +13,8 @@ import { type Module, newVariable, stateToTensor, type TensorState } from "../nn
 import { tensorToState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { fitToShape } from "./ewc.ts";
 
 /** Which gradient the path integral uses. */
@@ -468,9 +469,5 @@ export function synapticIntelligence(opts: SynapticIntelligenceOptions): Strateg
     throw new TypeError("synapticIntelligence needs lambda: pass e.g. { lambda: 1 }");
   }
   const plugin = siPlugin({ lambda, eps, excludedParameters, clipTo, pathGradient });
-  return new Strategy({
-    name: "SynapticIntelligence",
-    ...rest,
-    plugins: [plugin, ...(rest.plugins ?? [])],
-  });
+  return withPlugin("SynapticIntelligence", plugin, rest);
 }
