@@ -8,9 +8,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { weightedSquaredDistance } from "../backends/fused.ts";
 import { type Module, newVariable, stateToTensor, type TensorState } from "../nn/module.ts";
 import { tensorToState } from "../nn/module.ts";
+import { quadraticPenalty, sumPenalties } from "../nn/penalties.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
@@ -301,15 +301,10 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
     for (const [n, p] of this.trackedParameters(model)) {
       const d = this.#data.get(n);
       if (!d) continue;
-      // λ/2 Σ Ω (θ − θ*)² and its gradient in one kernel (fused.ts).
-      terms.push(weightedSquaredDistance(p, d.importance, d.anchor, lambda / 2));
+      // λ/2 Σ Ω (θ − θ*)², with its gradient in one kernel where the backend has it.
+      terms.push(quadraticPenalty(p, d.importance, d.anchor, lambda / 2));
     }
-    const total = terms.length === 0
-      ? tf.scalar(0)
-      : terms.length === 1
-      ? terms[0]
-      : tf.addN(terms);
-    return total as tf.Scalar;
+    return sumPenalties(terms);
   }
 
   /** Starts the experience: anchors = current parameters, paths = 0. */
