@@ -24,6 +24,7 @@ import {
 } from "../lib/nn/layers.ts";
 import { crossEntropy } from "../lib/nn/losses.ts";
 import { quadraticPenalty, sumPenalties } from "../lib/nn/penalties.ts";
+import { StagingArray } from "../lib/nn/staging.ts";
 import { Classifier, cnn, mlp, multiHeadMLP } from "../lib/models/mlp.ts";
 import { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "../lib/models/heads.ts";
 
@@ -925,5 +926,19 @@ Deno.test("quadraticPenalty: scale · Σ w (x − c)² and its gradient; sumPena
       assert.equal(sumPenalties([one, tf.scalar(1)]).dataSync()[0], 11);
     });
     tf.dispose([x, w, c]);
+  });
+});
+
+Deno.test("StagingArray: a tensor keeps its values when the array is filled again", async () => {
+  await onBackends((b) => {
+    const staging = new StagingArray();
+    const a = staging.tensor([2, 2], (out) => out.set([1, 2, 3, 4]));
+    const c = staging.tensor([3], (out) => {
+      assert.equal(out.length, 3);
+      out.set([5, 6, 7]);
+    });
+    assert.deepEqual(a.arraySync(), [[1, 2], [3, 4]], b);
+    assert.deepEqual(values(c), [5, 6, 7], b);
+    tf.dispose([a, c]);
   });
 });
