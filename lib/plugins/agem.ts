@@ -10,12 +10,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
-import {
-  checkPatternsPerExperience,
-  EpisodicMemory,
-  type EpisodicMemoryState,
-  memoryGradients,
-} from "./gem.ts";
+import { checkPatternsPerExperience, memoryGradients } from "./gem.ts";
+import { EpisodicMemory, type EpisodicMemoryState } from "./memory.ts";
 
 /** What {@link agemProject} returns (tensors of the current scope). */
 export interface AGEMTensorProjection {

@@ -13,7 +13,7 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
-import { type MaterializedDataset, MemoryDataset } from "./storage_policy.ts";
+import { type MaterializedDataset, SampleMemory } from "./memory.ts";
 
 /** Options of {@link GDumbPlugin} and {@link gdumbPlugin}. */
 export interface GDumbPluginOptions {
@@ -88,7 +88,7 @@ export class GDumbPlugin extends StrategyPlugin {
   #sources: Dataset[] = [];
   #byClass = new Map<number, ClassRefs>();
   #count = 0;
-  #cache: MemoryDataset | undefined;
+  #cache: SampleMemory | undefined;
   #init: Map<string, InitTensor> | undefined;
 
   /**
@@ -105,7 +105,7 @@ export class GDumbPlugin extends StrategyPlugin {
   }
 
   /** The memory: the samples of each class, classes in order of arrival. */
-  get memory(): MemoryDataset {
+  get memory(): SampleMemory {
     if (this.#cache) return this.#cache;
     const src: number[] = [], idx: number[] = [];
     for (const r of this.#byClass.values()) {
@@ -114,7 +114,7 @@ export class GDumbPlugin extends StrategyPlugin {
         idx.push(r.idx[q]);
       }
     }
-    this.#cache = new MemoryDataset(
+    this.#cache = new SampleMemory(
       this.#sources,
       Int32Array.from(src),
       Int32Array.from(idx),
@@ -174,7 +174,7 @@ export class GDumbPlugin extends StrategyPlugin {
       refs.idx.push(i);
     }
     this.#cache = undefined;
-    // Rebuild through MemoryDataset to drop sources no longer referenced.
+    // Rebuild through SampleMemory to drop sources no longer referenced.
     const mem = this.memory;
     this.#sources = [...mem.sources];
     let k = 0;
@@ -261,7 +261,7 @@ export class GDumbPlugin extends StrategyPlugin {
           `the plugin with the same memSize`,
       );
     }
-    const mem = MemoryDataset.fromMaterialized(s.memory);
+    const mem = SampleMemory.fromMaterialized(s.memory);
     const total = s.counts.reduce((a, b) => a + b, 0);
     if (total !== mem.length) {
       throw new RangeError(`GDumb state: counts sum to ${total} but the memory has ${mem.length}`);
