@@ -22,6 +22,8 @@ import type { MetricRow } from "../lib/data/rows.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { evaluation, EvaluationPlugin } from "../lib/plugins/evaluation.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import type { StrategyContext } from "../lib/strategy/context.ts";
+import { EVAL_HOOKS, SYNC_HOOKS, TRAIN_HOOKS } from "../lib/strategy/plugin.ts";
 import { toyBenchmark } from "./_helpers.ts";
 
 await setBackend("wasm");
@@ -389,4 +391,49 @@ Deno.test("custom metrics are plain objects; bad inputs are TypeErrors", async (
   evaluator.dispose();
   assert.equal(forwardTransfer().name, "forwardTransfer");
   assert.ok(tf.memory().numTensors >= 0);
+});
+
+Deno.test("the evaluation plugin forwards every hook of the lists but those inside the tape", async () => {
+  // Every training and evaluation hook, in lifecycle order, less the synchronous ones inside the
+  // gradient tape (a metric may not implement those).
+  const forwarded = [...TRAIN_HOOKS, ...EVAL_HOOKS].filter((h) => !SYNC_HOOKS.has(h));
+  assert.equal(forwarded.length, TRAIN_HOOKS.length + EVAL_HOOKS.length - SYNC_HOOKS.size);
+  const events: string[] = [];
+  const metric = { name: "probe" } as Record<string, unknown>;
+  const logger = {} as Record<string, unknown>;
+  for (const h of forwarded) {
+    metric[h] = () => void events.push(`metric ${h}`);
+    logger[h] = () => void events.push(`logger ${h}`);
+  }
+  const evaluator = new EvaluationPlugin({
+    metrics: [metric as unknown as Metric],
+    loggers: [logger as Logger],
+  });
+  const hooks = evaluator as unknown as Record<string, (ctx: StrategyContext) => Promise<void>>;
+  const ctx = { rows: [], experience: undefined } as unknown as StrategyContext;
+  for (const h of forwarded) {
+    assert.equal(typeof hooks[h], "function", `${h} is forwarded`);
+    assert.ok(!Object.hasOwn(evaluator, h), `${h} is a method, on the prototype`);
+    assert.equal(hooks[h].name, h);
+    events.length = 0;
+    const r = hooks[h](ctx);
+    assert.ok(r instanceof Promise, `${h} returns a promise`);
+    await r;
+    assert.deepEqual(events, [`metric ${h}`, `logger ${h}`], `${h}: the metrics, then the loggers`);
+  }
+  for (const h of SYNC_HOOKS) assert.equal(hooks[h], undefined, `${h} runs inside the tape`);
+
+  // The strategy finds every forwarder: a run reaches each hook, in the lists' order.
+  events.length = 0;
+  const bench = toyBenchmark({ n: 40 });
+  const model = mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 });
+  const s = naive({ model, batchSize: 10, seed: 0, evaluator });
+  await s.train(bench.train[0]);
+  await s.eval(bench.test);
+  const firstSeen = [
+    ...new Set(events.filter((e) => e.startsWith("metric ")).map((e) => e.slice(7))),
+  ];
+  assert.deepEqual(firstSeen, forwarded);
+  s.dispose();
+  model.dispose();
 });

@@ -23,6 +23,8 @@ import {
   Sequential,
 } from "../lib/nn/layers.ts";
 import { crossEntropy } from "../lib/nn/losses.ts";
+import { quadraticPenalty, sumPenalties } from "../lib/nn/penalties.ts";
+import { StagingArray } from "../lib/nn/staging.ts";
 import { Classifier, cnn, mlp, multiHeadMLP } from "../lib/models/mlp.ts";
 import { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "../lib/models/heads.ts";
 
@@ -902,5 +904,41 @@ Deno.test("dispose() frees every tensor (models, grown heads, forward and backwa
     assert.ok(tf.memory().numTensors > start);
     for (const m of models) m.dispose();
     assert.equal(tf.memory().numTensors, start, `${b}: tensors left after dispose()`);
+  });
+});
+
+Deno.test("quadraticPenalty: scale · Σ w (x − c)² and its gradient; sumPenalties adds terms", async () => {
+  await onBackends((b) => {
+    const x = tf.variable(tf.tensor1d([3, 0, -1]));
+    const w = tf.tensor1d([2, 1, 0.5]);
+    const c = tf.tensor1d([1, 0, 1]);
+    const start = tf.memory().numTensors;
+    const { value, grads } = tf.variableGrads(() => quadraticPenalty(x, w, c, 0.5), [x]);
+    // 0.5 · (2·4 + 0 + 0.5·4) = 5; gradient 0.5 · 2 w (x − c) = (4, 0, −1).
+    assert.equal(value.dataSync()[0], 5, b);
+    assert.deepEqual(values(grads[x.name]), [4, 0, -1], b);
+    tf.dispose([value, grads[x.name]]);
+    assert.equal(tf.memory().numTensors, start, `${b}: tensors left behind`);
+    tf.tidy(() => {
+      assert.equal(sumPenalties([]).dataSync()[0], 0);
+      const one = quadraticPenalty(x, w, c);
+      assert.equal(sumPenalties([one]), one, "one term is returned as is");
+      assert.equal(sumPenalties([one, tf.scalar(1)]).dataSync()[0], 11);
+    });
+    tf.dispose([x, w, c]);
+  });
+});
+
+Deno.test("StagingArray: a tensor keeps its values when the array is filled again", async () => {
+  await onBackends((b) => {
+    const staging = new StagingArray();
+    const a = staging.tensor([2, 2], (out) => out.set([1, 2, 3, 4]));
+    const c = staging.tensor([3], (out) => {
+      assert.equal(out.length, 3);
+      out.set([5, 6, 7]);
+    });
+    assert.deepEqual(a.arraySync(), [[1, 2], [3, 4]], b);
+    assert.deepEqual(values(c), [5, 6, 7], b);
+    tf.dispose([a, c]);
   });
 });

@@ -8,7 +8,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { StrategyContext } from "../lib/strategy/context.ts";
 import { DatasetLoader } from "../lib/data/loader.ts";
 import { EVAL_HOOKS, type Plugin, StrategyPlugin, TRAIN_HOOKS } from "../lib/strategy/plugin.ts";
-import { cumulative, jointTraining, naive } from "../lib/strategy/strategies.ts";
+import { cumulative, jointTraining, naive, withPlugin } from "../lib/strategy/strategies.ts";
 import { replay } from "../lib/plugins/replay.ts";
 import { checkResume, toyBenchmark } from "./_helpers.ts";
 
@@ -513,4 +513,24 @@ Deno.test("dropLast drops each epoch's incomplete last minibatch (plain and repl
       model.dispose();
     }
   }
+});
+
+Deno.test("withPlugin: the method's plugin first, then the user's; the builders use it", () => {
+  const model = mlp({ input: 64, hidden: [4], outputs: 4, seed: 0 });
+  const method: Plugin = { name: "method" };
+  const user: Plugin = { name: "user" };
+  const s = withPlugin("Method", method, { model, plugins: [user] });
+  assert.equal(s.name, "Method");
+  assert.deepEqual(s.plugins, [method, user]);
+  assert.deepEqual(withPlugin("Method", method, { model }).plugins, [method]);
+  assert.equal(withPlugin("Method", method, { model, name: "Mine" }).name, "Mine");
+  assert.throws(
+    () => withPlugin("Method", undefined as never, { model }),
+    /needs the method's plugin/,
+  );
+  const r = replay({ model, memSize: 10, plugins: [user] });
+  assert.equal(r.name, "Replay");
+  assert.equal(r.plugins.length, 2);
+  assert.equal(r.plugins[1], user);
+  model.dispose();
 });

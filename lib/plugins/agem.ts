@@ -8,13 +8,10 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
-import {
-  checkPatternsPerExperience,
-  EpisodicMemory,
-  type EpisodicMemoryState,
-  memoryGradients,
-} from "./gem.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { checkPatternsPerExperience, memoryGradients } from "./gem.ts";
+import { EpisodicMemory, type EpisodicMemoryState } from "./memory.ts";
 
 /** What {@link agemProject} returns (tensors of the current scope). */
 export interface AGEMTensorProjection {
@@ -314,5 +311,5 @@ export function agem(opts: AGEMStrategyOptions): Strategy {
   }
   const { patternsPerExperience, sampleSize, sampling, ...rest } = opts;
   const plugin = new AGEMPlugin({ patternsPerExperience, sampleSize, sampling });
-  return new Strategy({ name: "AGEM", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("AGEM", plugin, rest);
 }

@@ -20,7 +20,8 @@ import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { type BatchPart, type BatchPlan, type DataLoader, sampleOrder } from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { ClassBalancedStoragePolicy, type StoragePolicyState } from "./storage_policy.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -667,5 +668,5 @@ export function cope(opts: CoPEOptions): Strategy {
     maxIterPerBatch,
     initAdaptive,
   });
-  return new Strategy({ name: "CoPE", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("CoPE", plugin, rest);
 }

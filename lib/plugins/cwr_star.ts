@@ -19,7 +19,8 @@ import { Linear } from "../nn/layers.ts";
 import type { Module } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 
 /** Consolidated weights of one class: its column of the output layer and its bias. */
 export interface ConsolidatedClass {
@@ -447,5 +448,5 @@ export function cwrStar(opts: CWRStarOptions): Strategy {
   }
   const { cwrLayerName, freezeRemainingModel, ...rest } = opts;
   const plugin = new CWRStarPlugin({ model: rest.model, cwrLayerName, freezeRemainingModel });
-  return new Strategy({ name: "CWRStar", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("CWRStar", plugin, rest);
 }

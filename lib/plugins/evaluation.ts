@@ -59,6 +59,21 @@ function isLoopRow(r: MetricRow): boolean {
 }
 
 /**
+ * The hooks of an {@link EvaluationPlugin}: every hook a metric may implement (`METRIC_HOOKS`:
+ * the training and evaluation hooks, less those inside the gradient tape). Each runs the
+ * metrics' hook of that name, records and logs the rows they return, then runs the loggers'.
+ */
+export type EvaluationHooks = {
+  [K in MetricHookName]: (ctx: StrategyContext) => Promise<void>;
+};
+
+/**
+ * The hook methods of {@link EvaluationPlugin} ({@link EvaluationHooks}). The class defines them
+ * in a loop over the hook lists; this declaration, merged into the class, gives them their types.
+ */
+export interface EvaluationPlugin extends EvaluationHooks {}
+
+/**
  * Runs metrics and loggers as one plugin. Give it to a strategy as `evaluator` (it then runs
  * after every other plugin, so it sees their effects). `rows` holds every row its metrics
  * produced; `getLastMetrics()` and `getAllMetrics()` key values by their Avalanche name
@@ -219,97 +234,23 @@ export class EvaluationPlugin implements Plugin {
     if (loggers) { for (const l of loggers) await l[hook]!(ctx); }
   }
 
-  /** The `beforeTraining` hook: runs the metrics, then the loggers. */
-  beforeTraining(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeTraining", ctx);
-  }
-  /** The `beforeTrainDatasetAdaptation` hook: runs the metrics, then the loggers. */
-  beforeTrainDatasetAdaptation(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeTrainDatasetAdaptation", ctx);
-  }
-  /** The `afterTrainDatasetAdaptation` hook: runs the metrics, then the loggers. */
-  afterTrainDatasetAdaptation(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterTrainDatasetAdaptation", ctx);
-  }
-  /** The `beforeTrainingExp` hook: runs the metrics, then the loggers. */
-  beforeTrainingExp(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeTrainingExp", ctx);
-  }
-  /** The `beforeTrainingEpoch` hook: runs the metrics, then the loggers. */
-  beforeTrainingEpoch(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeTrainingEpoch", ctx);
-  }
-  /** The `beforeTrainingIteration` hook: runs the metrics, then the loggers. */
-  beforeTrainingIteration(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeTrainingIteration", ctx);
-  }
-  /** The `afterBackward` hook: runs the metrics, then the loggers. */
-  afterBackward(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterBackward", ctx);
-  }
-  /** The `beforeUpdate` hook: runs the metrics, then the loggers. */
-  beforeUpdate(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeUpdate", ctx);
-  }
-  /** The `afterUpdate` hook: runs the metrics, then the loggers. */
-  afterUpdate(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterUpdate", ctx);
-  }
-  /** The `afterTrainingIteration` hook: runs the metrics, then the loggers. */
-  afterTrainingIteration(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterTrainingIteration", ctx);
-  }
-  /** The `afterTrainingEpoch` hook: runs the metrics, then the loggers. */
-  afterTrainingEpoch(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterTrainingEpoch", ctx);
-  }
-  /** The `afterTrainingExp` hook: runs the metrics, then the loggers. */
-  afterTrainingExp(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterTrainingExp", ctx);
-  }
-  /** The `afterTraining` hook: runs the metrics, then the loggers. */
-  afterTraining(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterTraining", ctx);
-  }
-  /** The `beforeEval` hook: runs the metrics, then the loggers. */
-  beforeEval(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeEval", ctx);
-  }
-  /** The `beforeEvalDatasetAdaptation` hook: runs the metrics, then the loggers. */
-  beforeEvalDatasetAdaptation(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeEvalDatasetAdaptation", ctx);
-  }
-  /** The `afterEvalDatasetAdaptation` hook: runs the metrics, then the loggers. */
-  afterEvalDatasetAdaptation(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterEvalDatasetAdaptation", ctx);
-  }
-  /** The `beforeEvalExp` hook: runs the metrics, then the loggers. */
-  beforeEvalExp(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeEvalExp", ctx);
-  }
-  /** The `beforeEvalIteration` hook: runs the metrics, then the loggers. */
-  beforeEvalIteration(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeEvalIteration", ctx);
-  }
-  /** The `beforeEvalForward` hook: runs the metrics, then the loggers. */
-  beforeEvalForward(ctx: StrategyContext): Promise<void> {
-    return this.#run("beforeEvalForward", ctx);
-  }
-  /** The `afterEvalForward` hook: runs the metrics, then the loggers. */
-  afterEvalForward(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterEvalForward", ctx);
-  }
-  /** The `afterEvalIteration` hook: runs the metrics, then the loggers. */
-  afterEvalIteration(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterEvalIteration", ctx);
-  }
-  /** The `afterEvalExp` hook: runs the metrics, then the loggers. */
-  afterEvalExp(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterEvalExp", ctx);
-  }
-  /** The `afterEval` hook: runs the metrics, then the loggers. */
-  afterEval(ctx: StrategyContext): Promise<void> {
-    return this.#run("afterEval", ctx);
+  static {
+    // One forwarder per hook of the lists (lib/strategy/plugin.ts, less those inside the
+    // gradient tape: see METRIC_HOOKS), defined on the prototype as a method would be, where the
+    // strategy looks for hooks; a hook added to the lists is then forwarded without an edit here.
+    for (const hook of METRIC_HOOKS) {
+      const { [hook]: forward } = {
+        [hook](this: EvaluationPlugin, ctx: StrategyContext): Promise<void> {
+          return this.#run(hook, ctx);
+        },
+      };
+      Object.defineProperty(EvaluationPlugin.prototype, hook, {
+        value: forward,
+        writable: true,
+        enumerable: false,
+        configurable: true,
+      });
+    }
   }
 }
 

@@ -8,17 +8,18 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { weightedSquaredDistance } from "../backends/fused.ts";
 import type { Dataset } from "../data/dataset.ts";
 import type { Criterion } from "../nn/losses.ts";
 import { crossEntropy } from "../nn/losses.ts";
 import { type Module, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
+import { quadraticPenalty, sumPenalties } from "../nn/penalties.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { Rng } from "../random.ts";
 import { checkBatchSize, DatasetLoader } from "../data/loader.ts";
 import { BatchAssembler } from "../engine/batches.ts";
 import { type Plugin, StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 
 // ------------------------------------------------------------------------------ helpers ----
 
@@ -440,10 +441,10 @@ export class EWCPlugin extends StrategyPlugin {
     for (const [n, s] of this.#importance) {
       const p = params.get(n);
       if (!p) continue;
-      // λ Σ S (θ − μ)² and its gradient in one kernel (fused.ts).
-      terms.push(weightedSquaredDistance(p, s, this.#anchor.get(n)!, this.ewcLambda));
+      // λ Σ S (θ − μ)², with its gradient in one kernel where the backend has it.
+      terms.push(quadraticPenalty(p, s, this.#anchor.get(n)!, this.ewcLambda));
     }
-    let total = terms.length === 0 ? tf.scalar(0) : terms.length === 1 ? terms[0] : tf.addN(terms);
+    let total: tf.Tensor = sumPenalties(terms);
     if (this.#constant !== 0) total = tf.add(total, this.#constant * this.ewcLambda);
     return total as tf.Scalar;
   }
@@ -571,5 +572,5 @@ export interface EWCOptions extends StrategyOptions, EWCPluginBuilderOptions {}
 export function ewc(opts: EWCOptions): Strategy {
   const { lambda, mode, decayFactor, keepImportanceData, ...rest } = opts;
   const plugin: Plugin = ewcPlugin({ lambda, mode, decayFactor, keepImportanceData });
-  return new Strategy({ name: "EWC", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("EWC", plugin, rest);
 }

@@ -11,8 +11,9 @@ import type { Module, TensorState } from "../nn/module.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
-import { type MaterializedDataset, MemoryDataset } from "./storage_policy.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { type MaterializedDataset, SampleMemory } from "./memory.ts";
 
 /** Options of {@link GDumbPlugin} and {@link gdumbPlugin}. */
 export interface GDumbPluginOptions {
@@ -87,7 +88,7 @@ export class GDumbPlugin extends StrategyPlugin {
   #sources: Dataset[] = [];
   #byClass = new Map<number, ClassRefs>();
   #count = 0;
-  #cache: MemoryDataset | undefined;
+  #cache: SampleMemory | undefined;
   #init: Map<string, InitTensor> | undefined;
 
   /**
@@ -104,7 +105,7 @@ export class GDumbPlugin extends StrategyPlugin {
   }
 
   /** The memory: the samples of each class, classes in order of arrival. */
-  get memory(): MemoryDataset {
+  get memory(): SampleMemory {
     if (this.#cache) return this.#cache;
     const src: number[] = [], idx: number[] = [];
     for (const r of this.#byClass.values()) {
@@ -113,7 +114,7 @@ export class GDumbPlugin extends StrategyPlugin {
         idx.push(r.idx[q]);
       }
     }
-    this.#cache = new MemoryDataset(
+    this.#cache = new SampleMemory(
       this.#sources,
       Int32Array.from(src),
       Int32Array.from(idx),
@@ -173,7 +174,7 @@ export class GDumbPlugin extends StrategyPlugin {
       refs.idx.push(i);
     }
     this.#cache = undefined;
-    // Rebuild through MemoryDataset to drop sources no longer referenced.
+    // Rebuild through SampleMemory to drop sources no longer referenced.
     const mem = this.memory;
     this.#sources = [...mem.sources];
     let k = 0;
@@ -260,7 +261,7 @@ export class GDumbPlugin extends StrategyPlugin {
           `the plugin with the same memSize`,
       );
     }
-    const mem = MemoryDataset.fromMaterialized(s.memory);
+    const mem = SampleMemory.fromMaterialized(s.memory);
     const total = s.counts.reduce((a, b) => a + b, 0);
     if (total !== mem.length) {
       throw new RangeError(`GDumb state: counts sum to ${total} but the memory has ${mem.length}`);
@@ -354,5 +355,5 @@ export function gdumb(opts: GDumbOptions): Strategy {
   }
   const { memSize, ...rest } = opts;
   const plugin = new GDumbPlugin({ memSize });
-  return new Strategy({ name: "GDumb", ...rest, plugins: [plugin, ...(opts.plugins ?? [])] });
+  return withPlugin("GDumb", plugin, rest);
 }

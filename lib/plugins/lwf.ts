@@ -14,7 +14,8 @@ import { isCloneable, type Module, type ModuleState } from "../nn/module.ts";
 import { lossTerm } from "../nn/terms.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 
 // -------------------------------------------------------------------------------- plugin ----
 
@@ -354,5 +355,5 @@ export interface LwFOptions extends StrategyOptions, LwFPluginOptions {}
 export function lwf(opts: LwFOptions): Strategy {
   const { alpha, temperature, ...rest } = opts;
   const plugin = lwfPlugin({ alpha, temperature });
-  return new Strategy({ name: "LwF", ...rest, plugins: [plugin, ...(rest.plugins ?? [])] });
+  return withPlugin("LwF", plugin, rest);
 }

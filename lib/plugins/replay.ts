@@ -8,7 +8,8 @@ import type { Dataset } from "../data/dataset.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { checkBatchSize } from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { ReplayDataLoader } from "./replay_loader.ts";
 import {
   ExperienceBalancedStoragePolicy,
@@ -217,5 +218,5 @@ export function replay(opts: ReplayOptions): Strategy {
     ...rest
   } = opts;
   const plugin = new ReplayPlugin({ memSize, storagePolicy, batchSizeMem, taskBalancedDataLoader });
-  return new Strategy({ name: "Replay", ...rest, plugins: [plugin, ...(opts.plugins ?? [])] });
+  return withPlugin("Replay", plugin, rest);
 }

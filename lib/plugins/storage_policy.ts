@@ -3,8 +3,10 @@
  * `avalanche/training/storage_policy.py`).
  *
  * A memory is a set of views over the experiences' datasets (no pixel is copied): a
- * {@link MemoryDataset} records, for each kept sample, the dataset it came from and its index
- * there. Samples are copied only to write a checkpoint ({@link StoragePolicy.state}).
+ * {@link SampleMemory} (`memory.ts`, also exported here, and under its earlier name
+ * `MemoryDataset`) records, for each kept sample, the dataset it came from and its index there,
+ * and carries its per-sample fields through every update. Samples are copied only to write a
+ * checkpoint ({@link StoragePolicy.state}).
  *
  * - {@link ReservoirSamplingBuffer}: a uniform random sample of everything seen (reservoir
  *   sampling through random weights).
@@ -17,214 +19,20 @@
  *
  * @module
  */
-import { ArrayDataset, Dataset } from "../data/dataset.ts";
+import type { Dataset } from "../data/dataset.ts";
 import type { Experience } from "../data/experience.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
+import { type MaterializedDataset, SampleMemory } from "./memory.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Memory views
-// ---------------------------------------------------------------------------------------------
-
-/** A dataset's samples copied out as plain data (for checkpoints). */
-export interface MaterializedDataset {
-  /** Inputs as the model sees them (after scaling/normalization), sample-major. */
-  x: number[];
-  /** Class labels. */
-  y: number[];
-  /** Task labels. */
-  t: number[];
-  /** Shape of one sample. */
-  inputShape: number[];
-}
-
-/**
- * A memory: samples picked from other datasets, each recorded as (source dataset, index), so that
- * the memory shares the sources' storage. Selections and concatenations stay one level deep
- * however many times the memory is updated, and sources no longer referenced are dropped.
- *
- * @example
- * ```ts
- * import { ArrayDataset } from "../data/dataset.ts";
- * import { MemoryDataset } from "./storage_policy.ts";
- * const d = new ArrayDataset({ x: new Float32Array([0, 1, 2, 3]), y: [0, 1, 0, 1], inputShape: [1] });
- * const m = MemoryDataset.of(d).select([3, 1]);
- * console.assert(m.length === 2 && m.targets.join() === "1,1" && m.batch([0]).x[0] === 3);
- * ```
- */
-export class MemoryDataset extends Dataset {
-  /** Shape of one sample (that of the sources). */
-  readonly inputShape: readonly number[];
-  /** Class label of every sample (read from the sources). */
-  readonly targets: Int32Array;
-  /** Task label of every sample (read from the sources). */
-  readonly taskLabels: Int32Array;
-  /** The datasets the samples come from. */
-  readonly sources: readonly Dataset[];
-  /** For each sample: position of its dataset in {@link MemoryDataset.sources}. */
-  readonly sourceOf: Int32Array;
-  /** For each sample: its index in its source dataset. */
-  readonly indexOf: Int32Array;
-
-  /**
-   * Builds a memory from sources and (source, index) pairs. Unreferenced sources are dropped.
-   * `inputShape` is needed only when there are no samples (default `[1]`).
-   */
-  constructor(
-    sources: readonly Dataset[],
-    sourceOf: Int32Array,
-    indexOf: Int32Array,
-    inputShape?: readonly number[],
-  ) {
-    super();
-    if (sourceOf.length !== indexOf.length) {
-      throw new RangeError(
-        `MemoryDataset needs as many source ids (${sourceOf.length}) as indices (${indexOf.length})`,
-      );
-    }
-    // Keep only the sources in use, in order of first use.
-    const remap = new Int32Array(sources.length).fill(-1);
-    const used: Dataset[] = [];
-    const src = new Int32Array(sourceOf.length);
-    for (let k = 0; k < sourceOf.length; k++) {
-      const s = sourceOf[k];
-      const d = sources[s];
-      if (!d) throw new RangeError(`MemoryDataset: source ${s} does not exist`);
-      if (!(indexOf[k] >= 0 && indexOf[k] < d.length)) {
-        throw new RangeError(
-          `MemoryDataset: index ${indexOf[k]} is out of range for a source of ${d.length}`,
-        );
-      }
-      if (remap[s] < 0) {
-        remap[s] = used.length;
-        used.push(d);
-      }
-      src[k] = remap[s];
-    }
-    const shape = used[0]?.inputShape ?? inputShape ?? [1];
-    for (const d of used) {
-      if (d.inputShape.join() !== shape.join()) {
-        throw new RangeError(
-          `A memory cannot mix samples of input shapes [${shape}] and [${d.inputShape}]`,
-        );
-      }
-    }
-    this.inputShape = [...shape];
-    this.sources = used;
-    this.sourceOf = src;
-    this.indexOf = Int32Array.from(indexOf);
-    const n = src.length;
-    this.targets = new Int32Array(n);
-    this.taskLabels = new Int32Array(n);
-    for (let k = 0; k < n; k++) {
-      const d = used[src[k]];
-      this.targets[k] = d.targets[this.indexOf[k]];
-      this.taskLabels[k] = d.taskLabels[this.indexOf[k]];
-    }
-  }
-
-  /** Every sample of `dataset`, in order (a memory is returned as is). */
-  static of(dataset: Dataset): MemoryDataset {
-    if (dataset instanceof MemoryDataset) return dataset;
-    const n = dataset.length;
-    return new MemoryDataset(
-      [dataset],
-      new Int32Array(n),
-      Int32Array.from({ length: n }, (_, i) => i),
-      dataset.inputShape,
-    );
-  }
-
-  /** An empty memory (of input shape `inputShape`, default `[1]`). */
-  static empty(inputShape: readonly number[] = [1]): MemoryDataset {
-    return new MemoryDataset([], new Int32Array(0), new Int32Array(0), inputShape);
-  }
-
-  /** The memories one after the other (shared sources are merged). */
-  static concat(parts: readonly MemoryDataset[]): MemoryDataset {
-    const sources: Dataset[] = [];
-    const ids = new Map<Dataset, number>();
-    let n = 0;
-    for (const p of parts) n += p.length;
-    const src = new Int32Array(n);
-    const idx = new Int32Array(n);
-    let k = 0;
-    for (const p of parts) {
-      const local = p.sources.map((d) => {
-        let id = ids.get(d);
-        if (id === undefined) {
-          ids.set(d, id = sources.length);
-          sources.push(d);
-        }
-        return id;
-      });
-      for (let i = 0; i < p.length; i++, k++) {
-        src[k] = local[p.sourceOf[i]];
-        idx[k] = p.indexOf[i];
-      }
-    }
-    const shape = parts.find((p) => p.length > 0)?.inputShape ?? parts[0]?.inputShape;
-    return new MemoryDataset(sources, src, idx, shape);
-  }
-
-  /** The samples at `indices` (in that order), as a memory over the same sources. */
-  select(indices: ArrayLike<number>): MemoryDataset {
-    const n = indices.length;
-    const src = new Int32Array(n);
-    const idx = new Int32Array(n);
-    for (let k = 0; k < n; k++) {
-      const i = indices[k];
-      if (!(i >= 0 && i < this.length)) {
-        throw new RangeError(`Sample index ${i} is out of range for a memory of ${this.length}`);
-      }
-      src[k] = this.sourceOf[i];
-      idx[k] = this.indexOf[i];
-    }
-    return new MemoryDataset(this.sources, src, idx, this.inputShape);
-  }
-
-  /** Writes sample `i`'s input (read from its source) into `out` at `offset`. */
-  fillX(i: number, out: Float32Array, offset: number): void {
-    this.sources[this.sourceOf[i]].fillX(this.indexOf[i], out, offset);
-  }
-
-  /** The samples copied out as plain data (for a checkpoint). */
-  materialize(): MaterializedDataset {
-    return materialize(this);
-  }
-
-  /** A memory over a copy of materialized samples (from {@link MemoryDataset.materialize}). */
-  static fromMaterialized(m: MaterializedDataset): MemoryDataset {
-    if (
-      !m || !Array.isArray(m.x) || !Array.isArray(m.y) || !Array.isArray(m.t) ||
-      !Array.isArray(m.inputShape)
-    ) {
-      throw new TypeError(
-        "A materialized dataset needs arrays x, y, t and inputShape (from MemoryDataset.materialize)",
-      );
-    }
-    if (m.y.length === 0) return MemoryDataset.empty(m.inputShape);
-    return MemoryDataset.of(
-      new ArrayDataset({
-        x: Float32Array.from(m.x),
-        y: m.y,
-        taskLabels: m.t,
-        inputShape: m.inputShape,
-      }),
-    );
-  }
-}
-
-/** Copies a dataset's samples out as plain data. */
-export function materialize(d: Dataset): MaterializedDataset {
-  const b = d.batch(Int32Array.from({ length: d.length }, (_, i) => i));
-  return {
-    x: Array.from(b.x),
-    y: Array.from(b.y),
-    t: Array.from(b.t),
-    inputShape: [...d.inputShape],
-  };
-}
+export {
+  materialize,
+  type MaterializedDataset,
+  type MaterializedField,
+  MemoryDataset,
+  type SampleField,
+  SampleMemory,
+} from "./memory.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Policies
@@ -364,7 +172,7 @@ export abstract class StoragePolicy {
  * ```
  */
 export class ReservoirSamplingBuffer extends StoragePolicy {
-  #data: MemoryDataset = MemoryDataset.empty();
+  #data: SampleMemory = SampleMemory.empty();
   /** Sorted descending, aligned with #data; null while not drawn (initial extMem data). */
   #weights: Float64Array | null = new Float64Array(0);
 
@@ -382,14 +190,14 @@ export class ReservoirSamplingBuffer extends StoragePolicy {
    */
   static withData(maxSize: number, data: Dataset): ReservoirSamplingBuffer {
     const r = new ReservoirSamplingBuffer(maxSize);
-    r.#data = MemoryDataset.of(data);
+    r.#data = SampleMemory.of(data);
     r.#weights = null;
     r.resize(maxSize);
     return r;
   }
 
   /** The samples kept, by decreasing weight. */
-  get buffer(): MemoryDataset {
+  get buffer(): SampleMemory {
     return this.#data;
   }
 
@@ -426,7 +234,7 @@ export class ReservoirSamplingBuffer extends StoragePolicy {
    */
   updateFromDataset(data: Dataset, rng: Rng, indices?: ArrayLike<number>): void {
     this.drawPendingWeights(rng);
-    const all = MemoryDataset.of(data);
+    const all = SampleMemory.of(data);
     const fresh = indices ? all.select(indices) : all;
     if (fresh.length === 0) return;
     if (this.#data.length > 0 && fresh.inputShape.join() !== this.#data.inputShape.join()) {
@@ -439,7 +247,7 @@ export class ReservoirSamplingBuffer extends StoragePolicy {
     for (let i = 0; i < n; i++) w[i] = rng.next();
     w.set(this.#weights!, n);
     const keep = sortDescending(w).subarray(0, Math.min(this.maxSize, w.length));
-    this.#data = MemoryDataset.concat([fresh, this.#data]).select(keep);
+    this.#data = SampleMemory.concat([fresh, this.#data]).select(keep);
     this.#weights = Float64Array.from(keep, (i) => w[i]);
   }
 
@@ -463,7 +271,7 @@ export class ReservoirSamplingBuffer extends StoragePolicy {
   }
 
   /** Rebuilds a reservoir from a group state and its samples. */
-  static fromGroupState(g: ReservoirGroupState, data: MemoryDataset): ReservoirSamplingBuffer {
+  static fromGroupState(g: ReservoirGroupState, data: SampleMemory): ReservoirSamplingBuffer {
     const r = new ReservoirSamplingBuffer(g.maxSize);
     if (g.weights !== null && (!Array.isArray(g.weights) || g.weights.length !== data.length)) {
       throw new RangeError(
@@ -489,7 +297,7 @@ export class ReservoirSamplingBuffer extends StoragePolicy {
   /** Restores what {@link ReservoirSamplingBuffer.state} returned. */
   loadState(state: StoragePolicyState): void {
     this.checkKind(state);
-    const data = MemoryDataset.fromMaterialized(state.data);
+    const data = SampleMemory.fromMaterialized(state.data);
     const r = ReservoirSamplingBuffer.fromGroupState(state.groups[0], data);
     this.setMaxSize(state.maxSize);
     this.#data = r.#data;
@@ -516,7 +324,7 @@ export abstract class BalancedStoragePolicy extends StoragePolicy {
   readonly totalNumGroups: number | undefined;
   /** Groups in insertion order. */
   protected readonly groupBuffers: Map<number, ReservoirSamplingBuffer> = new Map();
-  #cache: MemoryDataset | undefined;
+  #cache: SampleMemory | undefined;
 
   /**
    * An empty balanced memory.
@@ -569,8 +377,8 @@ export abstract class BalancedStoragePolicy extends StoragePolicy {
   }
 
   /** The samples of every group, concatenated in group order. */
-  get buffer(): MemoryDataset {
-    return this.#cache ??= MemoryDataset.concat(
+  get buffer(): SampleMemory {
+    return this.#cache ??= SampleMemory.concat(
       [...this.groupBuffers.values()].map((g) => g.buffer),
     );
   }
@@ -611,7 +419,7 @@ export abstract class BalancedStoragePolicy extends StoragePolicy {
   /** Restores the groups from a state. */
   protected loadGroups(state: StoragePolicyState): void {
     this.checkKind(state);
-    const data = MemoryDataset.fromMaterialized(state.data);
+    const data = SampleMemory.fromMaterialized(state.data);
     this.setMaxSize(state.maxSize);
     this.groupBuffers.clear();
     let start = 0;

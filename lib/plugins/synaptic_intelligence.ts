@@ -8,12 +8,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { weightedSquaredDistance } from "../backends/fused.ts";
 import { type Module, newVariable, stateToTensor, type TensorState } from "../nn/module.ts";
 import { tensorToState } from "../nn/module.ts";
+import { quadraticPenalty, sumPenalties } from "../nn/penalties.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
-import { Strategy, type StrategyOptions } from "../strategy/template.ts";
+import { withPlugin } from "../strategy/strategies.ts";
+import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { fitToShape } from "./ewc.ts";
 
 /** Which gradient the path integral uses. */
@@ -300,15 +301,10 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
     for (const [n, p] of this.trackedParameters(model)) {
       const d = this.#data.get(n);
       if (!d) continue;
-      // λ/2 Σ Ω (θ − θ*)² and its gradient in one kernel (fused.ts).
-      terms.push(weightedSquaredDistance(p, d.importance, d.anchor, lambda / 2));
+      // λ/2 Σ Ω (θ − θ*)², with its gradient in one kernel where the backend has it.
+      terms.push(quadraticPenalty(p, d.importance, d.anchor, lambda / 2));
     }
-    const total = terms.length === 0
-      ? tf.scalar(0)
-      : terms.length === 1
-      ? terms[0]
-      : tf.addN(terms);
-    return total as tf.Scalar;
+    return sumPenalties(terms);
   }
 
   /** Starts the experience: anchors = current parameters, paths = 0. */
@@ -468,9 +464,5 @@ export function synapticIntelligence(opts: SynapticIntelligenceOptions): Strateg
     throw new TypeError("synapticIntelligence needs lambda: pass e.g. { lambda: 1 }");
   }
   const plugin = siPlugin({ lambda, eps, excludedParameters, clipTo, pathGradient });
-  return new Strategy({
-    name: "SynapticIntelligence",
-    ...rest,
-    plugins: [plugin, ...(rest.plugins ?? [])],
-  });
+  return withPlugin("SynapticIntelligence", plugin, rest);
 }

@@ -1,6 +1,7 @@
 /**
  * The baseline strategies: Naive fine-tuning, Cumulative (retrain on everything seen so far) and
- * Joint training (one pass on the concatenation of the whole stream: the usual upper bound).
+ * Joint training (one pass on the concatenation of the whole stream: the usual upper bound), and
+ * {@link withPlugin}, which the methods' strategy builders (EWC, LwF, Replay, ...) share.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import type { Experience } from "../data/experience.ts";
 import { makeExperience } from "../data/experience.ts";
 import { concatDatasets, type Dataset } from "../data/dataset.ts";
 import type { StrategyContext } from "./context.ts";
+import type { Plugin } from "./plugin.ts";
 import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.ts";
 
 /**
@@ -21,6 +23,28 @@ import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.
  */
 export function naive(opts: StrategyOptions): Strategy {
   return new Strategy({ name: "Naive", ...opts });
+}
+
+/**
+ * A fine-tuning strategy named `name` that runs `plugin` (the method) first, then the plugins of
+ * `options.plugins` in their order: how every method's builder (`ewc`, `lwf`, `replay`, ...)
+ * makes its strategy. A `name` in `options` wins over `name`.
+ *
+ * @param name the strategy's name (in results and checkpoints), e.g. "EWC".
+ * @param plugin the method's plugin: `strategy.plugins[0]`.
+ * @param options the strategy's options (model, optimizer, ..., and the user's plugins).
+ *
+ * @example
+ * ```ts ignore
+ * const strategy = withPlugin("MyMethod", new MyPlugin(), { model, plugins: [logger] });
+ * // strategy.plugins: [the MyPlugin, logger]
+ * ```
+ */
+export function withPlugin(name: string, plugin: Plugin, options: StrategyOptions): Strategy {
+  if (!plugin || typeof plugin !== "object") {
+    throw new TypeError(`withPlugin("${name}") needs the method's plugin, got ${String(plugin)}`);
+  }
+  return new Strategy({ name, ...options, plugins: [plugin, ...(options.plugins ?? [])] });
 }
 
 /** Trains each experience on the union of it and every training experience seen before. */
