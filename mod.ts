@@ -131,6 +131,13 @@ export {
 export type { ActivationName, LinearOptions } from "./lib/nn/layers.ts";
 export { crossEntropy, distillationLoss, distillationWithGradient } from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
+export {
+  quadraticPenalty,
+  quadraticPenaltyTerm,
+  quadraticPenaltyWithGradient,
+  sumPenalties,
+} from "./lib/nn/penalties.ts";
+export type { PenaltyEntry } from "./lib/nn/penalties.ts";
 export type { LossTerm, TermWithGradient } from "./lib/nn/terms.ts";
 export type { Criterion } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
@@ -169,6 +176,7 @@ export {
   jointTraining,
   JointTrainingStrategy,
   naive,
+  withPlugin,
 } from "./lib/strategy/strategies.ts";
 
 // Layer 6, metrics: the metric contract, the built-in metrics.
@@ -229,6 +237,14 @@ export { inMemoryLogger } from "./lib/loggers/in_memory.ts";
 export type { InMemoryLogger } from "./lib/loggers/in_memory.ts";
 
 // Layer 6, plugins: evaluation, replay memories and the continual-learning plugins.
+export { EpisodicMemory, MemoryDataset, SampleMemory } from "./lib/plugins/memory.ts";
+export type {
+  EpisodicMemoryState,
+  MaterializedDataset,
+  MaterializedField,
+  MemoryTensors,
+  SampleField,
+} from "./lib/plugins/memory.ts";
 export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
 export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
 export {
@@ -237,7 +253,6 @@ export {
   ClassBalancedStoragePolicy,
   experienceBalanced,
   ExperienceBalancedStoragePolicy,
-  MemoryDataset,
   reservoir,
   ReservoirSamplingBuffer,
   StoragePolicy,
@@ -245,7 +260,6 @@ export {
 export type {
   ClassBalancedOptions,
   ExperienceBalancedOptions,
-  MaterializedDataset,
   ReservoirGroupState,
   StorageContext,
   StoragePolicyState,
@@ -271,14 +285,8 @@ export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
 export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
 export { solveNonNegativeQP } from "./lib/plugins/qp.ts";
 export type { MatrixInput, QPOptions, QPResult } from "./lib/plugins/qp.ts";
-export { EpisodicMemory, gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
-export type {
-  EpisodicMemoryState,
-  GEMOptions,
-  GEMPluginState,
-  GEMStrategyOptions,
-  MemoryTensors,
-} from "./lib/plugins/gem.ts";
+export { gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
+export type { GEMOptions, GEMPluginState, GEMStrategyOptions } from "./lib/plugins/gem.ts";
 export { agem, AGEMPlugin, agemPlugin } from "./lib/plugins/agem.ts";
 export type {
   AGEMOptions,

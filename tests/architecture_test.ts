@@ -55,18 +55,6 @@ const UNITS: Unit[] = [
 const KERNELS_LAYER = 4;
 const KERNELS = "lib/backends/";
 
-/**
- * Arrows that break a rule today and are being removed on other branches. Each entry is
- * "importer -> imported". Delete an entry once its import is gone: the test fails on entries
- * that no longer match an import, so that this list only shrinks until it is empty.
- */
-const PENDING: Record<string, string> = {
-  // Plugins call fused kernels directly; they should go through nn (penalties) or the engine.
-  "lib/plugins/ewc.ts -> lib/backends/fused.ts": "plugins branch",
-  "lib/plugins/synaptic_intelligence.ts -> lib/backends/fused.ts": "plugins branch",
-  "lib/plugins/gem.ts -> lib/backends/fused.ts": "plugins branch",
-};
-
 // ---------------------------------------------------------------------------------------------
 // Reading the sources
 
@@ -412,14 +400,8 @@ Deno.test("every source file belongs to one unit of the layer table", () => {
 
 Deno.test("no import points up a layer or sideways out of order, nor at the kernels from above the engine", () => {
   const found = violations(importGraph());
-  const failures = [...found].filter(([arrow]) => !(arrow in PENDING)).map(([, why]) => why);
+  const failures = [...found.values()];
   assert.deepEqual(failures, [], `imports that break the layers:\n  ${failures.join("\n  ")}`);
-});
-
-Deno.test("the allow-list of pending arrows holds no entry that is already fixed", () => {
-  const found = violations(importGraph());
-  const stale = Object.keys(PENDING).filter((arrow) => !found.has(arrow));
-  assert.deepEqual(stale, [], `these imports are gone: delete them from PENDING`);
 });
 
 Deno.test("the files of lib/strategy/ import each other without cycles", () => {

@@ -18,6 +18,8 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { lwf } from "../lib/plugins/lwf.ts";
+import { ewc } from "../lib/plugins/ewc.ts";
+import { synapticIntelligence } from "../lib/plugins/synaptic_intelligence.ts";
 import { toyBenchmark } from "./_helpers.ts";
 
 const blas = await registerBlasBackend();
@@ -299,3 +301,56 @@ Deno.test("a tapeFree plugin's LossTerm reaches the parameters; a plain tensor t
   );
   model.dispose();
 });
+
+for (const backend of ["wasm", "blas"] as const) {
+  const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
+  for (const method of ["ewc", "si"] as const) {
+    Deno.test({
+      name: `${method.toUpperCase()}'s penalty without the tape trains bit for bit as with it ` +
+        `(${backend})${skip ? ` (skipped: ${skip})` : ""}`,
+      ignore: skip !== undefined,
+      fn: async () => {
+        const train = async (tape: boolean) => {
+          await setBackend(backend);
+          try {
+            const bench = toyBenchmark({ n: 80 });
+            const model = mlp({ input: 64, hidden: [16, 12], outputs: 4, seed: 3 });
+            const common = {
+              model,
+              optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
+              batchSize: 16,
+              epochs: 2,
+              seed: 0,
+              plugins: tape ? [{ name: "tape", beforeForward: () => {} }] : [],
+            };
+            const s = method === "ewc"
+              ? ewc({ ...common, lambda: 50 })
+              : synapticIntelligence({ ...common, lambda: 5 });
+            const steps = new Set<string>();
+            const losses: number[] = [];
+            for (const exp of bench.train) {
+              const r = await s.train(exp);
+              steps.add(s.plan().step);
+              for (const e of r.epochs) losses.push(e.loss);
+            }
+            const bits = [...model.namedParameters()].map(([, v]) =>
+              Array.from(new Uint32Array(v.dataSync().buffer))
+            );
+            s.dispose();
+            model.dispose();
+            return { losses, bits, steps: [...steps] };
+          } finally {
+            await setBackend("wasm");
+          }
+        };
+        const before = tf.memory().numTensors;
+        const free = await train(false), tape = await train(true);
+        assert.deepEqual(free.steps, ["tape-free"]);
+        assert.deepEqual(tape.steps, ["tape"]);
+        assert.deepEqual(free.losses, tape.losses);
+        assert.deepEqual(free.bits, tape.bits);
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+      },
+    });
+  }
+}

@@ -18,9 +18,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { heapInputs, tensorCopiesValues } from "../backends/fused.ts";
+import { heapInputs } from "../backends/fused.ts";
 import type { Batch } from "../data/dataset.ts";
 import type { BatchPart, BatchPlan } from "../data/loader.ts";
+import { StagingArray } from "../nn/staging.ts";
 import { ResidentDataset } from "./resident.ts";
 
 /** A minibatch as tensors, with the typed arrays it came from and the samples it is made of. */
@@ -48,7 +49,7 @@ export type InputPath = "view" | "in place" | "copy";
 
 /** Builds minibatch tensors from plans; one per strategy, reusing its staging array. */
 export class BatchAssembler {
-  #staging = new Float32Array(0);
+  readonly #staging = new StagingArray();
   /** How the last minibatch's inputs were made. */
   lastPath: InputPath | undefined;
 
@@ -105,16 +106,14 @@ export class BatchAssembler {
       this.lastPath = "in place";
       return x;
     }
-    const reuse = tensorCopiesValues();
-    if (reuse && this.#staging.length < n * size) this.#staging = new Float32Array(n * size);
-    const values = reuse ? this.#staging.subarray(0, n * size) : new Float32Array(n * size);
-    let at = 0;
-    for (const { dataset, indices } of plan.parts) {
-      dataset.fillBatch(indices, values, at * size);
-      at += indices.length;
-    }
     this.lastPath = "copy";
-    return tf.tensor(values, shape, "float32");
+    return this.#staging.tensor(shape, (values) => {
+      let at = 0;
+      for (const { dataset, indices } of plan.parts) {
+        dataset.fillBatch(indices, values, at * size);
+        at += indices.length;
+      }
+    });
   }
 }
 

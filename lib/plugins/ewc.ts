@@ -12,7 +12,8 @@ import type { Dataset } from "../data/dataset.ts";
 import type { Criterion } from "../nn/losses.ts";
 import { crossEntropy } from "../nn/losses.ts";
 import { type Module, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
-import { quadraticPenalty, sumPenalties } from "../nn/penalties.ts";
+import { type PenaltyEntry, quadraticPenaltyTerm } from "../nn/penalties.ts";
+import type { LossTerm } from "../nn/terms.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { Rng } from "../random.ts";
 import { checkBatchSize, DatasetLoader } from "../data/loader.ts";
@@ -434,19 +435,24 @@ export class EWCPlugin extends StrategyPlugin {
    * function (as `beforeBackward` does) or a tidy scope.
    */
   penalty(model: Module): tf.Scalar | undefined {
+    return this.penaltyTerm(model)?.value();
+  }
+
+  /**
+   * {@link EWCPlugin.penalty} as a loss term that also gives its gradients without the tape, or
+   * undefined before any experience was consolidated.
+   */
+  penaltyTerm(model: Module): LossTerm | undefined {
     if (this.#experiences === 0) return undefined;
     this.#fitShapes(model);
     const params = model.namedParameters();
-    const terms: tf.Tensor[] = [];
-    for (const [n, s] of this.#importance) {
-      const p = params.get(n);
-      if (!p) continue;
-      // λ Σ S (θ − μ)², with its gradient in one kernel where the backend has it.
-      terms.push(quadraticPenalty(p, s, this.#anchor.get(n)!, this.ewcLambda));
+    const entries: PenaltyEntry[] = [];
+    for (const [name, importance] of this.#importance) {
+      const x = params.get(name);
+      if (x) entries.push({ name, x, importance, anchor: this.#anchor.get(name)! });
     }
-    let total: tf.Tensor = sumPenalties(terms);
-    if (this.#constant !== 0) total = tf.add(total, this.#constant * this.ewcLambda);
-    return total as tf.Scalar;
+    // λ Σ S (θ − μ)², with its gradient in one kernel where the backend has it.
+    return quadraticPenaltyTerm(entries, this.ewcLambda, this.#constant * this.ewcLambda);
   }
 
   /** Fits saved tensors to parameters that grew when the model adapted to the experience. */
@@ -454,9 +460,12 @@ export class EWCPlugin extends StrategyPlugin {
     this.#fitShapes(ctx.model);
   }
 
+  /** The penalty's gradient is known: the strategy may train without recording the tape. */
+  readonly tapeFree = true;
+
   /** Adds the penalty as the loss term `"ewc"`. */
   beforeBackward(ctx: StrategyContext): void {
-    const term = this.penalty(ctx.model);
+    const term = this.penaltyTerm(ctx.model);
     if (term) ctx.addLoss(term, "ewc");
   }
 

@@ -102,6 +102,10 @@ class CopiedSamples extends Dataset {
     const size = this.sampleSize;
     out.set(this.values.subarray(i * size, (i + 1) * size), offset);
   }
+
+  override get fillsInJs(): boolean {
+    return true;
+  }
 }
 
 /** The copied samples `m` is made of, when it is all of them in their order. */
@@ -370,6 +374,39 @@ export class SampleMemory extends Dataset {
   /** Writes sample `i`'s input (read from its source) into `out` at `offset`. */
   fillX(i: number, out: Float32Array, offset: number): void {
     this.sources[this.sourceOf[i]].fillX(this.indexOf[i], out, offset);
+  }
+
+  /** Filled by the sources' own code: JavaScript alone when theirs is. */
+  override get fillsInJs(): boolean {
+    return this.sources.every((d) => d.fillsInJs);
+  }
+
+  /**
+   * Each run of consecutive samples from one source is filled by one call of that source's
+   * `fillBatch`, which converts a whole minibatch at once.
+   */
+  override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
+    const n = indices.length, size = this.sampleSize, length = this.length;
+    const local = new Int32Array(n);
+    let start = 0;
+    while (start < n) {
+      const first = indices[start];
+      if (!(Number.isInteger(first) && first >= 0 && first < length)) {
+        throw new RangeError(`Sample index ${first} is out of range for a memory of ${length}`);
+      }
+      const source = this.sourceOf[first];
+      let end = start;
+      for (; end < n; end++) {
+        const i = indices[end];
+        if (!(Number.isInteger(i) && i >= 0 && i < length)) {
+          throw new RangeError(`Sample index ${i} is out of range for a memory of ${length}`);
+        }
+        if (this.sourceOf[i] !== source) break;
+        local[end] = this.indexOf[i];
+      }
+      this.sources[source].fillBatch(local.subarray(start, end), out, offset + start * size);
+      start = end;
+    }
   }
 
   /**

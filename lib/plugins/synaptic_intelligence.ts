@@ -10,7 +10,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Module, newVariable, stateToTensor, type TensorState } from "../nn/module.ts";
 import { tensorToState } from "../nn/module.ts";
-import { quadraticPenalty, sumPenalties } from "../nn/penalties.ts";
+import { type PenaltyEntry, quadraticPenaltyTerm } from "../nn/penalties.ts";
+import type { LossTerm } from "../nn/terms.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
@@ -297,20 +298,27 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
 
   /** The penalty `λ/2 Σ Ω (θ − θ*)²` for the model's current parameters. Differentiable. */
   penalty(model: Module, lambda: number): tf.Scalar {
-    const terms: tf.Tensor[] = [];
-    for (const [n, p] of this.trackedParameters(model)) {
-      const d = this.#data.get(n);
-      if (!d) continue;
-      // λ/2 Σ Ω (θ − θ*)², with its gradient in one kernel where the backend has it.
-      terms.push(quadraticPenalty(p, d.importance, d.anchor, lambda / 2));
+    return this.penaltyTerm(model, lambda).value();
+  }
+
+  /** {@link SynapticIntelligencePlugin.penalty} as a loss term that also gives its gradients. */
+  penaltyTerm(model: Module, lambda: number): LossTerm {
+    const entries: PenaltyEntry[] = [];
+    for (const [name, x] of this.trackedParameters(model)) {
+      const d = this.#data.get(name);
+      if (d) entries.push({ name, x, importance: d.importance, anchor: d.anchor });
     }
-    return sumPenalties(terms);
+    // λ/2 Σ Ω (θ − θ*)², with its gradient in one kernel where the backend has it.
+    return quadraticPenaltyTerm(entries, lambda / 2);
   }
 
   /** Starts the experience: anchors = current parameters, paths = 0. */
   beforeTrainingExp(ctx: StrategyContext): void {
     this.#sync(ctx.model, true);
   }
+
+  /** The penalty's gradient is known: the strategy may train without recording the tape. */
+  readonly tapeFree = true;
 
   /** Adds the term `"si"` from the second experience on. */
   beforeBackward(ctx: StrategyContext): void {
@@ -319,7 +327,7 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
     this.#sync(ctx.model, false);
     const lambda = this.lambdaFor(ctx.clock.trainExperiences);
     if (lambda === 0) return;
-    ctx.addLoss(this.penalty(ctx.model, lambda), "si");
+    ctx.addLoss(this.penaltyTerm(ctx.model, lambda), "si");
     this.#activeLambda = lambda;
   }
 
