@@ -292,7 +292,7 @@ export interface AGEMStrategyOptions extends StrategyOptions, AGEMOptions {}
  *
  * @example
  * ```ts ignore
- * const bench = await permutedMNIST({ experiences: 10, dataDir: "../shared/datasets" });
+ * const bench = await permutedMNIST({ experiences: 10 });
  * const strategy = agem({
  *   model: mlp({ hidden: [256, 256] }),
  *   patternsPerExperience: 250,

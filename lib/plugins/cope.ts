@@ -351,7 +351,7 @@ function checkInt(name: string, v: unknown, min: number, fix: string): number {
  *
  * @example
  * ```ts ignore
- * const bench = splitOnline(await splitMNIST({ dataDir: "../shared/datasets" }), { experienceSize: 10 });
+ * const bench = splitOnline(await splitMNIST(), { experienceSize: 10 });
  * const model = mlp({ hidden: [400, 400], outputs: 32 });
  * const strategy = naive({ model, batchSize: 10, plugins: [new CoPEPlugin(200, 10, 32)] });
  * for (const exp of bench.train) await strategy.train(exp);
@@ -648,7 +648,7 @@ function outputSize(model: Module): number | undefined {
  *
  * @example
  * ```ts ignore
- * const bench = splitOnline(await splitMNIST({ dataDir: "../shared/datasets" }), { experienceSize: 10 });
+ * const bench = splitOnline(await splitMNIST(), { experienceSize: 10 });
  * const strategy = cope({ model: mlp({ hidden: [400, 400], outputs: 32 }), batchSize: 10, memSize: 200 });
  * for (const exp of bench.train) await strategy.train(exp);
  * console.log((await strategy.eval(bench.test)).accuracy);

@@ -436,7 +436,7 @@ export interface CWRStarOptions extends StrategyOptions {
  *
  * @example
  * ```ts ignore
- * const bench = await splitMNIST({ dataDir: "../shared/datasets" });
+ * const bench = await splitMNIST();
  * const strategy = cwrStar({ model: mlp({ hidden: [400] }), epochs: 2, batchSize: 64 });
  * for (const exp of bench.train) await strategy.train(exp);
  * console.log((await strategy.eval(bench.test)).accuracy);

@@ -215,7 +215,7 @@ function checkLambda(what: string, v: unknown): number {
  *   batch size, in order, the model in training mode) of the squared gradients of the mean
  *   criterion loss, for every trainable parameter. (Avalanche puts the model in eval mode for
  *   this pass; the two differ only for models with dropout. Training mode matches
- *   `shared/bench/torch_ref.py`.)
+ *   the bench's PyTorch reference.)
  * - In `beforeBackward` the penalty `λ Σ_e Σ_p F_e,p (θ_p − θ_e,p)²` is added to the loss as the
  *   term `"ewc"` (`"separate"` mode; no ½ factor, as Avalanche). `"online"` mode keeps one running
  *   importance `F = decayFactor·F_old + F_new` anchored at the latest parameters `θ*` and adds

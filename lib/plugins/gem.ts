@@ -490,7 +490,7 @@ export interface GEMStrategyOptions extends StrategyOptions, GEMOptions {}
  *
  * @example
  * ```ts ignore
- * const bench = await permutedMNIST({ experiences: 10, dataDir: "../shared/datasets" });
+ * const bench = await permutedMNIST({ experiences: 10 });
  * const strategy = gem({
  *   model: mlp({ hidden: [100, 100] }),
  *   patternsPerExperience: 256,
