@@ -21,13 +21,19 @@ import { isLossTerm, type LossTerm } from "../nn/terms.ts";
 import type { TensorBatch } from "./batches.ts";
 import { type DirectStep, directStepFor } from "./direct.ts";
 
-/** What a step reads and writes: the part of the hooks' context it fills in. */
+/** What a step reads and writes: the part of the hooks' context (`StrategyContext`) it fills in. */
 export interface StepState {
+  /** The current minibatch (set before `beforeTrainingIteration`; may be replaced there). */
   batch: TensorBatch | undefined;
+  /** Model output (logits) for the minibatch, set by the forward pass; `afterForward` may replace it. */
   output: tf.Tensor | undefined;
+  /** The loss: the criterion's value, plus terms added with `ctx.addLoss`. */
   loss: tf.Scalar | undefined;
+  /** Terms added to the loss in this iteration, by name. */
   lossTerms: Map<string, tf.Scalar>;
+  /** Parameters that get gradients in this iteration (plugins may remove some: freezing). */
   params: Map<string, tf.Variable>;
+  /** Gradients by parameter name, set after backward; `afterBackward` may replace them. */
   grads: Map<string, tf.Tensor> | undefined;
 }
 

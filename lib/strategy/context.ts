@@ -13,8 +13,7 @@ import type { Criterion } from "../nn/losses.ts";
 import type { Optimizer } from "../optim/optimizers.ts";
 import type { Rng } from "../random.ts";
 import type { DataLoader } from "../data/loader.ts";
-import type { TensorBatch } from "../engine/batches.ts";
-import type { StepPlan } from "../engine/step.ts";
+import type { StepPlan, StepState } from "../engine/step.ts";
 import type { LossTerm } from "../nn/terms.ts";
 
 export type { TensorBatch } from "../engine/batches.ts";
@@ -51,8 +50,11 @@ export interface StrategySettings {
   readonly evalEvery: number;
 }
 
-/** Everything a hook can see. Fields are set in the phases named in their docs. */
-export interface StrategyContext {
+/**
+ * Everything a hook can see. Fields are set in the phases named in their docs; the minibatch,
+ * output, loss, loss terms, parameters and gradients are those of {@link StepState}.
+ */
+export interface StrategyContext extends StepState {
   /** The running strategy's settings (batch sizes, epochs, shuffling). */
   readonly settings: StrategySettings;
   /** The model being trained or evaluated. */
@@ -77,18 +79,6 @@ export interface StrategyContext {
   dataLoader: DataLoader | undefined;
   /** Epochs to train the current experience. */
   epochs: number;
-  /** The current minibatch (set before `beforeTrainingIteration`; may be replaced there). */
-  batch: TensorBatch | undefined;
-  /** Model output (logits) for the minibatch, set by the forward pass; `afterForward` may replace it. */
-  output: tf.Tensor | undefined;
-  /** The loss: the criterion's value, plus terms added with {@link StrategyContext.addLoss}. */
-  loss: tf.Scalar | undefined;
-  /** Terms added to the loss in this iteration, by name. */
-  lossTerms: Map<string, tf.Scalar>;
-  /** Parameters that get gradients in this iteration (plugins may remove some: freezing). */
-  params: Map<string, tf.Variable>;
-  /** Gradients by parameter name, set after backward; `afterBackward` may replace them. */
-  grads: Map<string, tf.Tensor> | undefined;
   /** Rows of metrics produced in this run so far. */
   readonly rows: MetricRow[];
   /**
