@@ -228,6 +228,11 @@ Deno.test("strategy.plan() says which step runs and why", async () => {
     /features layer 0 is a ToImage, which has no tape-free backward/,
   );
   assert.equal(lwf({ model, seed: 0 }).plan().step, "tape-free", "LwF declares tapeFree");
+  // Planned as training sees the model: its dropout is active then, whatever the mode now.
+  const dropped = mlp({ input: 64, hidden: [8], outputs: 4, dropout: 0.5, seed: 1 }).eval();
+  assert.match(naive({ model: dropped, seed: 0 }).plan().reasons.join(), /is a Dropout/);
+  assert.equal(dropped.training, false, "plan() leaves the mode as it was");
+  dropped.dispose();
   // The step of the current epoch is on the context.
   const steps: string[] = [];
   const bench = toyBenchmark({ n: 20 });

@@ -562,7 +562,7 @@ for (const backendName of FUSED_BACKENDS) {
 
 /**
  * The backward of {@link linear}, one piece per function so that callers compute only what
- * they need: the tape's gradient below and the tape-free step (`lib/nn/direct.ts`) share them,
+ * they need: the tape's gradient below and the tape-free step (`lib/engine/direct.ts`) share them,
  * so both give the same values bit for bit.
  */
 export const linearGrad = {

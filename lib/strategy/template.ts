@@ -134,6 +134,43 @@ export interface StrategyState {
   rows: MetricRow[];
   plugins: Record<string, unknown>;
   extra: Record<string, unknown>;
+  /**
+   * Set on a state taken in the middle of training an experience (a periodic checkpoint after
+   * some of its epochs): which experience, and how many of its epochs were done.
+   */
+  position?: { stream: string; experience: number; epochsDone: number };
+}
+
+/** Where a periodic checkpoint was taken (see {@link TrainOptions.checkpoint}). */
+export interface CheckpointPoint {
+  stream: string;
+  experience: number;
+  /** Epochs of the experience done. */
+  epochsDone: number;
+  /** True when the experience is not finished (the state has a `position`). */
+  midExperience: boolean;
+}
+
+/** Options of {@link Strategy.train}. */
+export interface TrainOptions {
+  /** Streams evaluated according to `evalEvery`. */
+  evalStreams?: (Experience | Iterable<Experience>)[];
+  /**
+   * A state to resume from, restored before training. One taken in the middle of an experience
+   * (it has a `position`: the first experience given must be that one) is restored again once
+   * the experience has started (dataset adaptation, loader, `beforeTrainingExp`), and training
+   * goes on with the next epoch: the numbers are those of a run never interrupted.
+   */
+  resume?: StrategyState;
+  /** Periodic checkpoints: `save` receives the run's state at the points asked for. */
+  checkpoint?: {
+    /** After every N epochs of an experience (its last epoch counts as the experience's end). */
+    everyEpochs?: number;
+    /** After every experience (after its periodic evaluation, if any). @default true */
+    everyExperience?: boolean;
+    /** Receives each state (plain data); awaited before training goes on. */
+    save(state: StrategyState, at: CheckpointPoint): void | Promise<void>;
+  };
 }
 
 function positiveInt(name: string, v: number): void {
@@ -327,7 +364,14 @@ export class Strategy implements StrategySettings {
    */
   plan(): StepPlan {
     if (!this.#inTrain) this.#hooks.collect();
-    return planStep(this.model, this.criterion, this.#hooks.declarations(this.ctx)).plan;
+    // As training would see the model (dropout is active only in training mode).
+    const wasTraining = this.model.training;
+    this.model.train();
+    try {
+      return planStep(this.model, this.criterion, this.#hooks.declarations(this.ctx)).plan;
+    } finally {
+      this.model.train(wasTraining);
+    }
   }
 
   // -------------------------------------------------------------- training ----
@@ -338,9 +382,25 @@ export class Strategy implements StrategySettings {
    */
   async train(
     experiences: Experience | Iterable<Experience>,
-    opts: { evalStreams?: (Experience | Iterable<Experience>)[] } = {},
+    opts: TrainOptions = {},
   ): Promise<TrainResult> {
     const list = this.trainingExperiences(toExperiences(experiences, "train"));
+    const resume = opts.resume;
+    // Restored before the experience starts (its hooks see the plugins' restored state: replay
+    // builds its loader from the restored memory) and, mid-experience, once more after.
+    if (resume) await this.restore(resume);
+    if (resume?.position) {
+      const { stream, experience } = resume.position;
+      if (list[0].stream !== stream || list[0].id !== experience) {
+        throw new RangeError(
+          `This state was taken during experience ${experience} of stream "${stream}", but ` +
+            `training resumes on experience ${list[0].id} of "${list[0].stream}": pass that ` +
+            `experience first`,
+        );
+      }
+    }
+    const every = opts.checkpoint?.everyEpochs;
+    if (every !== undefined) positiveInt("checkpoint.everyEpochs", every);
     const firstRow = this.rows.length;
     const start = performance.now();
     const result: TrainResult = { epochs: [], rows: [], samples: 0, seconds: 0 };
@@ -352,8 +412,9 @@ export class Strategy implements StrategySettings {
     this.#inTrain = true;
     try {
       await this.#hooks.call("beforeTraining", ctx);
-      for (const exp of list) {
-        await this.#trainExperience(exp, result, opts.evalStreams ?? []);
+      for (const [k, exp] of list.entries()) {
+        const from = k === 0 && resume?.position ? resume : undefined;
+        await this.#trainExperience(exp, result, opts, from);
       }
       ctx.phase = "train";
       await this.#hooks.call("afterTraining", ctx);
@@ -369,8 +430,10 @@ export class Strategy implements StrategySettings {
   async #trainExperience(
     exp: Experience,
     result: TrainResult,
-    evalStreams: (Experience | Iterable<Experience>)[],
+    opts: TrainOptions,
+    resume: StrategyState | undefined,
   ): Promise<void> {
+    const evalStreams = opts.evalStreams ?? [];
     const ctx = this.ctx;
     ctx.experience = exp;
     ctx.epochs = this.epochs;
@@ -391,17 +454,29 @@ export class Strategy implements StrategySettings {
     this.model.adapt(exp, true);
     this.model.train();
     await this.#hooks.call("beforeTrainingExp", ctx);
-    for (let e = 0; e < ctx.epochs && !this.#stop; e++) {
+    // Resumed mid-experience: the experience has started again, and what its start changed
+    // (SI's anchors, GDumb's fresh weights) goes back to the state taken within it.
+    if (resume) await this.restore(resume);
+    const save = opts.checkpoint?.save, every = opts.checkpoint?.everyEpochs;
+    for (let e = resume?.position?.epochsDone ?? 0; e < ctx.epochs && !this.#stop; e++) {
       const epoch = await this.#trainEpoch(exp, e);
       result.epochs.push(epoch);
       result.samples += epoch.samples;
       if (this.evalEvery > 0 && (e + 1) % this.evalEvery === 0) {
         await this.#periodicEval(evalStreams);
       }
+      if (save && every && (e + 1) % every === 0 && e + 1 < ctx.epochs && !this.#stop) {
+        const position = { stream: exp.stream, experience: exp.id, epochsDone: e + 1 };
+        await save({ ...this.checkpoint(), position }, { ...position, midExperience: true });
+      }
     }
     await this.#hooks.call("afterTrainingExp", ctx);
     this.clock.trainExperiences++;
     if (this.evalEvery === 0) await this.#periodicEval(evalStreams);
+    if (save && (opts.checkpoint!.everyExperience ?? true)) {
+      const at = { stream: exp.stream, experience: exp.id, epochsDone: this.clock.epoch };
+      await save(this.checkpoint(), { ...at, midExperience: false });
+    }
   }
 
   async #trainEpoch(exp: Experience, e: number): Promise<EpochResult> {
