@@ -33,6 +33,18 @@ export interface ContiguousRows {
   readonly start: number;
 }
 
+/** Throws unless every entry of `labels` (class or task labels) is an integer ≥ 0. */
+function checkLabels(what: string, labels: ArrayLike<number>): void {
+  for (let i = 0; i < labels.length; i++) {
+    const v = labels[i];
+    if (!(Number.isInteger(v) && v >= 0 && v < 2 ** 31)) {
+      throw new RangeError(
+        `${what}[${i}] is ${v}: labels must be integers ≥ 0 (class ids), not rounded silently`,
+      );
+    }
+  }
+}
+
 /** Throws when `i` is not a sample index of a dataset of `length` samples. */
 function checkIndex(i: number, length: number): void {
   if (!(Number.isInteger(i) && i >= 0 && i < length)) {
@@ -286,6 +298,20 @@ export class ArrayDataset extends Dataset {
     }
     const std = opts.std ?? 1;
     if (!(std > 0)) throw new RangeError(`std must be > 0, got ${std}`);
+    checkLabels("y", opts.y);
+    if (opts.taskLabels) checkLabels("taskLabels", opts.taskLabels);
+    if (opts.x instanceof Float32Array) {
+      const x = opts.x;
+      for (let i = 0; i < x.length; i++) {
+        if (!Number.isFinite(x[i])) {
+          throw new RangeError(
+            `x holds ${x[i]} at index ${i} (sample ${Math.floor(i / size)}, feature ${
+              i % size
+            }): inputs must be finite numbers; clean or drop that sample`,
+          );
+        }
+      }
+    }
     this.options = opts;
     this.inputShape = [...opts.inputShape];
     this.targets = Int32Array.from(opts.y);

@@ -12,11 +12,29 @@ let variableCounter = 0;
 
 /** Creates a tfjs variable with a globally unique engine name derived from `name`. */
 export function newVariable(init: tf.Tensor, name: string, trainable = true): tf.Variable {
+  requireBackend();
   return tf.variable(
     init,
     trainable,
     `${name.replace(/[^A-Za-z0-9_./-]/g, "_")}__${variableCounter++}`,
   );
+}
+
+/**
+ * Throws an error that says what to call when no tfjs backend is ready yet (the WebAssembly
+ * backend starts asynchronously, so the first tensor made before `setup()` would fail with
+ * tfjs' own message, which does not name perennial's entry point).
+ */
+export function requireBackend(): void {
+  try {
+    void tf.engine().backend;
+  } catch (e) {
+    if (!/not yet been initialized/.test(String((e as Error)?.message ?? e))) throw e;
+    throw new Error(
+      "No backend is ready yet: run `await setup()` once first (or `await setup({ backend: " +
+        '"blas" | "wasm" | "cpu", seed: 0 })`), before building models or tensors',
+    );
+  }
 }
 
 /** Extra inputs a forward pass may use (task labels for multi-head models). */
@@ -44,6 +62,48 @@ export function tensorToState(t: tf.Tensor): TensorState {
   return { shape: [...t.shape], values: Array.from(t.dataSync()) };
 }
 
+/**
+ * Throws unless `s` is a well-formed {@link TensorState} (of shape `shape` when given): a shape
+ * of non-negative integers and as many finite numbers as it holds. `what` names it in the error
+ * (`Parameter "features.0.weight"`). A NaN is written as `null` by `JSON.stringify`, so a
+ * checkpoint of a diverged run fails here rather than loading zeros.
+ */
+export function checkTensorState(what: string, s: unknown, shape?: readonly number[]): void {
+  const t = s as TensorState;
+  if (!t || typeof t !== "object" || !Array.isArray(t.shape)) {
+    throw new TypeError(`${what} is not a tensor state { shape, values }: got ${brief(s)}`);
+  }
+  if (!t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new TypeError(`${what} has a malformed shape ${brief(t.shape)}`);
+  }
+  if (shape && t.shape.join() !== shape.join()) {
+    throw new RangeError(`${what} has shape [${shape}] but the state has [${t.shape}]`);
+  }
+  const size = t.shape.reduce((a, b) => a * b, 1);
+  const values = t.values as ArrayLike<unknown> | undefined;
+  if (!values || typeof values !== "object" || values.length !== size) {
+    throw new RangeError(
+      `${what} of shape [${t.shape}] needs ${size} values, the state has ${
+        values && typeof values === "object" ? values.length : brief(values)
+      }`,
+    );
+  }
+  for (let i = 0; i < size; i++) {
+    const v = values[i];
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new RangeError(
+        `${what} has ${brief(v)} at index ${i} where a finite number belongs (JSON writes NaN ` +
+          `as null): the state is damaged or comes from a diverged run`,
+      );
+    }
+  }
+}
+
+function brief(v: unknown): string {
+  const text = v === undefined ? "undefined" : JSON.stringify(v) ?? String(v);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
 /** Converts plain data to a tensor. */
 export function stateToTensor(s: TensorState): tf.Tensor {
   return tf.tensor(s.values, s.shape, "float32");
@@ -58,6 +118,10 @@ export abstract class Module {
   training = true;
   readonly #params = new Map<string, tf.Variable>();
   readonly #children = new Map<string, Module>();
+
+  constructor() {
+    requireBackend();
+  }
 
   /** The forward pass. Call it inside `tf.tidy` or a gradient function. */
   abstract forward(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor;
@@ -169,6 +233,15 @@ export abstract class Module {
 
   /** Loads parameters from {@link Module.stateDict} output; names and shapes must match. */
   loadStateDict(state: ModuleState): void {
+    if (
+      !state || typeof state !== "object" || !state.tensors || typeof state.tensors !== "object"
+    ) {
+      throw new TypeError(
+        `Not a module state: expected { tensors: { name: { shape, values } } }, got ${
+          brief(state)
+        }`,
+      );
+    }
     if (state.structure) this.loadStructure(state.structure);
     const params = this.namedParameters();
     for (const name of Object.keys(state.tensors)) {
@@ -184,17 +257,7 @@ export abstract class Module {
     for (const [name, v] of params) {
       const s = state.tensors[name];
       if (!s) throw new RangeError(`State lacks parameter "${name}"`);
-      if (!Array.isArray(s.shape) || s.shape.join() !== v.shape.join()) {
-        throw new RangeError(
-          `Parameter "${name}" has shape [${v.shape}] but the state has [${s.shape}]`,
-        );
-      }
-      if (s.values?.length !== v.size) {
-        throw new RangeError(
-          `Parameter "${name}" of shape [${v.shape}] needs ${v.size} values, ` +
-            `the state has ${s.values?.length}`,
-        );
-      }
+      checkTensorState(`Parameter "${name}"`, s, v.shape);
     }
     for (const [name, v] of params) tf.tidy(() => v.assign(stateToTensor(state.tensors[name])));
   }

@@ -17,9 +17,9 @@ import type { Dataset } from "../data/dataset.ts";
 import { type BatchPlan, checkBatchSize, type DataLoader, DatasetLoader } from "../data/loader.ts";
 import { accuracyMatrix, type MetricRow, metricRows } from "../data/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
-import type { Module, ModuleState } from "../nn/module.ts";
-import { type Optimizer, type OptimizerState, sgd } from "../optim/optimizers.ts";
-import { Rng, type RngState } from "../random.ts";
+import type { Module } from "../nn/module.ts";
+import { type Optimizer, sgd } from "../optim/optimizers.ts";
+import { Rng } from "../random.ts";
 import { BatchAssembler, type TensorBatch } from "../engine/batches.ts";
 import { IterationScope } from "../engine/scope.ts";
 import {
@@ -32,8 +32,12 @@ import {
 } from "../engine/step.ts";
 import { RunningTotals } from "../engine/totals.ts";
 import type { Clock, StrategyContext, StrategySettings } from "./context.ts";
+import { checkStrategyState, type StrategyShape, type StrategyState } from "./state.ts";
+import { withEngine } from "../engine/lock.ts";
 import { Hooks } from "./hooks.ts";
 import type { Plugin } from "./plugin.ts";
+
+export type { StrategyState } from "./state.ts";
 
 /** Options shared by every strategy builder. */
 export interface StrategyOptions {
@@ -121,24 +125,6 @@ export interface EvalResult {
   samples: number;
   seconds: number;
   rows: MetricRow[];
-}
-
-/** Plain-data state of a strategy: enough to resume a run and get the same numbers. */
-export interface StrategyState {
-  version: 1;
-  name: string;
-  model: ModuleState;
-  optimizer: OptimizerState;
-  rng: RngState;
-  clock: Clock;
-  rows: MetricRow[];
-  plugins: Record<string, unknown>;
-  extra: Record<string, unknown>;
-  /**
-   * Set on a state taken in the middle of training an experience (a periodic checkpoint after
-   * some of its epochs): which experience, and how many of its epochs were done.
-   */
-  position?: { stream: string; experience: number; epochsDone: number };
 }
 
 /** Where a periodic checkpoint was taken (see {@link TrainOptions.checkpoint}). */
@@ -243,6 +229,11 @@ export class Strategy implements StrategySettings {
   readonly #region: DifferentiableRegion;
   #stop = false;
   #inTrain = false;
+  /** The public call running now, if any (a second one on the same strategy is refused). */
+  #busy: "train" | "eval" | undefined;
+  /** Why the model's weights are not usable any more, once training diverged. */
+  #diverged: string | undefined;
+  #disposed = false;
 
   constructor(opts: StrategyOptions) {
     if (
@@ -378,17 +369,64 @@ export class Strategy implements StrategySettings {
 
   /**
    * Trains on an experience or on each experience of a stream in turn. `evalStreams` are
-   * evaluated according to `evalEvery`.
+   * evaluated according to `evalEvery`. Calls of several strategies run one after the other
+   * (one training engine per process); a second call on this strategy while one runs is an
+   * error.
    */
-  async train(
+  train(
     experiences: Experience | Iterable<Experience>,
     opts: TrainOptions = {},
+  ): Promise<TrainResult> {
+    return this.#exclusive("train", () => this.#train(experiences, opts));
+  }
+
+  /** Evaluates on an experience or a stream; returns accuracy and loss per experience. */
+  eval(experiences: Experience | Iterable<Experience>): Promise<EvalResult> {
+    return this.#exclusive("eval", () => this.#eval(experiences));
+  }
+
+  /** Runs a public call: refused when disposed, diverged or busy, else under the engine lock. */
+  async #exclusive<R>(what: "train" | "eval", fn: () => Promise<R>): Promise<R> {
+    this.#checkUsable();
+    if (this.#busy) {
+      throw new Error(
+        `${this.name}.${what}() was called while its ${this.#busy}() is still running: await ` +
+          `the first call before starting another (periodic evaluation during training: ` +
+          `train(exp, { evalStreams }))`,
+      );
+    }
+    if (this.#diverged) {
+      throw new Error(
+        `${this.name} cannot ${what}: ${this.#diverged}. Its weights are not usable: restore a ` +
+          `checkpoint (strategy.restore(state)) or build a new model and strategy`,
+      );
+    }
+    this.#busy = what;
+    try {
+      return await withEngine(fn);
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  #checkUsable(): void {
+    if (this.#disposed) {
+      throw new Error(
+        `This ${this.name} strategy was disposed (strategy.dispose() freed its tensors): build a ` +
+          `new one`,
+      );
+    }
+  }
+
+  async #train(
+    experiences: Experience | Iterable<Experience>,
+    opts: TrainOptions,
   ): Promise<TrainResult> {
     const list = this.trainingExperiences(toExperiences(experiences, "train"));
     const resume = opts.resume;
     // Restored before the experience starts (its hooks see the plugins' restored state: replay
     // builds its loader from the restored memory) and, mid-experience, once more after.
-    if (resume) await this.restore(resume);
+    if (resume) await this.#restore(resume);
     if (resume?.position) {
       const { stream, experience } = resume.position;
       if (list[0].stream !== stream || list[0].id !== experience) {
@@ -456,7 +494,7 @@ export class Strategy implements StrategySettings {
     await this.#hooks.call("beforeTrainingExp", ctx);
     // Resumed mid-experience: the experience has started again, and what its start changed
     // (SI's anchors, GDumb's fresh weights) goes back to the state taken within it.
-    if (resume) await this.restore(resume);
+    if (resume) await this.#restore(resume);
     const save = opts.checkpoint?.save, every = opts.checkpoint?.everyEpochs;
     for (let e = resume?.position?.epochsDone ?? 0; e < ctx.epochs && !this.#stop; e++) {
       const epoch = await this.#trainEpoch(exp, e);
@@ -493,9 +531,11 @@ export class Strategy implements StrategySettings {
     }
     const { lossSum, correct } = this.#totals.read();
     if (!Number.isFinite(lossSum)) {
+      this.#diverged = `its training loss became ${lossSum} in epoch ${e} of experience ${exp.id}`;
       throw new RangeError(
         `Training loss became ${lossSum} in epoch ${e} of experience ${exp.id}: lower the learning rate ` +
-          `(now ${this.optimizer.lr}) or check the inputs and added loss terms`,
+          `(now ${this.optimizer.lr}) or check the inputs and added loss terms. The strategy refuses ` +
+          `train and eval until it is restored from a checkpoint`,
       );
     }
     const epoch: EpochResult = {
@@ -575,7 +615,7 @@ export class Strategy implements StrategySettings {
       dataset: ctx.dataset,
       loader: ctx.dataLoader,
     };
-    for (const s of streams) await this.eval(s);
+    for (const s of streams) await this.#eval(s);
     ctx.phase = "train";
     ctx.experience = saved.experience;
     ctx.experiences = saved.experiences;
@@ -599,8 +639,7 @@ export class Strategy implements StrategySettings {
 
   // ------------------------------------------------------------- evaluation ----
 
-  /** Evaluates on an experience or a stream; returns accuracy and loss per experience. */
-  async eval(experiences: Experience | Iterable<Experience>): Promise<EvalResult> {
+  async #eval(experiences: Experience | Iterable<Experience>): Promise<EvalResult> {
     const list = toExperiences(experiences, "eval");
     const start = performance.now();
     const firstRow = this.rows.length;
@@ -668,6 +707,12 @@ export class Strategy implements StrategySettings {
       samples += await this.#evalIteration(plan, dataset.inputShape);
     }
     const { lossSum, correct } = this.#totals.read();
+    if (!Number.isFinite(lossSum)) {
+      throw new RangeError(
+        `Evaluating experience ${exp.id} of stream "${exp.stream}" gave a ${lossSum} loss: the ` +
+          `model's outputs are not finite (check the inputs for NaN or Infinity, and the weights)`,
+      );
+    }
     const result: ExperienceEval = {
       experience: exp.id,
       stream: exp.stream,
@@ -732,6 +777,7 @@ export class Strategy implements StrategySettings {
 
   /** Everything the run knows, as plain data (JSON-serializable). */
   checkpoint(): StrategyState {
+    this.#checkUsable();
     const plugins: Record<string, unknown> = {};
     this.plugins.forEach((p, i) => {
       if (typeof p.state === "function") plugins[this.#pluginKey(p, i)] = p.state();
@@ -749,13 +795,41 @@ export class Strategy implements StrategySettings {
     };
   }
 
-  /** Restores a state from {@link Strategy.checkpoint} into this strategy (same model architecture). */
+  /**
+   * Restores a state from {@link Strategy.checkpoint} into this strategy (same name, same
+   * stateful plugins in the same order, same model architecture). The whole state is checked
+   * first and, should loading still fail, the strategy is put back as it was: a restore that
+   * throws changes nothing. A restored strategy may train and evaluate again after diverging.
+   */
   async restore(state: StrategyState, opts: RestoreOptions = {}): Promise<void> {
-    if (!state || state.version !== 1) {
-      throw new TypeError(
-        `Not a strategy checkpoint (version ${state?.version}): expected version 1`,
-      );
+    this.#checkUsable();
+    if (this.#busy) {
+      throw new Error(`${this.name}.restore() was called while its ${this.#busy}() is running`);
     }
+    await this.#restore(state, opts);
+  }
+
+  async #restore(state: StrategyState, opts: RestoreOptions = {}): Promise<void> {
+    const shape: StrategyShape = {
+      name: this.name,
+      pluginKeys: this.plugins.flatMap((p, i) =>
+        typeof p.state === "function" ? [this.#pluginKey(p, i)] : []
+      ),
+      parameters: new Map([...this.model.namedParameters()].map(([n, v]) => [n, v.shape])),
+    };
+    checkStrategyState(state, shape);
+    const backup = this.checkpoint();
+    try {
+      await this.#load(state, opts);
+    } catch (e) {
+      // Put back everything the failed load may have changed; its own error is the one to see.
+      await this.#load(backup, opts).catch(() => {});
+      throw e;
+    }
+    this.#diverged = undefined;
+  }
+
+  async #load(state: StrategyState, opts: RestoreOptions): Promise<void> {
     this.model.loadStateDict(state.model);
     this.optimizer.loadState(state.optimizer);
     this.rng.setState(state.rng);
@@ -771,6 +845,8 @@ export class Strategy implements StrategySettings {
 
   /** Frees the strategy's own tensors and its plugins' (not the model's). */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
     this.#totals.dispose();
     this.optimizer.dispose();
     for (const p of this.plugins) if (typeof p.dispose === "function") p.dispose();
