@@ -33,8 +33,8 @@ export interface StrategyShape {
   name: string;
   /** Keys of the plugins that keep state (`index:name`), in order. */
   pluginKeys: readonly string[];
-  /** The model's parameters by name: their shapes. */
-  parameters: ReadonlyMap<string, readonly number[]>;
+  /** The model's parameter names. */
+  parameters: readonly string[];
 }
 
 const CLOCK_FIELDS = [
@@ -99,7 +99,7 @@ export function checkStrategyState(state: unknown, into: StrategyShape): void {
     throw new TypeError(`The checkpoint's model section has no tensors`);
   }
   const tensors = s.model.tensors;
-  for (const [name, shape] of into.parameters) {
+  for (const name of into.parameters) {
     if (!(name in tensors)) {
       throw new RangeError(`The checkpoint lacks the model parameter "${name}"`);
     }

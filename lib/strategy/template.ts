@@ -815,7 +815,7 @@ export class Strategy implements StrategySettings {
       pluginKeys: this.plugins.flatMap((p, i) =>
         typeof p.state === "function" ? [this.#pluginKey(p, i)] : []
       ),
-      parameters: new Map([...this.model.namedParameters()].map(([n, v]) => [n, v.shape])),
+      parameters: [...this.model.namedParameters().keys()],
     };
     checkStrategyState(state, shape);
     const backup = this.checkpoint();
