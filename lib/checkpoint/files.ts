@@ -419,7 +419,9 @@ export async function readCheckpoint(path: string): Promise<CheckpointFile> {
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`No checkpoint file at ${path}: check the path`);
+      throw new Deno.errors.NotFound(`No checkpoint file at ${path}: check the path`, {
+        cause: e,
+      });
     }
     throw e;
   }
