@@ -162,12 +162,14 @@ export { EVAL_HOOKS, StrategyPlugin, SYNC_HOOKS, TRAIN_HOOKS } from "./lib/strat
 export type { Hook, HookName, Plugin } from "./lib/strategy/plugin.ts";
 export { Strategy } from "./lib/strategy/template.ts";
 export type {
+  CheckpointPoint,
   EpochResult,
   EvalResult,
   ExperienceEval,
   RestoreOptions,
   StrategyOptions,
   StrategyState,
+  TrainOptions,
   TrainResult,
 } from "./lib/strategy/template.ts";
 export {
@@ -363,3 +365,40 @@ export type {
   RunSummary,
   TableFormatOptions,
 } from "./lib/notebook/tables.ts";
+
+// Layer 7, checkpoints: checkpoint files in the safetensors layout, resumable runs.
+export {
+  CheckpointError,
+  decodeSafetensors,
+  encodeSafetensors,
+} from "./lib/checkpoint/safetensors.ts";
+export type {
+  CheckpointErrorCode,
+  SafetensorsContent,
+  SafetensorsTensor,
+} from "./lib/checkpoint/safetensors.ts";
+export {
+  CHECKPOINT_FORMAT,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  loadCheckpoint,
+  readCheckpoint,
+  saveCheckpoint,
+  writeFileAtomic,
+} from "./lib/checkpoint/files.ts";
+export type { CheckpointFile, SaveCheckpointOptions } from "./lib/checkpoint/files.ts";
+export {
+  checkpointFileName,
+  latestCheckpoint,
+  resumable,
+  ResumableRun,
+  RUN_METADATA,
+} from "./lib/checkpoint/resumable.ts";
+export type {
+  RejectedCheckpoint,
+  ResumableOptions,
+  ResumeInfo,
+  RunEvalResult,
+  RunTrainResult,
+  SavedCheckpoint,
+} from "./lib/checkpoint/resumable.ts";

@@ -42,11 +42,13 @@ const UNITS: Unit[] = [
   { name: "metrics", layer: 6, paths: ["lib/metrics/"] },
   { name: "loggers", layer: 6, paths: ["lib/loggers/"], peers: ["metrics"] },
   { name: "plugins", layer: 6, paths: ["lib/plugins/"], peers: ["metrics", "loggers"] },
-  // 7. Applications: notebook display, paper reproductions, the speed workload, the CLI.
+  // 7. Applications: notebook display, paper reproductions, the speed workload, the CLI,
+  // checkpoint files and resumable runs.
   { name: "notebook", layer: 7, paths: ["lib/notebook/"] },
   { name: "repro", layer: 7, paths: ["lib/repro/"], peers: ["notebook"] },
   { name: "bench", layer: 7, paths: ["lib/bench/"] },
   { name: "cli", layer: 7, paths: ["lib/cli/"], peers: ["notebook", "repro", "bench"] },
+  { name: "checkpoint", layer: 7, paths: ["lib/checkpoint/"] },
   // 8. The public entry point re-exports the layers; nothing in the library imports it.
   { name: "mod", layer: 8, paths: ["mod.ts"] },
 ];
