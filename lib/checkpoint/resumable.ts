@@ -378,6 +378,7 @@ export class ResumableRun {
     const result = await s.train(list.slice(from), {
       evalStreams: opts.evalStreams,
       resume,
+      restore: this.#opts.restore,
       checkpoint,
     });
     const { rows: _rows, ...rest } = result;

@@ -148,6 +148,8 @@ export interface TrainOptions {
    * goes on with the next epoch: the numbers are those of a run never interrupted.
    */
   resume?: StrategyState;
+  /** Passed on to the restores of `resume` (the training stream, for `cumulative`). */
+  restore?: RestoreOptions;
   /** Periodic checkpoints: `save` receives the run's state at the points asked for. */
   checkpoint?: {
     /** After every N epochs of an experience (its last epoch counts as the experience's end). */
@@ -426,7 +428,7 @@ export class Strategy implements StrategySettings {
     const resume = opts.resume;
     // Restored before the experience starts (its hooks see the plugins' restored state: replay
     // builds its loader from the restored memory) and, mid-experience, once more after.
-    if (resume) await this.#restore(resume);
+    if (resume) await this.#restore(resume, opts.restore);
     if (resume?.position) {
       const { stream, experience } = resume.position;
       if (list[0].stream !== stream || list[0].id !== experience) {
@@ -494,7 +496,7 @@ export class Strategy implements StrategySettings {
     await this.#hooks.call("beforeTrainingExp", ctx);
     // Resumed mid-experience: the experience has started again, and what its start changed
     // (SI's anchors, GDumb's fresh weights) goes back to the state taken within it.
-    if (resume) await this.#restore(resume);
+    if (resume) await this.#restore(resume, opts.restore);
     const save = opts.checkpoint?.save, every = opts.checkpoint?.everyEpochs;
     for (let e = resume?.position?.epochsDone ?? 0; e < ctx.epochs && !this.#stop; e++) {
       const epoch = await this.#trainEpoch(exp, e);
