@@ -11,24 +11,36 @@ import process from "node:process";
 
 /**
  * A temp file untouched for this long is stale, unless its writer is known to run. Writers whose
- * liveness cannot be checked (another host sharing the cache folder, no permission to ask, names
- * from older versions) are judged by this alone; a live writer touches its file with every chunk
- * and gives up after its read timeout, so a file of a live download is never this old.
+ * liveness cannot be checked (another host sharing the cache folder, no --allow-run to ask, names
+ * from older versions) are judged by this alone: a live writer touches its file with every chunk
+ * and gives up after its read timeout (30 s by default), so a live download's file is not this
+ * old unless its read timeout was set longer than this.
  */
-export const STALE_TEMP_AGE_MS = 24 * 60 * 60 * 1000;
+export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
+
+/**
+ * Whether a permission is already granted. Asked first so that a program run in a terminal
+ * without it is not interrupted by a permission prompt for what is only housekeeping.
+ */
+function granted(desc: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(desc).state === "granted";
+  } catch {
+    return false;
+  }
+}
 
 /** Host names as they go into temp names: only characters safe in a file name. */
 function hostTag(): string {
   let host = "";
   try {
-    host = Deno.hostname();
-  } catch {
-    try {
+    if (granted({ name: "sys", kind: "hostname" })) host = Deno.hostname();
+    else if (granted({ name: "read", path: "/etc/hostname" })) {
       // No --allow-sys: the name is in /etc/hostname on most Linux systems.
       host = Deno.readTextFileSync("/etc/hostname").trim();
-    } catch {
-      host = "";
     }
+  } catch {
+    host = "";
   }
   const tag = host.replace(/[^A-Za-z0-9-]/g, "_").slice(0, 64);
   return tag === "" ? "unknown-host" : tag;
@@ -77,10 +89,12 @@ export function parseTempName(
 
 /**
  * Whether process `pid` of this host still runs: `true`, `false`, or `undefined` when it cannot
- * be told (no permission to ask). Asks with signal 0 (nothing is sent), else looks in `/proc`.
+ * be told. Asks with signal 0 (nothing is sent), which Deno allows only with --allow-run (and
+ * `/proc` only with --allow-all), so without it the answer is `undefined`.
  */
 export function processAlive(pid: number): boolean | undefined {
   if (pid === Deno.pid) return true;
+  if (!granted({ name: "run" })) return undefined;
   try {
     process.kill(pid, 0);
     return true;
@@ -88,16 +102,8 @@ export function processAlive(pid: number): boolean | undefined {
     const code = (e as { code?: string }).code;
     if (code === "ESRCH") return false;
     if (code === "EPERM") return true; // exists, owned by someone else
+    return undefined;
   }
-  if (Deno.build.os === "linux") {
-    try {
-      Deno.statSync(`/proc/${pid}`);
-      return true;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return false;
-    }
-  }
-  return undefined;
 }
 
 /**

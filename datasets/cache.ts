@@ -134,8 +134,9 @@ function duration(ms: number): string {
  * when all URLs failed the same way (e.g. "checksum"), else "download".
  *
  * Temp files are `<dest>.<host>.<pid>.<random>.tmp`. Before downloading, those of `dest` left by
- * a process of this host that no longer runs (killed mid-download) are removed, and so is any
- * untouched for a day; a temp file of a process that still runs is never touched.
+ * a process of this host that no longer runs (killed mid-download) are removed; telling that
+ * needs --allow-run, and without it (or for another host's files) a temp file untouched for an
+ * hour counts as left behind. A temp file of a process that still runs is never touched.
  *
  * URLs that are not absolute http(s) URLs are refused before anything is fetched.
  *

@@ -501,6 +501,45 @@ Deno.test("temp files: a download killed with SIGKILL leaves a temp file that th
   });
 });
 
+Deno.test("temp files: without --allow-run a dead writer cannot be told, so only age removes its file", async () => {
+  await withTempDir(async (tmp) => {
+    const dest = join(tmp, "a.gz");
+    const host = parseTempName(dest, tempPathFor(dest).slice(tmp.length + 1))!.host!;
+    const done = await new Deno.Command(Deno.execPath(), { args: ["eval", "0"] }).spawn();
+    await done.status;
+    const fresh = join(tmp, `a.gz.${host}.${done.pid}.00000001.tmp`);
+    const old = join(tmp, `a.gz.${host}.${done.pid}.00000002.tmp`);
+    for (const p of [fresh, old]) await Deno.writeFile(p, new Uint8Array([1]));
+    const past = new Date(Date.now() - STALE_TEMP_AGE_MS - 60_000);
+    await Deno.utime(old, past, past);
+    const script = join(tmp, "clean.ts");
+    const mod = new URL("../datasets/_temp.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { removeStaleTemps } from ${JSON.stringify(mod)};\n` +
+        `console.log(JSON.stringify(await removeStaleTemps(Deno.args[0])));\n`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      cwd: tmp,
+      // --no-prompt: a permission prompt would hang here, and housekeeping must never ask.
+      args: [
+        "run",
+        "--no-config",
+        "--no-prompt",
+        `--allow-read=${tmp}`,
+        `--allow-write=${tmp}`,
+        "--allow-sys=hostname",
+        script,
+        dest,
+      ],
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [old]);
+    assert.ok(existsSync(fresh), "a writer that may be alive keeps its fresh file");
+  });
+});
+
 // ---------------------------------------------------------------------------------------
 // Data folders and mirror URLs
 // ---------------------------------------------------------------------------------------
