@@ -68,13 +68,19 @@ export async function loadDataset(
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
   const spec = getDatasetSpec(name);
+  // Checked before the memo, so that a bad option is an error even when the data are loaded.
+  const checked: Checked = {
+    mirrors: checkMirrors(opts.mirrors, spec),
+    readTimeoutMs: checkTimeout("readTimeoutMs", opts.readTimeoutMs, DEFAULT_READ_TIMEOUT_MS),
+    timeoutMs: checkTimeout("timeoutMs", opts.timeoutMs, DEFAULT_DOWNLOAD_TIMEOUT_MS),
+  };
   const dataDir = resolveDataDir(opts.dataDir);
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const key = [spec.name, dataDir === undefined ? "" : resolve(dataDir), resolve(cacheDir)]
     .join("\0");
   let pending = memo.get(key);
   if (!pending) {
-    const fresh = loadFresh(spec, cacheDir, opts);
+    const fresh = loadFresh(spec, cacheDir, opts, checked);
     memo.set(key, fresh);
     fresh.catch(() => {
       if (memo.get(key) === fresh) memo.delete(key); // failures are not memoized
@@ -125,20 +131,22 @@ function checkMirrors(mirrors: unknown, spec: DatasetSpec): string[] {
   return mirrors;
 }
 
+/** The options {@link loadDataset} checks before anything else. */
+type Checked = Pick<Context, "mirrors" | "readTimeoutMs" | "timeoutMs">;
+
 async function loadFresh(
   spec: DatasetSpec,
   cacheDir: string,
   opts: LoadOptions,
+  checked: Checked,
 ): Promise<ImageDataset> {
   const ctx: Context = {
+    ...checked,
     spec,
     dataDir: await checkedDataDir(opts.dataDir, `the ${spec.title} files`),
     cacheDir,
     download: opts.download ?? true,
-    mirrors: checkMirrors(opts.mirrors, spec),
     onProgress: opts.onProgress,
-    readTimeoutMs: checkTimeout("readTimeoutMs", opts.readTimeoutMs, DEFAULT_READ_TIMEOUT_MS),
-    timeoutMs: checkTimeout("timeoutMs", opts.timeoutMs, DEFAULT_DOWNLOAD_TIMEOUT_MS),
   };
   const parts: Partial<Record<FileRole, Uint8Array>> = {};
   for (const f of spec.files) parts[f.role] = await loadFile(ctx, f);

@@ -664,6 +664,12 @@ Deno.test({
       }
       const opts = { dataDir, cacheDir, download: false };
       const original = await loadDataset("mnist", opts);
+      // Options are checked even when the dataset is memoized.
+      await assertDatasetError(
+        loadDataset("mnist", { ...opts, mirrors: ["not a url"] }),
+        "invalid-argument",
+        `MNIST mirror "not a url" is not a valid URL`,
+      );
       const imagesPath = join(dataDir, "mnist", FILES[2]);
       const labelsPath = join(dataDir, "mnist", FILES[3]);
       const gz = await Deno.readFile(imagesPath);
