@@ -237,6 +237,8 @@ export { jsonlLogger, parseJsonlRows, readJsonlRows } from "./lib/loggers/jsonl.
 export type { JsonlLoggerOptions } from "./lib/loggers/jsonl.ts";
 export { inMemoryLogger } from "./lib/loggers/in_memory.ts";
 export type { InMemoryLogger } from "./lib/loggers/in_memory.ts";
+export { checkRun, filterRuns, newRun, splitRuns } from "./lib/loggers/runs.ts";
+export type { LoggedRow, ReadRowsOptions, RunInfo, RunRows } from "./lib/loggers/runs.ts";
 
 // Layer 6, plugins: evaluation, replay memories and the continual-learning plugins.
 export { EpisodicMemory, MemoryDataset, SampleMemory } from "./lib/plugins/memory.ts";

@@ -20,11 +20,15 @@ export type DatasetErrorCode =
   | "http"
   /** A mirror could not be reached (DNS, refused connection, reset, ...). */
   | "network"
+  /** A mirror sent nothing for the read timeout (`readTimeoutMs`), before or during the body. */
+  | "stalled"
+  /** The download's overall time limit (`timeoutMs`) ran out. */
+  | "timeout"
   /** Bytes that are not valid IDX or gzip data. */
   | "format"
   /** Every mirror failed, for different reasons (see the message). */
   | "download"
-  /** A bad argument (option out of range, ...). */
+  /** A bad argument (option out of range, a mirror that is not a URL, a missing data dir, ...). */
   | "invalid-argument";
 
 /**

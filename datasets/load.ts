@@ -7,11 +7,18 @@
 
 import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { downloadVerified, mirrorUrl } from "./cache.ts";
-import { verifyBytes } from "./checksum.ts";
-import { defaultCacheDir, resolveDataDir } from "./dirs.ts";
+import {
+  checkHttpUrl,
+  checkTimeout,
+  DEFAULT_DOWNLOAD_TIMEOUT_MS,
+  DEFAULT_READ_TIMEOUT_MS,
+  downloadVerified,
+  mirrorUrl,
+} from "./cache.ts";
+import { checksumMismatch, hashBytes, pickChecksum } from "./checksum.ts";
+import { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
 import { DatasetError, errorMessage } from "./errors.ts";
-import { parseIdx } from "./idx.ts";
+import { parseIdx, readIdxHeader } from "./idx.ts";
 import {
   type DatasetFile,
   type DatasetName,
@@ -29,15 +36,19 @@ const memo = new Map<string, Promise<ImageDataset>>();
  * Each of the four files (train/test images/labels) is looked up in order:
  * 1. the data dir (`opts.dataDir`, else env `PERENNIAL_DATA`): `<dataDir>/<name>/<file>`,
  *    then `<dataDir>/<file>`; in each place the `.gz` file (checked against the registry's
- *    SHA-256, or MD5 when that is all that is known), then the decompressed file (checked
- *    by its IDX header: dims and size must match the dataset). A bad file there is an
- *    error: user data is never deleted.
+ *    SHA-256, or MD5 when that is all that is known; a `.gz` whose own checksum differs is
+ *    accepted when it decompresses to the original content, as a re-compressed copy does),
+ *    then the decompressed file (checked by its IDX header, then by the checksum of the
+ *    original content). A bad file there is an error that says what was found (cut short,
+ *    not gzip, or complete but with other content): user data is never deleted. A data dir
+ *    that does not exist is an error too, not a reason to download.
  * 2. the cache (`opts.cacheDir`, else {@link defaultCacheDir}): `<cacheDir>/<name>/<file>`,
  *    checked like a data-dir `.gz`. A corrupt cached file is removed and downloaded again
  *    when downloads are allowed; with `download: false` it is an error that says to delete it.
  * 3. download (unless `download: false`) from `opts.mirrors` (default: the registry's
- *    canonical mirrors), in order, falling back to the next mirror on any failure; streamed
- *    to a temp file, verified, then renamed into the cache.
+ *    canonical mirrors), in order, falling back to the next mirror on any failure (a mirror
+ *    silent for `readTimeoutMs` included); streamed to a temp file, verified, then renamed
+ *    into the cache. All the dataset's downloads together get `timeoutMs`.
  *
  * Results are memoized per (name, resolved data dir, resolved cache dir): later calls
  * return the same object, so treat it as read-only (copy before changing pixels). See
@@ -57,13 +68,19 @@ export async function loadDataset(
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
   const spec = getDatasetSpec(name);
+  // Checked before the memo, so that a bad option is an error even when the data are loaded.
+  const checked: Checked = {
+    mirrors: checkMirrors(opts.mirrors, spec),
+    readTimeoutMs: checkTimeout("readTimeoutMs", opts.readTimeoutMs, DEFAULT_READ_TIMEOUT_MS),
+    timeoutMs: checkTimeout("timeoutMs", opts.timeoutMs, DEFAULT_DOWNLOAD_TIMEOUT_MS),
+  };
   const dataDir = resolveDataDir(opts.dataDir);
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const key = [spec.name, dataDir === undefined ? "" : resolve(dataDir), resolve(cacheDir)]
     .join("\0");
   let pending = memo.get(key);
   if (!pending) {
-    const fresh = loadFresh(spec, dataDir, cacheDir, opts);
+    const fresh = loadFresh(spec, cacheDir, opts, checked);
     memo.set(key, fresh);
     fresh.catch(() => {
       if (memo.get(key) === fresh) memo.delete(key); // failures are not memoized
@@ -94,20 +111,41 @@ interface Context {
   download: boolean;
   mirrors: string[];
   onProgress?: LoadOptions["onProgress"];
+  readTimeoutMs: number;
+  timeoutMs: number;
+  /** `performance.now()` at which the dataset's downloads give up; set by the first one. */
+  deadline?: number;
 }
+
+/** `opts.mirrors`, checked to be a list of http(s) URLs (each bad one named). */
+function checkMirrors(mirrors: unknown, spec: DatasetSpec): string[] {
+  if (mirrors === undefined) return spec.mirrors;
+  if (!Array.isArray(mirrors)) {
+    throw new DatasetError(
+      "invalid-argument",
+      `mirrors must be a list of base URLs, such as [${JSON.stringify(spec.mirrors[0])}], ` +
+        `got ${JSON.stringify(mirrors) ?? String(mirrors)}`,
+    );
+  }
+  for (const m of mirrors) checkHttpUrl(m, `${spec.title} mirror`);
+  return mirrors;
+}
+
+/** The options {@link loadDataset} checks before anything else. */
+type Checked = Pick<Context, "mirrors" | "readTimeoutMs" | "timeoutMs">;
 
 async function loadFresh(
   spec: DatasetSpec,
-  dataDir: string | undefined,
   cacheDir: string,
   opts: LoadOptions,
+  checked: Checked,
 ): Promise<ImageDataset> {
   const ctx: Context = {
+    ...checked,
     spec,
-    dataDir,
+    dataDir: await checkedDataDir(opts.dataDir, `the ${spec.title} files`),
     cacheDir,
     download: opts.download ?? true,
-    mirrors: opts.mirrors ?? spec.mirrors,
     onProgress: opts.onProgress,
   };
   const parts: Partial<Record<FileRole, Uint8Array>> = {};
@@ -134,12 +172,15 @@ async function loadFile(ctx: Context, f: DatasetFile): Promise<Uint8Array> {
       const gzPath = join(dir, f.file);
       if (await isFile(gzPath)) {
         const bytes = await Deno.readFile(gzPath);
-        verifyBytes(bytes, f, `${spec.title} file ${gzPath}`, fix);
-        return decode(gunzip(bytes, spec, gzPath, fix), spec, f, gzPath, fix);
+        const idx = openGzip(bytes, spec, f, `${spec.title} file ${gzPath}`, gzPath, fix);
+        return decode(idx, spec, f, gzPath, fix);
       }
       const rawPath = join(dir, rawName);
       if (await isFile(rawPath)) {
-        return decode(await Deno.readFile(rawPath), spec, f, rawPath, fix);
+        const idx = await Deno.readFile(rawPath);
+        const data = decode(idx, spec, f, rawPath, fix);
+        checkRaw(idx, f, `${spec.title} file ${rawPath}`, fix);
+        return data;
       }
     }
   }
@@ -154,8 +195,15 @@ async function loadFile(ctx: Context, f: DatasetFile): Promise<Uint8Array> {
         `downloaded again), or pass dataDir / set PERENNIAL_DATA to a folder with a good copy.`;
     try {
       const bytes = await Deno.readFile(cachePath);
-      verifyBytes(bytes, f, `${spec.title} cached file ${cachePath}`, fix);
-      return decode(gunzip(bytes, spec, cachePath, fix), spec, f, cachePath, fix);
+      const idx = openGzip(
+        bytes,
+        spec,
+        f,
+        `${spec.title} cached file ${cachePath}`,
+        cachePath,
+        fix,
+      );
+      return decode(idx, spec, f, cachePath, fix);
     } catch (e) {
       if (!ctx.download || !(e instanceof DatasetError)) throw e;
       // A corrupt cache entry is ours to replace: remove it and download a fresh copy.
@@ -175,11 +223,24 @@ async function loadFile(ctx: Context, f: DatasetFile): Promise<Uint8Array> {
   }
 
   const urls = ctx.mirrors.map((m) => mirrorUrl(m, f.file));
+  const now = performance.now();
+  ctx.deadline ??= now + ctx.timeoutMs;
+  if (now >= ctx.deadline) {
+    throw new DatasetError(
+      "timeout",
+      `${spec.title}: ${f.file} was not downloaded: the time limit for the dataset's downloads ` +
+        `(timeoutMs = ${ctx.timeoutMs}) ran out on the files before it. Raise timeoutMs for a ` +
+        `slow link, or put the files in a data dir (dataDir option or PERENNIAL_DATA).`,
+    );
+  }
   try {
     await downloadVerified(urls, cachePath, {
-      expect: f,
+      // The registry's `raw` says what the content must be; downloads check the .gz bytes.
+      expect: { sha256: f.sha256, md5: f.md5, bytes: f.bytes },
       file: f.file,
       onProgress: ctx.onProgress,
+      readTimeoutMs: ctx.readTimeoutMs,
+      timeoutMs: ctx.deadline - now,
     });
   } catch (e) {
     if (e instanceof DatasetError) {
@@ -202,13 +263,130 @@ async function isFile(path: string): Promise<boolean> {
 
 function gunzip(bytes: Uint8Array, spec: DatasetSpec, path: string, fix: string): Uint8Array {
   try {
-    const out = gunzipSync(bytes);
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    return gunzipBytes(bytes);
   } catch (e) {
     throw new DatasetError(
       "format",
       `${spec.title} file ${path} is not valid gzip data (${errorMessage(e)}). ${fix}`.trimEnd(),
       { cause: e },
+    );
+  }
+}
+
+function gunzipBytes(bytes: Uint8Array): Uint8Array {
+  const out = gunzipSync(bytes);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Whether a zlib error says the compressed data stopped before its end. */
+function endedEarly(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === "Z_BUF_ERROR" || /unexpected end of file/i.test(errorMessage(e));
+}
+
+/**
+ * Check a `.gz` file against the registry and return its decompressed bytes. The original
+ * `.gz` bytes pass on their checksum. Other bytes may still be the right data compressed again
+ * (another level, tool or header), so they are decompressed and judged by their content: the
+ * original content passes; otherwise the error says what the file is (cut short, not gzip, or
+ * complete gzip with other content), so that a complete file is never called truncated.
+ */
+function openGzip(
+  bytes: Uint8Array,
+  spec: DatasetSpec,
+  f: DatasetFile,
+  what: string,
+  path: string,
+  fix: string,
+): Uint8Array {
+  const tail = fix ? ` ${fix}` : "";
+  let mismatch: { code: "size" | "checksum"; text: string } | undefined;
+  if (f.bytes !== undefined && bytes.length !== f.bytes) {
+    mismatch = {
+      code: "size",
+      text: `${what}: size mismatch: expected ${f.bytes} bytes, got ${bytes.length}`,
+    };
+  } else {
+    const check = pickChecksum(f);
+    const actual = check && hashBytes(bytes, check.algorithm);
+    if (check && actual !== check.expected) {
+      mismatch = {
+        code: "checksum",
+        text: `${what}: ${check.algorithm} checksum mismatch: expected ${check.expected}, ` +
+          `got ${actual}`,
+      };
+    }
+  }
+  if (!mismatch) return gunzip(bytes, spec, path, fix);
+  if (!f.raw) {
+    throw new DatasetError(mismatch.code, `${mismatch.text} (truncated or wrong file).${tail}`);
+  }
+  let idx: Uint8Array;
+  try {
+    idx = gunzipBytes(bytes);
+  } catch (e) {
+    const found = endedEarly(e)
+      ? "the gzip data stops short: the file is truncated"
+      : bytes[0] === 0x1f && bytes[1] === 0x8b
+      ? `it is damaged gzip data (${errorMessage(e)})`
+      : `it is not gzip data (${errorMessage(e)})`;
+    throw new DatasetError(mismatch.code, `${mismatch.text}: ${found}.${tail}`, { cause: e });
+  }
+  const differs = rawDifference(idx, f);
+  if (differs === undefined) return idx; // the original content, compressed again
+  throw new DatasetError(
+    differs.code,
+    `${mismatch.text}: it is a complete gzip file, but its content differs from ` +
+      `${spec.title}'s (not just re-compressed): ${differs.text}.${tail}`,
+  );
+}
+
+/**
+ * How decompressed bytes differ from the registry's `raw` record of `f` (size, IDX dims,
+ * checksum), or `undefined` when they match it (or nothing is recorded).
+ */
+function rawDifference(
+  idx: Uint8Array,
+  f: DatasetFile,
+): { code: "size" | "checksum"; text: string } | undefined {
+  const raw = f.raw;
+  if (!raw) return undefined;
+  const check = pickChecksum(raw);
+  if (raw.bytes !== undefined && idx.length !== raw.bytes) {
+    let dims = "";
+    try {
+      dims = `, IDX dims ${readIdxHeader(idx).dims.join("x")}`;
+    } catch {
+      dims = ", not IDX data";
+    }
+    return {
+      code: "size",
+      text: `decompressed it is ${idx.length} bytes${dims}; the original is ${raw.bytes} ` +
+        `bytes, IDX dims ${f.dims.join("x")}`,
+    };
+  }
+  if (!check) return undefined;
+  const actual = hashBytes(idx, check.algorithm);
+  if (actual === check.expected) return undefined;
+  return {
+    code: "checksum",
+    text: `decompressed ${check.algorithm} ${actual}, the original's ${check.expected}`,
+  };
+}
+
+/** Check a decompressed file (already parsed as IDX) against the original content. */
+function checkRaw(idx: Uint8Array, f: DatasetFile, what: string, fix: string): void {
+  const raw = f.raw;
+  const check = raw && pickChecksum(raw);
+  if (!check) return;
+  const actual = hashBytes(idx, check.algorithm);
+  if (actual !== check.expected) {
+    throw checksumMismatch(
+      `${what} (decompressed)`,
+      check.algorithm,
+      check.expected,
+      actual,
+      `Its IDX header is right, but its content differs from the original. ${fix}`.trimEnd(),
     );
   }
 }

@@ -24,7 +24,7 @@ export {
   type FileRole,
   getDatasetSpec,
 } from "./registry.ts";
-export { defaultCacheDir, resolveDataDir } from "./dirs.ts";
+export { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
 export {
   type Checksum,
   createHasher,
@@ -34,6 +34,8 @@ export {
   verifyBytes,
 } from "./checksum.ts";
 export {
+  DEFAULT_DOWNLOAD_TIMEOUT_MS,
+  DEFAULT_READ_TIMEOUT_MS,
   type DownloadOptions,
   type DownloadProgress,
   downloadVerified,

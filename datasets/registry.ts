@@ -4,9 +4,16 @@
  * Checksums are those of the original `.gz` distribution files, as published for each dataset
  * (MNIST's MD5s are also the ones torchvision checks). SHA-256 is verified when known, else MD5.
  *
+ * Each file also records its decompressed content (`raw`): the same IDX data compressed again
+ * (another gzip level or tool, another header) has other `.gz` bytes, and is recognized by it.
+ * MNIST's and Fashion-MNIST's raw SHA-256 and MD5 were computed from the original files; their
+ * MD5s are the published ones of the uncompressed files. KMNIST's raw MD5s are those of the
+ * datalad dataset `datasets-mila/datasets--kmnist` (no copy of KMNIST was at hand to check them).
+ *
  * @module
  */
 
+import type { Checksum } from "./checksum.ts";
 import { DatasetError } from "./errors.ts";
 
 /** Names accepted by {@link loadDataset}. */
@@ -29,6 +36,12 @@ export interface DatasetFile {
   bytes?: number;
   /** IDX dims of the decompressed file (e.g. `[60000, 28, 28]`). */
   dims: number[];
+  /**
+   * The decompressed IDX file: its SHA-256 and/or MD5 (lower-case hex) and size. A `.gz` file
+   * whose own checksum differs is accepted when it decompresses to exactly this (a re-compressed
+   * copy), and a decompressed file in a data dir is checked against it.
+   */
+  raw?: Checksum;
 }
 
 /** Everything needed to find, fetch and check one dataset. */
@@ -91,6 +104,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
         bytes: 9912422,
         dims: DIMS.trainImages,
+        raw: {
+          sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+          md5: "6bbc9ace898e44ae57da46a324031adb",
+          bytes: 47_040_016,
+        },
       },
       {
         role: "trainLabels",
@@ -99,6 +117,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "d53e105ee54ea40749a09fcbcd1e9432",
         bytes: 28881,
         dims: DIMS.trainLabels,
+        raw: {
+          sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+          md5: "a25bea736e30d166cdddb491f175f624",
+          bytes: 60_008,
+        },
       },
       {
         role: "testImages",
@@ -107,6 +130,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "9fb629c4189551a2d022fa330f9573f3",
         bytes: 1648877,
         dims: DIMS.testImages,
+        raw: {
+          sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+          md5: "2646ac647ad5339dbf082846283269ea",
+          bytes: 7_840_016,
+        },
       },
       {
         role: "testLabels",
@@ -115,6 +143,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "ec29112dd5afa0611ce80d1b7f02629c",
         bytes: 4542,
         dims: DIMS.testLabels,
+        raw: {
+          sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+          md5: "27ae3e4e09519cfbb04c329615203637",
+          bytes: 10_008,
+        },
       },
     ],
   },
@@ -144,6 +177,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         bytes: 26421880,
         dims: DIMS.trainImages,
+        raw: {
+          sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+          md5: "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+          bytes: 47_040_016,
+        },
       },
       {
         role: "trainLabels",
@@ -152,6 +190,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "25c81989df183df01b3e8a0aad5dffbe",
         bytes: 29515,
         dims: DIMS.trainLabels,
+        raw: {
+          sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+          md5: "9018921c3c673c538a1fc5bad174d6f9",
+          bytes: 60_008,
+        },
       },
       {
         role: "testImages",
@@ -160,6 +203,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "bef4ecab320f06d8554ea6380940ec79",
         bytes: 4422102,
         dims: DIMS.testImages,
+        raw: {
+          sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+          md5: "8181f5470baa50b63fa0f6fddb340f0a",
+          bytes: 7_840_016,
+        },
       },
       {
         role: "testLabels",
@@ -168,6 +216,11 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "bb300cfdad3c16e7a12a480ee83cd310",
         bytes: 5148,
         dims: DIMS.testLabels,
+        raw: {
+          sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+          md5: "15d484375f8d13e6eb1aabb0c3f46965",
+          bytes: 10_008,
+        },
       },
     ],
   },
@@ -186,12 +239,20 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "bdb82020997e1d708af4cf47b453dcf7",
         bytes: 18165135,
         dims: DIMS.trainImages,
+        raw: {
+          md5: "92be26ec9822e900ac425d0a0aa84ced",
+          bytes: 47_040_016,
+        },
       },
       {
         role: "trainLabels",
         file: "train-labels-idx1-ubyte.gz",
         md5: "e144d726b3acfaa3e44228e80efcd344",
         dims: DIMS.trainLabels,
+        raw: {
+          md5: "949e75301f8813e0dc5800dcc320fc52",
+          bytes: 60_008,
+        },
       },
       {
         role: "testImages",
@@ -199,12 +260,20 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
         md5: "5c965bf0a639b31b8f53240b1b52f4d7",
         bytes: 3041136,
         dims: DIMS.testImages,
+        raw: {
+          md5: "bf305b8cd328700fbc17f5acbc2856d2",
+          bytes: 7_840_016,
+        },
       },
       {
         role: "testLabels",
         file: "t10k-labels-idx1-ubyte.gz",
         md5: "7320c461ea6c1c855c0b718fb2a4b134",
         dims: DIMS.testLabels,
+        raw: {
+          md5: "9f55f451c0988b028eccdf7d5cc265ab",
+          bytes: 10_008,
+        },
       },
     ],
   },

@@ -69,7 +69,9 @@ export interface LoadOptions {
   /**
    * Local directory with the files, searched first: `${dataDir}/${name}/${file}`, then
    * `${dataDir}/${file}`; in each place the `.gz` file, then the decompressed file (same
-   * name without `.gz`). Default: env `PERENNIAL_DATA`, else none.
+   * name without `.gz`). A folder given here (or in `PERENNIAL_DATA`) that does not exist is an
+   * error naming it; nothing is downloaded instead.
+   * @default env `PERENNIAL_DATA`, else none
    */
   dataDir?: string;
   /**
@@ -80,8 +82,24 @@ export interface LoadOptions {
   cacheDir?: string;
   /** Download missing files from the mirrors (default `true`). */
   download?: boolean;
-  /** Base URLs to download from, tried in order; default: the registry's canonical mirrors. */
+  /**
+   * Base URLs to download from (absolute http or https URLs), tried in order. One that is not
+   * such a URL is an error naming it.
+   * @default the registry's canonical mirrors
+   */
   mirrors?: string[];
   /** Called for every received chunk of a download. */
   onProgress?: (p: { file: string; received: number; total?: number }) => void;
+  /**
+   * Give up on a mirror that sends nothing for this many milliseconds (no response, or no more
+   * bytes of the body), and try the next one. `Infinity` waits for ever.
+   * @default 30000
+   */
+  readTimeoutMs?: number;
+  /**
+   * Time limit in milliseconds for all the downloads of one load (every file, every mirror),
+   * counted from the first download. `Infinity` sets no limit.
+   * @default 1800000 (30 minutes)
+   */
+  timeoutMs?: number;
 }

@@ -71,6 +71,12 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/** Create `path` as an empty folder: a data dir that exists but holds nothing. */
+async function emptyDir(path: string): Promise<string> {
+  await Deno.mkdir(path, { recursive: true });
+  return path;
+}
+
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "perennial_datasets_test_" });
   try {
@@ -564,7 +570,8 @@ Deno.test({
   async fn() {
     await withServer(serveShared("mnist"), async (base, hits) => {
       await withTempDir(async (tmp) => {
-        const dataDir = join(tmp, "empty-data"); // explicit, so PERENNIAL_DATA is not used
+        // explicit, so PERENNIAL_DATA is not used
+        const dataDir = await emptyDir(join(tmp, "empty-data"));
         const cacheDir = join(tmp, "cache");
         const progress = new Map<string, { received: number; total?: number }[]>();
         const ds = await loadDataset("mnist", {
@@ -616,7 +623,7 @@ Deno.test({
       await withTempDir(async (tmp) => {
         const cacheDir = join(tmp, "cache");
         const ds = await loadDataset("mnist", {
-          dataDir: join(tmp, "none"),
+          dataDir: await emptyDir(join(tmp, "none")),
           cacheDir,
           mirrors: [`http://127.0.0.1:${closedPort()}/mnist/`, `${base}/missing`, `${base}/ok/`],
         });
@@ -644,7 +651,7 @@ Deno.test({
     }, async (base, hits) => {
       await withTempDir(async (tmp) => {
         const cacheDir = join(tmp, "cache");
-        const opts = { dataDir: join(tmp, "none"), cacheDir };
+        const opts = { dataDir: await emptyDir(join(tmp, "none")), cacheDir };
         const url = `${base}/bad/${FILES[0]}`;
         await assertDatasetError(
           loadDataset("mnist", { ...opts, mirrors: [`${base}/bad/`] }),
@@ -718,7 +725,11 @@ Deno.test({
       await withTempDir(async (tmp) => {
         const cacheDir = join(tmp, "cache");
         await assertDatasetError(
-          loadDataset("mnist", { dataDir: join(tmp, "none"), cacheDir, mirrors: [base] }),
+          loadDataset("mnist", {
+            dataDir: await emptyDir(join(tmp, "none")),
+            cacheDir,
+            mirrors: [base],
+          }),
           "truncated",
           `${base}${FILES[0]}: download of ${FILES[0]} broke off after`,
           "of 9912422 bytes",
@@ -739,7 +750,7 @@ Deno.test({
   async fn() {
     await withTempDir(async (tmp) => {
       const cacheDir = join(tmp, "cache");
-      const dataDir = join(tmp, "none");
+      const dataDir = await emptyDir(join(tmp, "none"));
       await Deno.mkdir(join(cacheDir, "mnist"), { recursive: true });
       for (const f of FILES.slice(0, 3)) {
         await Deno.copyFile(join(SHARED, "mnist", f), join(cacheDir, "mnist", f));

@@ -7,13 +7,16 @@ import {
   type DisplayFn,
   inMemoryLogger,
   jsonlLogger,
+  type LoggedRow,
   type Logger,
+  newRun,
   parseCsvRows,
   parseJsonlRows,
   progressBar,
   progressLogger,
   readCsvRows,
   readJsonlRows,
+  splitRuns,
   summarize,
   textLogger,
 } from "../lib/loggers/mod.ts";
@@ -39,6 +42,12 @@ const row = (patch: Partial<MetricRow> = {}): MetricRow => ({
   at: "stream",
   ...patch,
 });
+
+/** A row read back from a file, without the run mark the file logger added. */
+function withoutRun(r: LoggedRow): MetricRow {
+  const { run: _run, runStart: _start, ...rest } = r;
+  return rest;
+}
 
 /** Trains two experiences and evaluates after each, with the given loggers. */
 async function runWith(loggers: Logger[], epochs = 1) {
@@ -69,7 +78,8 @@ Deno.test("csvLogger writes a parseable file, one line per row, header once", as
     assert.equal(lines[0], CSV_COLUMNS.join(","));
     assert.equal(lines.length, evaluator.rows.length + 2, "header, rows, final newline");
     const back = await readCsvRows(logger.path);
-    assert.deepEqual(back, evaluator.rows);
+    assert.deepEqual(back.map(withoutRun), evaluator.rows);
+    assert.ok(back.every((r) => r.run === logger.run.id && r.runStart === logger.run.start));
     // A second run appends to the same file (same header), never truncating it.
     await runWith([csvLogger({ dir: `${dir}/run` })]);
     const again = await readCsvRows(logger.path);
@@ -101,7 +111,7 @@ Deno.test("an interrupted CSV or JSONL file stays readable up to its last comple
     assert.equal((await readCsvRows(csv.path)).length, 2 * n - 1);
     const jrows = await readJsonlRows(jsonl.path);
     assert.equal(jrows.length, 2 * n - 1);
-    assert.deepEqual(jrows.slice(-n), evaluator.rows.map((r) => ({ ...r })));
+    assert.deepEqual(jrows.slice(-n).map(withoutRun), evaluator.rows.map((r) => ({ ...r })));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -168,6 +178,130 @@ Deno.test("CSV quoting, NaN and optional fields round-trip", () => {
   ]);
 });
 
+Deno.test("two runs into one CSV and one JSONL file carry two run ids, readable apart", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const csv1 = csvLogger({ dir });
+    const jsonl1 = jsonlLogger({ dir, run: csv1.run }); // one id for both files of a run
+    const first = await runWith([csv1, jsonl1]);
+    const csv2 = csvLogger({ dir });
+    const jsonl2 = jsonlLogger({ dir });
+    const second = await runWith([csv2, jsonl2]);
+    assert.deepEqual(jsonl1.run, csv1.run);
+    assert.notEqual(csv2.run.id, csv1.run.id);
+    assert.notEqual(jsonl2.run.id, csv2.run.id, "each logger makes its own id unless given one");
+    assert.match(csv1.run.id, /^[0-9a-z]{8}$/);
+    assert.ok(!Number.isNaN(Date.parse(csv1.run.start)));
+
+    const n = first.rows.length;
+    for (
+      const [read, path, ids] of [
+        [readCsvRows, csv1.path, [csv1.run.id, csv2.run.id]],
+        [readJsonlRows, jsonl1.path, [jsonl1.run.id, jsonl2.run.id]],
+      ] as const
+    ) {
+      const all = await read(path);
+      assert.equal(all.length, 2 * n);
+      // The iteration count starts over in the second run; the run id tells the rows apart.
+      assert.equal(all[0].iteration, all[n].iteration);
+      const runs = splitRuns(all);
+      assert.deepEqual(runs.map((r) => r.run), ids);
+      assert.deepEqual(runs.map((r) => r.rows.length), [n, n]);
+      assert.equal(runs[0].start, csv1.run.start);
+      assert.deepEqual((await read(path, { run: ids[0] })).map(withoutRun), first.rows);
+      assert.deepEqual((await read(path, { run: ids[1] })).map(withoutRun), second.rows);
+      assert.equal((await read(path, { run: ids })).length, 2 * n);
+      assert.deepEqual(await read(path, { run: "nosuchid" }), []);
+    }
+    // The CSV has the run columns at the end of each line.
+    const text = await Deno.readTextFile(csv1.path);
+    assert.ok(text.split("\n")[1].endsWith(`,${csv1.run.id},${csv1.run.start}`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("old files without the run column still read; a CSV one is not appended to unmarked", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const legacyColumns = CSV_COLUMNS.filter((c) => c !== "run" && c !== "runStart");
+    const old = [row({ value: 0.25 }), row({ metric: "loss", value: 1.5, iteration: 4 })];
+    const csvPath = `${dir}/metrics.csv`;
+    await Deno.writeTextFile(
+      csvPath,
+      legacyColumns.join(",") + "\n" + old.map((r) => csvLine(r, legacyColumns)).join(""),
+    );
+    const back = await readCsvRows(csvPath);
+    assert.deepEqual(back, old);
+    assert.deepEqual(splitRuns(back).map((r) => [r.run, r.start, r.rows.length]), [[
+      null,
+      null,
+      2,
+    ]]);
+    assert.deepEqual(await readCsvRows(csvPath, { run: "abc" }), []);
+    assert.throws(
+      () => csvLogger({ dir }),
+      /has other columns .*written before runs were marked .*choose another file, or pass ifExists: "overwrite"/,
+    );
+    // ifExists still decides: overwrite starts a marked file.
+    const fresh = csvLogger({ dir, ifExists: "overwrite" });
+    fresh.log!([row()]);
+    assert.deepEqual((await readCsvRows(csvPath)).map((r) => r.run), [fresh.run.id]);
+
+    // JSON Lines has no header: a new run appends to an old file, and its rows are marked.
+    const jsonlPath = `${dir}/metrics.jsonl`;
+    await Deno.writeTextFile(jsonlPath, old.map((r) => JSON.stringify(r) + "\n").join(""));
+    const j = jsonlLogger({ dir });
+    j.log!([row({ value: 0.75 })]);
+    const rows = await readJsonlRows(jsonlPath);
+    assert.deepEqual(rows.slice(0, 2), old);
+    assert.deepEqual(splitRuns(rows).map((r) => r.run), [null, j.run.id]);
+    assert.deepEqual((await readJsonlRows(jsonlPath, { run: j.run.id })).map((r) => r.value), [
+      0.75,
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("run marks: given marks are used as they are; bad ones are refused by name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = { id: "seed0-resume", start: "2025-06-01T12:00:00.000Z" };
+    const csv = csvLogger({ dir, run, columns: ["metric", "value"] });
+    csv.log!([row()]);
+    assert.equal(
+      await Deno.readTextFile(csv.path),
+      "metric,value,run,runStart\naccuracy,0.5,seed0-resume,2025-06-01T12:00:00.000Z\n",
+    );
+    assert.deepEqual(await readCsvRows(csv.path), [
+      { metric: "accuracy", value: 0.5, run: "seed0-resume", runStart: run.start },
+    ] as unknown as LoggedRow[]);
+    assert.throws(
+      () => jsonlLogger({ dir, run: { id: "a b", start: run.start } }),
+      /run\.id must be/,
+    );
+    assert.throws(
+      () => jsonlLogger({ dir, run: { id: "x", start: "soon" } }),
+      /run\.start must be/,
+    );
+    assert.throws(() => textLogger({ run: "x" as never }), /run must be \{ id, start \}/);
+    const a = newRun(), b = newRun();
+    assert.notEqual(a.id, b.id);
+    let out = "";
+    const text = textLogger({ run, write: (s) => void (out += s) });
+    assert.equal(out, "", "nothing is written before the first output");
+    text.log!([row()]);
+    assert.ok(
+      out.startsWith("-- Run seed0-resume started 2025-06-01T12:00:00.000Z --\n\tTop1_Acc"),
+    );
+    text.log!([row()]);
+    assert.equal(out.split("-- Run ").length, 2, "the run line is written once");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("textLogger prints phase headers and named values; confusion as a matrix", async () => {
   let out = "";
   const bench = toyBenchmark({ n: 40 });
@@ -179,7 +313,8 @@ Deno.test("textLogger prints phase headers and named values; confusion as a matr
   const s = naive({ model, batchSize: 10, seed: 0, evaluator });
   await s.train(bench.train[0]);
   await s.eval(bench.test);
-  const lines = out.split("\n");
+  const [runLine, ...lines] = out.split("\n");
+  assert.match(runLine, /^-- Run [0-9a-z]{8} started \d{4}-\d\d-\d\dT[\d:.]+Z --$/);
   assert.equal(lines[0], "-- >> Start of training phase << --");
   assert.equal(lines[1], "-- Training on experience 0 (task 0) from train stream --");
   assert.match(lines[2], /^\tTop1_Acc_Epoch\/train_phase\/train_stream\/Task000 = \d\.\d{4}$/);

@@ -2,10 +2,12 @@
  * Internal: appending lines to a file so that an interrupted run leaves a readable file. Each
  * call writes whole lines in one append; the header (if any) is written once, with the first
  * lines; an existing file is appended to (after checking its header), refused, or replaced, as
- * asked.
+ * asked. The loggers built on it mark every row with their run (see `runs.ts`), so that what one
+ * run appended stays apart from what an earlier one wrote.
  *
  * @module
  */
+import type { RunInfo } from "./runs.ts";
 
 /** What to do when the log file already exists. */
 export type IfExists = "append" | "error" | "overwrite";
@@ -24,6 +26,12 @@ export interface FileLoggerOptions {
   ifExists?: IfExists;
   /** Also flush each write to the disk (`fsync`), surviving an OS crash; slower. @default false */
   fsync?: boolean;
+  /**
+   * The run written into every row (`run` and `runStart`). Pass one mark to several loggers
+   * (`run: csv.run`) to give their files the same id, or your own `{ id, start }`.
+   * @default a fresh `newRun()`: a random id and the time the logger is created
+   */
+  run?: RunInfo;
 }
 
 const encoder = new TextEncoder();
@@ -73,7 +81,16 @@ export class LineFile {
   #prefix = "";
   #truncate = false;
 
-  constructor(opts: FileLoggerOptions, defaultFile: string, header?: string) {
+  /**
+   * `explain`, when given, adds to the error for an existing file whose header differs: it gets
+   * the header found and returns what to say about it (or "").
+   */
+  constructor(
+    opts: FileLoggerOptions,
+    defaultFile: string,
+    header?: string,
+    explain?: (found: string) => string,
+  ) {
     if (!opts || typeof opts.dir !== "string" || opts.dir === "") {
       throw new TypeError(`A file logger needs a folder: pass { dir: "runs/my-run" }`);
     }
@@ -105,9 +122,11 @@ export class LineFile {
           if (header !== undefined) {
             const found = firstLine(this.path);
             if (found !== header.replace(/\n$/, "")) {
+              const why = explain?.(found) ?? "";
               throw new Error(
                 `${this.path} has other columns (${found}) than this logger writes ` +
-                  `(${header.trim()}): choose another file, or pass ifExists: "overwrite"`,
+                  `(${header.trim()})${why ? `: ${why}` : ""}: choose another file, or pass ` +
+                  `ifExists: "overwrite"`,
               );
             }
           }

@@ -1,16 +1,26 @@
 /**
  * A CSV logger: one long-form row per metric value, appended as the run goes, readable at any
  * time (even after an interruption) by pandas, Polars, a spreadsheet or {@link readCsvRows}.
+ * Every row carries its run (`run`, `runStart`), so that runs appended to one file stay apart.
  *
  * @module
  */
 import { avalancheName } from "../metrics/names.ts";
-import type { MetricRow } from "../data/rows.ts";
 import { type FileLoggerOptions, LineFile } from "./_files.ts";
 import type { Logger } from "./logger.ts";
+import {
+  checkRun,
+  filterRuns,
+  type LoggedRow,
+  type ReadRowsOptions,
+  type RunInfo,
+} from "./runs.ts";
 
 /** A column of the CSV file: a row field, or "name" (the row's Avalanche name). */
-export type CsvColumn = keyof MetricRow | "name";
+export type CsvColumn = keyof LoggedRow | "name";
+
+/** The columns that mark the run; the logger writes them even when `columns` leaves them out. */
+const RUN_COLUMNS: readonly CsvColumn[] = ["run", "runStart"];
 
 /** Columns written by default, in order. */
 export const CSV_COLUMNS: readonly CsvColumn[] = [
@@ -27,13 +37,19 @@ export const CSV_COLUMNS: readonly CsvColumn[] = [
   "class",
   "predicted",
   "value",
+  "run",
+  "runStart",
 ];
 
 /** Options of {@link csvLogger}. */
 export interface CsvLoggerOptions extends FileLoggerOptions {
   /** File name inside `dir`. @default "metrics.csv" */
   file?: string;
-  /** Columns, in order. @default CSV_COLUMNS */
+  /**
+   * Columns, in order. `run` and `runStart` are added at the end when left out: every row says
+   * which run wrote it.
+   * @default CSV_COLUMNS
+   */
   columns?: readonly CsvColumn[];
 }
 
@@ -54,28 +70,49 @@ function field(v: unknown): string {
  * console.assert(csvLine(row, ["metric", "iteration", "value"]) === "loss,7,0.25\n");
  * ```
  */
-export function csvLine(row: MetricRow, columns: readonly CsvColumn[] = CSV_COLUMNS): string {
+export function csvLine(row: LoggedRow, columns: readonly CsvColumn[] = CSV_COLUMNS): string {
   return columns.map((c) => field(c === "name" ? avalancheName(row) : row[c])).join(",") + "\n";
 }
 
 /**
  * A logger appending each row to `{dir}/metrics.csv` (header once; each hook's rows in one
  * append, so an interrupted run leaves every complete line readable). An existing file is
- * appended to when its header matches, unless `ifExists` says otherwise.
+ * appended to when its header matches, unless `ifExists` says otherwise. Each row carries the
+ * logger's run (`run`: a short random id made when the logger is created, `runStart`: that
+ * time), so a second run into the same file stays distinguishable: read one run back with
+ * `readCsvRows(path, { run: logger.run.id })`.
  *
  * @example
  * ```ts ignore
- * const evaluator = evaluation({ loggers: [csvLogger({ dir: "runs/naive-seed0" })] });
+ * const csv = csvLogger({ dir: "runs/naive-seed0" });
+ * const evaluator = evaluation({ loggers: [csv] });
+ * // ... train; later: only this run's rows, even if the file holds earlier runs too
+ * const mine = await readCsvRows(csv.path, { run: csv.run.id });
  * ```
  */
-export function csvLogger(opts: CsvLoggerOptions): Logger & { readonly path: string } {
-  const columns = opts?.columns ?? CSV_COLUMNS;
-  const file = new LineFile(opts, "metrics.csv", columns.join(",") + "\n");
+export function csvLogger(
+  opts: CsvLoggerOptions,
+): Logger & { readonly path: string; readonly run: RunInfo } {
+  const run = checkRun(opts?.run);
+  const given = opts?.columns ?? CSV_COLUMNS;
+  const columns = [...given, ...RUN_COLUMNS.filter((c) => !given.includes(c))];
+  const header = columns.join(",");
+  const file = new LineFile(opts, "metrics.csv", header + "\n", (found) => {
+    const cols = found.split(",");
+    return RUN_COLUMNS.every((c) => !cols.includes(c)) &&
+        found === columns.filter((c) => !RUN_COLUMNS.includes(c)).join(",")
+      ? "it was written before runs were marked (no run column), and appending would mix " +
+        "this run's rows with unmarked ones"
+      : "";
+  });
   return {
     name: "csvLogger",
     path: file.path,
+    run,
     log(rows) {
-      file.append(rows.map((r) => csvLine(r, columns)).join(""));
+      file.append(
+        rows.map((r) => csvLine({ ...r, run: run.id, runStart: run.start }, columns)).join(""),
+      );
     },
   };
 }
@@ -132,7 +169,9 @@ const NUMERIC = new Set([
 
 /**
  * Parses the text of a CSV metrics file back into rows. Lines that are incomplete (an
- * interrupted write) or malformed are skipped; empty optional fields are left out.
+ * interrupted write) or malformed are skipped; empty optional fields are left out. Each row
+ * keeps its `run` and `runStart` (absent in files from before runs were marked); `opts.run`
+ * keeps only the rows of that run (see `splitRuns` to list the runs of a file).
  *
  * @example
  * ```ts
@@ -143,11 +182,11 @@ const NUMERIC = new Set([
  * console.assert(parseCsvRows(text).length === 1);
  * ```
  */
-export function parseCsvRows(text: string): MetricRow[] {
+export function parseCsvRows(text: string, opts: ReadRowsOptions = {}): LoggedRow[] {
   const recs = records(text);
   if (recs.length === 0 || !recs[0].complete) return [];
   const header = recs[0].fields;
-  const rows: MetricRow[] = [];
+  const rows: LoggedRow[] = [];
   for (const rec of recs.slice(1)) {
     if (!rec.complete || rec.fields.length !== header.length) continue;
     const row: Record<string, unknown> = {};
@@ -169,20 +208,25 @@ export function parseCsvRows(text: string): MetricRow[] {
       }
     });
     if (ok && typeof row.metric === "string" && row.metric !== "") {
-      rows.push(row as unknown as MetricRow);
+      rows.push(row as unknown as LoggedRow);
     }
   }
-  return rows;
+  return filterRuns(rows, opts);
 }
 
 /**
- * Reads a CSV metrics file written by {@link csvLogger} (see {@link parseCsvRows}).
+ * Reads a CSV metrics file written by {@link csvLogger} (see {@link parseCsvRows}); `opts.run`
+ * keeps one run's rows.
  *
  * @example
  * ```ts ignore
  * const rows = await readCsvRows("runs/x/metrics.csv");
+ * const one = await readCsvRows("runs/x/metrics.csv", { run: "k3f9a2c1" });
  * ```
  */
-export async function readCsvRows(path: string): Promise<MetricRow[]> {
-  return parseCsvRows(await Deno.readTextFile(path));
+export async function readCsvRows(
+  path: string,
+  opts: ReadRowsOptions = {},
+): Promise<LoggedRow[]> {
+  return parseCsvRows(await Deno.readTextFile(path), opts);
 }

@@ -16,4 +16,5 @@ export * from "./text.ts";
 export * from "./csv.ts";
 export * from "./jsonl.ts";
 export * from "./in_memory.ts";
+export * from "./runs.ts";
 export type { FileLoggerOptions, IfExists } from "./_files.ts";

@@ -1,6 +1,7 @@
 /**
- * A plain-text logger: headers at the start of each phase and experience, then one line per
- * metric value with its Avalanche name (as Avalanche's `TextLogger`).
+ * A plain-text logger: a line naming the run, headers at the start of each phase and
+ * experience, then one line per metric value with its Avalanche name (as Avalanche's
+ * `TextLogger`).
  *
  * @module
  */
@@ -8,6 +9,7 @@ import { toConfusionMatrix } from "../metrics/confusion.ts";
 import { avalancheName } from "../metrics/names.ts";
 import type { MetricRow } from "../data/rows.ts";
 import type { Logger } from "./logger.ts";
+import { checkRun, type RunInfo } from "./runs.ts";
 
 /** Options of {@link textLogger}. */
 export interface TextLoggerOptions {
@@ -15,6 +17,12 @@ export interface TextLoggerOptions {
   write?: (text: string) => void;
   /** Digits after the point of non-integer values. @default 4 */
   digits?: number;
+  /**
+   * The run named in the first line (`-- Run <id> started <time> --`), so that two runs written
+   * to one file are told apart; pass a file logger's `.run` to name the same id.
+   * @default a fresh `newRun()`
+   */
+  run?: RunInfo;
 }
 
 const encoder = new TextEncoder();
@@ -40,7 +48,8 @@ export function formatValue(v: number, digits = 4, metric?: string): string {
 
 /**
  * A logger writing text lines (to stdout by default, or any `write` function: a file, a
- * notebook cell). Confusion-matrix rows of one hook are printed as a matrix.
+ * notebook cell). Its first output starts with a line naming the run (`-- Run <id> started
+ * <time> --`). Confusion-matrix rows of one hook are printed as a matrix.
  *
  * @example Collect the text in a string
  * ```ts
@@ -52,11 +61,22 @@ export function formatValue(v: number, digits = 4, metric?: string): string {
  * console.assert(out.includes("Loss_Stream/eval_phase/test_stream/Task000 = 0.5000"));
  * ```
  */
-export function textLogger(opts: TextLoggerOptions = {}): Logger {
-  const write = opts.write ?? ((s: string) => void Deno.stdout.writeSync(encoder.encode(s)));
+export function textLogger(opts: TextLoggerOptions = {}): Logger & { readonly run: RunInfo } {
+  const out = opts.write ?? ((s: string) => void Deno.stdout.writeSync(encoder.encode(s)));
   const digits = opts.digits ?? 4;
+  const run = checkRun(opts.run);
+  let started = false;
+  // Written with the first output, not at creation: a logger that never logs prints nothing.
+  const write = (text: string) => {
+    if (!started) {
+      started = true;
+      out(`-- Run ${run.id} started ${run.start} --\n`);
+    }
+    out(text);
+  };
   return {
     name: "textLogger",
+    run,
     log(rows) {
       const cells: MetricRow[] = [];
       let text = "";
