@@ -4,8 +4,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import {
   clearDatasetMemo,
@@ -23,21 +22,23 @@ import {
   syntheticImages,
   verifyBytes,
 } from "../datasets/mod.ts";
+import {
+  assertDatasetError,
+  FILES,
+  HAS_FASHION,
+  HAS_MNIST,
+  listFiles,
+  SHARED,
+  withTempDir as withTempIn,
+} from "./_datasets_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------------------
 
-const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
-const FILES = [
-  "train-images-idx3-ubyte.gz",
-  "train-labels-idx1-ubyte.gz",
-  "t10k-images-idx3-ubyte.gz",
-  "t10k-labels-idx1-ubyte.gz",
-];
-const hasData = (name: string) => FILES.every((f) => existsSync(join(SHARED, name, f)));
-const HAS_MNIST = hasData("mnist");
-const HAS_FASHION = hasData("fashion-mnist");
+const withTempDir = (fn: (dir: string) => Promise<void>) =>
+  withTempIn(fn, "perennial_datasets_test_");
+
 if (!HAS_MNIST) {
   console.warn(`datasets_test: ${SHARED}/mnist missing: skipping tests that need real MNIST`);
 }
@@ -57,33 +58,10 @@ function makeIdx(dims: number[], data: ArrayLike<number>): Uint8Array {
   return out;
 }
 
-/** All files under `dir`, as sorted relative paths ([] when `dir` does not exist). */
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(d: string) {
-    for await (const e of Deno.readDir(d)) {
-      const p = join(d, e.name);
-      if (e.isDirectory) await walk(p);
-      else out.push(relative(dir, p));
-    }
-  }
-  if (existsSync(dir)) await walk(dir);
-  return out.sort();
-}
-
 /** Create `path` as an empty folder: a data dir that exists but holds nothing. */
 async function emptyDir(path: string): Promise<string> {
   await Deno.mkdir(path, { recursive: true });
   return path;
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "perennial_datasets_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** Run `fn` against a real HTTP server on 127.0.0.1; `hits` records each request's path. */
@@ -135,27 +113,6 @@ function assertSplit(s: ImageSplit, n: number, rows: number, cols: number): void
   assert.equal(s.cols, cols);
   assert.equal(s.images.length, n * rows * cols);
   assert.equal(s.labels.length, n);
-}
-
-async function assertDatasetError(
-  p: Promise<unknown>,
-  code: string,
-  ...patterns: (RegExp | string)[]
-): Promise<DatasetError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof DatasetError, `expected a DatasetError, got ${caught}`);
-  for (const pat of patterns) {
-    if (typeof pat === "string") {
-      assert.ok(caught.message.includes(pat), `message lacks ${pat}:\n${caught.message}`);
-    } else assert.match(caught.message, pat);
-  }
-  assert.equal(caught.code, code, caught.message);
-  return caught;
 }
 
 const MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];

@@ -6,8 +6,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import {
   clearDatasetMemo,
@@ -24,21 +23,22 @@ import {
   STALE_TEMP_AGE_MS,
   tempPathFor,
 } from "../datasets/_temp.ts";
+import {
+  assertDatasetError,
+  FILES,
+  HAS_FASHION,
+  HAS_MNIST,
+  listFiles,
+  SHARED,
+  withTempDir as withTempIn,
+} from "./_datasets_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------------------
 
-const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
-const FILES = [
-  "train-images-idx3-ubyte.gz",
-  "train-labels-idx1-ubyte.gz",
-  "t10k-images-idx3-ubyte.gz",
-  "t10k-labels-idx1-ubyte.gz",
-];
-const hasData = (name: string) => FILES.every((f) => existsSync(join(SHARED, name, f)));
-const HAS_MNIST = hasData("mnist");
-const HAS_FASHION = hasData("fashion-mnist");
+const withTempDir = (fn: (dir: string) => Promise<void>) =>
+  withTempIn(fn, "perennial_downloads_test_");
 
 /** Random bytes, so that the download tests need no real data. */
 function randomBlob(n: number): Uint8Array<ArrayBuffer> {
@@ -47,29 +47,6 @@ function randomBlob(n: number): Uint8Array<ArrayBuffer> {
     crypto.getRandomValues(blob.subarray(i, Math.min(i + 65536, n)));
   }
   return blob;
-}
-
-/** All files under `dir`, as sorted relative paths ([] when `dir` does not exist). */
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(d: string) {
-    for await (const e of Deno.readDir(d)) {
-      const p = join(d, e.name);
-      if (e.isDirectory) await walk(p);
-      else out.push(relative(dir, p));
-    }
-  }
-  if (existsSync(dir)) await walk(dir);
-  return out.sort();
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "perennial_downloads_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** Resolves every `wait()` once opened: lets held responses end before the server shuts down. */
@@ -178,27 +155,6 @@ function dyingBody(bytes: Uint8Array, sent: number): ReadableStream<Uint8Array> 
       }
     },
   });
-}
-
-async function assertDatasetError(
-  p: Promise<unknown>,
-  code: string,
-  ...patterns: (RegExp | string)[]
-): Promise<DatasetError> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof DatasetError, `expected a DatasetError, got ${caught}`);
-  for (const pat of patterns) {
-    if (typeof pat === "string") {
-      assert.ok(caught.message.includes(pat), `message lacks ${pat}:\n${caught.message}`);
-    } else assert.match(caught.message, pat);
-  }
-  assert.equal(caught.code, code, caught.message);
-  return caught;
 }
 
 /** The temp files (`*.tmp`) in `dir`. */
