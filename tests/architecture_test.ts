@@ -23,8 +23,10 @@ interface Unit {
 }
 
 const UNITS: Unit[] = [
-  // 1. Seeded random numbers; backend selection and the kernels (fused ops, FFI BLAS).
+  // 1. Seeded random numbers; options checking; backend selection and the kernels (fused ops,
+  // FFI BLAS).
   { name: "random", layer: 1, paths: ["lib/random.ts"] },
+  { name: "options", layer: 1, paths: ["lib/options.ts"] },
   { name: "backends", layer: 1, paths: ["lib/backend.ts", "lib/backends/"] },
   // 2. Datasets and experiences; file formats and downloads; scenario generators.
   { name: "data", layer: 2, paths: ["lib/data/"] },
