@@ -33,6 +33,7 @@ import {
 import { RunningTotals } from "../engine/totals.ts";
 import type { Clock, StrategyContext, StrategySettings } from "./context.ts";
 import { Hooks } from "./hooks.ts";
+import { checkStrategyOptions } from "./options.ts";
 import type { Plugin } from "./plugin.ts";
 
 /** Options shared by every strategy builder. */
@@ -245,6 +246,7 @@ export class Strategy implements StrategySettings {
   #inTrain = false;
 
   constructor(opts: StrategyOptions) {
+    checkStrategyOptions(new.target.name, opts);
     if (
       !opts || typeof opts !== "object" || !opts.model || typeof opts.model.forward !== "function"
     ) {
