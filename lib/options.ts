@@ -107,6 +107,7 @@ const ALIASES: Readonly<Record<string, readonly string[]>> = {
   numclasses: ["classes", "nClasses", "outputs"],
   nclasses: ["classes", "outputs"],
   randomseed: ["seed"],
+  temperature: ["T"],
 };
 
 /** Lower case without `_` and `-`, so `mem_size`, `MemSize` and `memsize` compare equal. */
@@ -248,8 +249,9 @@ function allowedStrings(kind: OptionKind): string[] {
 }
 
 /**
- * Checks the value of one option (`who: key must be <kind>, got <value>`, a `TypeError`);
- * undefined is accepted (it means the default). Returns the value.
+ * Checks the value of one option (`who: key must be <kind>, got <value>`): a `TypeError`, or a
+ * `RangeError` for a string outside a {@link oneOf} set (with the closest one suggested).
+ * Undefined is accepted (it means the default). Returns the value.
  *
  * @example
  * ```ts
@@ -263,9 +265,12 @@ function allowedStrings(kind: OptionKind): string[] {
 export function checkKind<V>(who: string, key: string, value: V, kind: OptionKind): V {
   if (value === undefined || isKind(value, kind)) return value;
   let message = `${who}: ${key} must be ${describeKind(kind)}, got ${describeValue(value)}`;
-  if (typeof value === "string") {
-    const near = closest(value, allowedStrings(kind));
+  const allowed = allowedStrings(kind);
+  if (typeof value === "string" && allowed.length > 0) {
+    // A string outside the set is a value out of range, as JavaScript's own RangeError means.
+    const near = closest(value, allowed);
     if (near !== undefined) message += ` (did you mean ${quote(near)}?)`;
+    throw new RangeError(message);
   }
   throw new TypeError(message);
 }
@@ -277,7 +282,8 @@ export function checkKind<V>(who: string, key: string, value: V, kind: OptionKin
  *   (`replay: unknown option "memorySize" (did you mean "memSize"?)`); when no key is close, the
  *   message lists the valid ones. Every unknown key is reported at once.
  * - A value of the wrong kind is a `TypeError` (`ewc: lambda must be a number, got the string
- *   "1000"`). Undefined values are accepted: they mean the default.
+ *   "1000"`); a string outside a {@link oneOf} set is a `RangeError`. Undefined values are
+ *   accepted: they mean the default.
  * - `opts` itself may be undefined (every option left at its default); anything else that is
  *   not an object (an array, a number) is a `TypeError`.
  *
