@@ -128,7 +128,7 @@ export {
   MaxPool2d,
   Sequential,
 } from "./lib/nn/layers.ts";
-export type { ActivationName, LinearOptions } from "./lib/nn/layers.ts";
+export type { ActivationName, Conv2dOptions, LinearOptions } from "./lib/nn/layers.ts";
 export { crossEntropy, distillationLoss, distillationWithGradient } from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
 export {
