@@ -7,7 +7,12 @@
 
 import { dirname } from "node:path";
 import { type Checksum, checksumMismatch, createHasher, pickChecksum } from "./checksum.ts";
-import { DatasetError, type DatasetErrorCode, errorMessage } from "./errors.ts";
+import {
+  checkDatasetOptions,
+  DatasetError,
+  type DatasetErrorCode,
+  errorMessage,
+} from "./errors.ts";
 
 /** Download progress, reported once per received chunk. */
 export interface DownloadProgress {
@@ -69,6 +74,11 @@ export async function downloadVerified(
   dest: string,
   opts: DownloadOptions = {},
 ): Promise<{ url: string; bytes: number }> {
+  checkDatasetOptions("downloadVerified", opts, {
+    expect: "object",
+    file: "string",
+    onProgress: "function",
+  });
   const file = opts.file ?? dest.split(/[\\/]/).pop() ?? dest;
   if (urls.length === 0) {
     throw new DatasetError(

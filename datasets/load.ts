@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { downloadVerified, mirrorUrl } from "./cache.ts";
 import { verifyBytes } from "./checksum.ts";
 import { defaultCacheDir, resolveDataDir } from "./dirs.ts";
-import { DatasetError, errorMessage } from "./errors.ts";
+import { checkDatasetOptions, DatasetError, errorMessage } from "./errors.ts";
 import { parseIdx } from "./idx.ts";
 import {
   type DatasetFile,
@@ -20,6 +20,16 @@ import {
   getDatasetSpec,
 } from "./registry.ts";
 import type { ImageDataset, ImageSplit, LoadOptions } from "./types.ts";
+import type { OptionSpec } from "../lib/options.ts";
+
+/** The keys of {@link LoadOptions}, for checking what users pass (benchmarks extend it). */
+export const LOAD_OPTIONS: OptionSpec<LoadOptions> = {
+  dataDir: "string",
+  cacheDir: "string",
+  download: "boolean",
+  mirrors: "array",
+  onProgress: "function",
+};
 
 const memo = new Map<string, Promise<ImageDataset>>();
 
@@ -56,6 +66,7 @@ export async function loadDataset(
   name: DatasetName,
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
+  checkDatasetOptions("loadDataset", opts, LOAD_OPTIONS);
   const spec = getDatasetSpec(name);
   const dataDir = resolveDataDir(opts.dataDir);
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
