@@ -43,7 +43,8 @@ export interface AnyOfKind {
 /**
  * What an option's value must be. `"integer"` is checked as a number: whether it is whole (and in
  * range) is the business of the code using it, which throws a `RangeError` naming the range.
- * `"object"` is any non-null object that is not an array; `"any"` accepts everything.
+ * `"object"` is any non-null object that is not an array; `"null"` is null alone (for options
+ * where null means something, with {@link anyOf}); `"any"` accepts everything.
  */
 export type OptionKind =
   | "number"
@@ -53,6 +54,7 @@ export type OptionKind =
   | "array"
   | "function"
   | "object"
+  | "null"
   | "any"
   | OneOfKind
   | InstanceKind
@@ -203,6 +205,8 @@ export function describeKind(kind: OptionKind): string {
         return "anything";
       case "object":
         return "an object";
+      case "null":
+        return "null";
       default:
         return article(kind);
     }
@@ -232,6 +236,8 @@ export function isKind(v: unknown, kind: OptionKind): boolean {
         return typeof v === "function";
       case "object":
         return typeof v === "object" && v !== null && !Array.isArray(v);
+      case "null":
+        return v === null;
       case "any":
         return true;
     }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { oneOf, type OptionSpec } from "../options.ts";
 
 /** What to do when the log file already exists. */
 export type IfExists = "append" | "error" | "overwrite";
@@ -25,6 +26,14 @@ export interface FileLoggerOptions {
   /** Also flush each write to the disk (`fsync`), surviving an OS crash; slower. @default false */
   fsync?: boolean;
 }
+
+/** The keys of {@link FileLoggerOptions}, which each file logger checks with its own. */
+export const FILE_LOGGER_OPTIONS: OptionSpec<FileLoggerOptions> = {
+  dir: "string",
+  file: "string",
+  ifExists: oneOf("append", "error", "overwrite"),
+  fsync: "boolean",
+};
 
 const encoder = new TextEncoder();
 

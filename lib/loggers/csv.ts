@@ -6,7 +6,8 @@
  */
 import { avalancheName } from "../metrics/names.ts";
 import type { MetricRow } from "../data/rows.ts";
-import { type FileLoggerOptions, LineFile } from "./_files.ts";
+import { FILE_LOGGER_OPTIONS, type FileLoggerOptions, LineFile } from "./_files.ts";
+import { checkOptions } from "../options.ts";
 import type { Logger } from "./logger.ts";
 
 /** A column of the CSV file: a row field, or "name" (the row's Avalanche name). */
@@ -69,6 +70,7 @@ export function csvLine(row: MetricRow, columns: readonly CsvColumn[] = CSV_COLU
  * ```
  */
 export function csvLogger(opts: CsvLoggerOptions): Logger & { readonly path: string } {
+  checkOptions("csvLogger", opts, { ...FILE_LOGGER_OPTIONS, columns: "array" });
   const columns = opts?.columns ?? CSV_COLUMNS;
   const file = new LineFile(opts, "metrics.csv", columns.join(",") + "\n");
   return {

@@ -4,7 +4,8 @@
  * @module
  */
 import type { MetricRow } from "../data/rows.ts";
-import { type FileLoggerOptions, LineFile } from "./_files.ts";
+import { FILE_LOGGER_OPTIONS, type FileLoggerOptions, LineFile } from "./_files.ts";
+import { checkOptions } from "../options.ts";
 import type { Logger } from "./logger.ts";
 
 /** Options of {@link jsonlLogger}. */
@@ -24,6 +25,7 @@ export interface JsonlLoggerOptions extends FileLoggerOptions {
  * ```
  */
 export function jsonlLogger(opts: JsonlLoggerOptions): Logger & { readonly path: string } {
+  checkOptions("jsonlLogger", opts, FILE_LOGGER_OPTIONS);
   const file = new LineFile(opts, "metrics.jsonl");
   return {
     name: "jsonlLogger",

@@ -8,6 +8,7 @@ import { toConfusionMatrix } from "../metrics/confusion.ts";
 import { avalancheName } from "../metrics/names.ts";
 import type { MetricRow } from "../data/rows.ts";
 import type { Logger } from "./logger.ts";
+import { checkOptions } from "../options.ts";
 
 /** Options of {@link textLogger}. */
 export interface TextLoggerOptions {
@@ -53,6 +54,7 @@ export function formatValue(v: number, digits = 4, metric?: string): string {
  * ```
  */
 export function textLogger(opts: TextLoggerOptions = {}): Logger {
+  checkOptions("textLogger", opts, { write: "function", digits: "integer" });
   const write = opts.write ?? ((s: string) => void Deno.stdout.writeSync(encoder.encode(s)));
   const digits = opts.digits ?? 4;
   return {
