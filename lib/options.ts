@@ -211,10 +211,7 @@ export function describeKind(kind: OptionKind): string {
         return article(kind);
     }
   }
-  if ("oneOf" in kind) {
-    const q = kind.oneOf.map(quote);
-    return q.length <= 2 ? q.join(" or ") : `one of ${q.join(", ")}`;
-  }
+  if ("oneOf" in kind) return `one of ${kind.oneOf.map(quote).join(", ")}`;
   if ("instanceOf" in kind) return article(kind.label ?? kind.instanceOf.name);
   return kind.anyOf.map(describeKind).join(" or ");
 }
