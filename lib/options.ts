@@ -135,28 +135,38 @@ function distance(a: string, b: string): number {
 }
 
 /**
- * The candidate closest to `word` (ignoring case, `_` and `-`), or undefined when none is close:
- * within a third of the longer word's length in edits (at least one). Ties go to the earlier
- * candidate. Known synonyms from other libraries ({@link ALIASES}) are the fallback.
+ * The candidate closest to `word` (ignoring case, `_` and `-`), or undefined when none is close.
+ * In order: the same name but for case and separators; a candidate that begins or ends with the
+ * word, or that the word begins or ends with (`decay` for `decayFactor`, at least 3 letters);
+ * one within a third of the longer word's length in edits, rounded (at least one). Fewer edits first, then
+ * the earlier candidate. Known synonyms from other libraries ({@link ALIASES}) are the fallback.
  *
  * @example
  * ```ts
  * import { closest } from "./options.ts";
  * console.assert(closest("memorySize", ["model", "memSize"]) === "memSize");
  * console.assert(closest("mem_size", ["model", "memSize"]) === "memSize");
+ * console.assert(closest("decay", ["lambda", "decayFactor"]) === "decayFactor");
  * console.assert(closest("zzz", ["model", "memSize"]) === undefined);
  * ```
  */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
   const w = normalize(word);
   let best: string | undefined;
-  let bestDistance = Infinity;
+  let bestRank = Infinity;
   for (const c of candidates) {
     const n = normalize(c);
     const d = distance(w, n);
-    if (d <= Math.max(1, Math.floor(Math.max(w.length, n.length) / 3)) && d < bestDistance) {
+    const [short, long] = w.length <= n.length ? [w, n] : [n, w];
+    const affix = short.length >= 3 && (long.startsWith(short) || long.endsWith(short));
+    const near = d <= Math.max(1, Math.round(long.length / 3));
+    // Tiers first (exact, affix, near), then edits: a shared stem beats a lookalike.
+    const tier = d === 0 ? 0 : affix ? 1 : near ? 2 : -1;
+    if (tier < 0) continue;
+    const rank = tier * 1e6 + d;
+    if (rank < bestRank) {
       best = c;
-      bestDistance = d;
+      bestRank = rank;
     }
   }
   return best ?? ALIASES[w]?.find((a) => candidates.includes(a));
@@ -164,7 +174,13 @@ export function closest(word: string, candidates: readonly string[]): string | u
 
 const quote = (s: string) => JSON.stringify(s);
 
-const article = (noun: string) => (/^[aeiou]/i.test(noun) ? `an ${noun}` : `a ${noun}`);
+/** "a" or "an" as the noun is spoken: an Adam, a Uint8Array, an SGD (acronyms by letter name). */
+function article(noun: string): string {
+  const vowelSound = /^[A-Z]{2,}/.test(noun)
+    ? /^[AEFHILMNORSX]/.test(noun)
+    : /^[aeiou]/i.test(noun) && !/^(uint|uni|use|eu)/i.test(noun);
+  return vowelSound ? `an ${noun}` : `a ${noun}`;
+}
 
 /**
  * A value as an error message shows it: `the string "1000"`, `the number 5`, `true`, `null`,
@@ -211,7 +227,10 @@ export function describeKind(kind: OptionKind): string {
         return article(kind);
     }
   }
-  if ("oneOf" in kind) return `one of ${kind.oneOf.map(quote).join(", ")}`;
+  if ("oneOf" in kind) {
+    const q = kind.oneOf.map(quote);
+    return q.length === 2 ? q.join(" or ") : `one of ${q.join(", ")}`;
+  }
   if ("instanceOf" in kind) return article(kind.label ?? kind.instanceOf.name);
   return kind.anyOf.map(describeKind).join(" or ");
 }

@@ -595,9 +595,10 @@ function runNames(runs: readonly NamedRun[]): string[] {
 export function compareRuns(runs: readonly NamedRun[], options: CompareOptions = {}): Figure {
   checkOptions("compareRuns", options, {
     ...CHART_OPTIONS,
-    kind: oneOf("curves", "bars"),
+    // kind and average: checked below by keyword(), whose message says "one of".
+    kind: "string",
     stat: oneOf("accuracy", "forgetting", "bwt"),
-    average: oneOf("seen", "all"),
+    average: "string",
     stream: "string",
   });
   if (!Array.isArray(runs) || runs.length === 0) {
