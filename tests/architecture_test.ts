@@ -27,7 +27,7 @@ const UNITS: Unit[] = [
   // FFI BLAS).
   { name: "random", layer: 1, paths: ["lib/random.ts"] },
   { name: "options", layer: 1, paths: ["lib/options.ts"] },
-  { name: "backends", layer: 1, paths: ["lib/backend.ts", "lib/backends/"] },
+  { name: "backends", layer: 1, paths: ["lib/backend.ts", "lib/backends/"], peers: ["options"] },
   // 2. Datasets and experiences; file formats and downloads; scenario generators.
   { name: "data", layer: 2, paths: ["lib/data/"] },
   { name: "datasets", layer: 2, paths: ["datasets/"] },
