@@ -21,11 +21,14 @@
  * @module
  */
 
-// Layer 1, backend and random: choosing the tfjs backend, seeded random numbers.
+// Layer 1, backend, random and options: choosing the tfjs backend, seeded random numbers,
+// checking the options objects a builder takes (for plugins and builders of one's own).
 export { backendInfo, BACKENDS, setBackend, setup } from "./lib/backend.ts";
 export type { BackendInfo, BackendName, SetupOptions } from "./lib/backend.ts";
 export { Rng } from "./lib/random.ts";
 export type { RngState } from "./lib/random.ts";
+export { anyOf, checkOptions, closest, instanceOf, oneOf } from "./lib/options.ts";
+export type { OptionKind, OptionSpec } from "./lib/options.ts";
 
 // Layer 2, data: datasets, experiences and streams, loaders' plans, metric rows.
 export {
@@ -178,6 +181,7 @@ export {
   naive,
   withPlugin,
 } from "./lib/strategy/strategies.ts";
+export { STRATEGY_OPTIONS } from "./lib/strategy/options.ts";
 
 // Layer 6, metrics: the metric contract, the built-in metrics.
 export * as functional from "./lib/metrics/functional.ts";

@@ -11,10 +11,11 @@
  * @example
  * ```ts
  * import { checkOptions, oneOf } from "./options.ts";
+ * interface EwcOptions { lambda?: number; mode?: "separate" | "online" }
  * const spec = { lambda: "number", mode: oneOf("separate", "online") } as const;
- * checkOptions("ewc", { lambda: 5 }, spec); // fine
+ * checkOptions("ewc", { lambda: 5 } as EwcOptions, spec); // fine
  * try {
- *   checkOptions("ewc", { lamda: 5 } as never, spec);
+ *   checkOptions("ewc", { lamda: 5 } as EwcOptions, spec);
  * } catch (e) {
  *   console.assert((e as Error).message === 'ewc: unknown option "lamda" (did you mean "lambda"?)');
  * }
