@@ -21,11 +21,14 @@
  * @module
  */
 
-// Layer 1, backend and random: choosing the tfjs backend, seeded random numbers.
+// Layer 1, backend, random and options: choosing the tfjs backend, seeded random numbers,
+// checking the options objects a builder takes (for plugins and builders of one's own).
 export { backendInfo, BACKENDS, setBackend, setup } from "./lib/backend.ts";
 export type { BackendInfo, BackendName, SetupOptions } from "./lib/backend.ts";
 export { Rng } from "./lib/random.ts";
 export type { RngState } from "./lib/random.ts";
+export { anyOf, checkOptions, closest, instanceOf, oneOf } from "./lib/options.ts";
+export type { OptionKind, OptionSpec } from "./lib/options.ts";
 
 // Layer 2, data: datasets, experiences and streams, loaders' plans, metric rows.
 export {
@@ -128,7 +131,7 @@ export {
   MaxPool2d,
   Sequential,
 } from "./lib/nn/layers.ts";
-export type { ActivationName, LinearOptions } from "./lib/nn/layers.ts";
+export type { ActivationName, Conv2dOptions, LinearOptions } from "./lib/nn/layers.ts";
 export { crossEntropy, distillationLoss, distillationWithGradient } from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
 export {
@@ -180,6 +183,7 @@ export {
   naive,
   withPlugin,
 } from "./lib/strategy/strategies.ts";
+export { STRATEGY_OPTIONS } from "./lib/strategy/options.ts";
 
 // Layer 6, metrics: the metric contract, the built-in metrics.
 export * as functional from "./lib/metrics/functional.ts";

@@ -9,7 +9,12 @@
 
 import { dirname } from "node:path";
 import { type Checksum, checksumMismatch, createHasher, pickChecksum } from "./checksum.ts";
-import { DatasetError, type DatasetErrorCode, errorMessage } from "./errors.ts";
+import {
+  checkDatasetOptions,
+  DatasetError,
+  type DatasetErrorCode,
+  errorMessage,
+} from "./errors.ts";
 import { removeStaleTemps, tempPathFor } from "./_temp.ts";
 
 /** Download progress, reported once per received chunk. */
@@ -156,6 +161,13 @@ export async function downloadVerified(
   dest: string,
   opts: DownloadOptions = {},
 ): Promise<{ url: string; bytes: number }> {
+  checkDatasetOptions("downloadVerified", opts, {
+    expect: "object",
+    file: "string",
+    onProgress: "function",
+    readTimeoutMs: "number",
+    timeoutMs: "number",
+  });
   const file = opts.file ?? dest.split(/[\\/]/).pop() ?? dest;
   if (!Array.isArray(urls) || urls.length === 0) {
     throw new DatasetError(

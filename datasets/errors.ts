@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { checkOptions, type OptionSpec } from "../lib/options.ts";
 
 /** What went wrong, for programs that want to react to a {@link DatasetError}. */
 export type DatasetErrorCode =
@@ -75,4 +76,27 @@ export class DatasetError extends Error {
  */
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Checks an options object as `lib/options.ts`'s `checkOptions` does (unknown keys with the
+ * closest valid one, kinds of values), but throws a {@link DatasetError} ("invalid-argument"),
+ * the one error type of this module.
+ *
+ * @example
+ * ```ts
+ * import { checkDatasetOptions, DatasetError } from "./errors.ts";
+ * try {
+ *   checkDatasetOptions("loadDataset", { datadir: "/data" } as { dataDir?: string }, { dataDir: "string" });
+ * } catch (e) {
+ *   console.assert(e instanceof DatasetError && e.code === "invalid-argument");
+ * }
+ * ```
+ */
+export function checkDatasetOptions<T>(who: string, opts: T, spec: NoInfer<OptionSpec<T>>): T {
+  try {
+    return checkOptions(who, opts, spec);
+  } catch (e) {
+    throw new DatasetError("invalid-argument", errorMessage(e), { cause: e });
+  }
 }

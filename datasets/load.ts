@@ -17,7 +17,7 @@ import {
 } from "./cache.ts";
 import { checksumMismatch, hashBytes, pickChecksum } from "./checksum.ts";
 import { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
-import { DatasetError, errorMessage } from "./errors.ts";
+import { checkDatasetOptions, DatasetError, errorMessage } from "./errors.ts";
 import { parseIdx, readIdxHeader } from "./idx.ts";
 import {
   type DatasetFile,
@@ -27,6 +27,18 @@ import {
   getDatasetSpec,
 } from "./registry.ts";
 import type { ImageDataset, ImageSplit, LoadOptions } from "./types.ts";
+import type { OptionSpec } from "../lib/options.ts";
+
+/** The keys of {@link LoadOptions}, for checking what users pass (benchmarks extend it). */
+export const LOAD_OPTIONS: OptionSpec<LoadOptions> = {
+  dataDir: "string",
+  cacheDir: "string",
+  download: "boolean",
+  mirrors: "array",
+  onProgress: "function",
+  readTimeoutMs: "number",
+  timeoutMs: "number",
+};
 
 const memo = new Map<string, Promise<ImageDataset>>();
 
@@ -67,6 +79,7 @@ export async function loadDataset(
   name: DatasetName,
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
+  checkDatasetOptions("loadDataset", opts, LOAD_OPTIONS);
   const spec = getDatasetSpec(name);
   // Checked before the memo, so that a bad option is an error even when the data are loaded.
   const checked: Checked = {

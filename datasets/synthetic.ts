@@ -4,7 +4,7 @@
  * @module
  */
 
-import { DatasetError } from "./errors.ts";
+import { checkDatasetOptions, DatasetError } from "./errors.ts";
 import type { ImageSplit } from "./types.ts";
 
 /** Options of {@link syntheticImages}. */
@@ -91,6 +91,14 @@ function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_IN
  * ```
  */
 export function syntheticImages(opts: SyntheticOptions): ImageSplit {
+  checkDatasetOptions("syntheticImages", opts, {
+    n: "integer",
+    classes: "integer",
+    rows: "integer",
+    cols: "integer",
+    seed: "number",
+    noise: "number",
+  });
   const { n, classes, rows = 28, cols = 28, seed = 0, noise = 0.25 } = opts;
   checkInt("n", n, 0);
   checkInt("classes", classes, 1, 256);

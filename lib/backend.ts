@@ -14,6 +14,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import seedrandom from "seedrandom";
 import { BLAS_BACKEND, registerBlasBackend } from "./backends/blas.ts";
+import { checkOptions, closest, describeValue } from "./options.ts";
 
 /** Backends a run can ask for. */
 export type BackendName = "auto" | "node" | "blas" | "wasm" | "cpu";
@@ -88,8 +89,11 @@ async function tryNode(): Promise<void> {
  */
 export async function setBackend(name: BackendName = "auto"): Promise<BackendInfo> {
   if (!BACKENDS.includes(name)) {
+    const near = typeof name === "string" ? closest(name, BACKENDS) : undefined;
+    const got = typeof name === "string" ? `"${name}"` : describeValue(name);
     throw new TypeError(
-      `Unknown backend "${name}": use one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}`,
+      `Unknown backend ${got}: use one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}` +
+        (near === undefined ? "" : ` (did you mean "${near}"?)`),
     );
   }
   quiet();
@@ -193,6 +197,8 @@ export interface SetupOptions {
  * ```
  */
 export async function setup(opts: SetupOptions = {}): Promise<BackendInfo> {
+  // The name itself is checked by setBackend, whose error lists the backends.
+  checkOptions("setup", opts, { backend: "string", seed: "number" });
   const info = await setBackend(opts.backend ?? "auto");
   if (opts.seed !== undefined) {
     if (!Number.isFinite(opts.seed)) {

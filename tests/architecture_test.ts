@@ -23,9 +23,11 @@ interface Unit {
 }
 
 const UNITS: Unit[] = [
-  // 1. Seeded random numbers; backend selection and the kernels (fused ops, FFI BLAS).
+  // 1. Seeded random numbers; options checking; backend selection and the kernels (fused ops,
+  // FFI BLAS).
   { name: "random", layer: 1, paths: ["lib/random.ts"] },
-  { name: "backends", layer: 1, paths: ["lib/backend.ts", "lib/backends/"] },
+  { name: "options", layer: 1, paths: ["lib/options.ts"] },
+  { name: "backends", layer: 1, paths: ["lib/backend.ts", "lib/backends/"], peers: ["options"] },
   // 2. Datasets and experiences; file formats and downloads; scenario generators.
   { name: "data", layer: 2, paths: ["lib/data/"] },
   { name: "datasets", layer: 2, paths: ["datasets/"] },

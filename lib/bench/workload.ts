@@ -33,6 +33,7 @@ import { FMNIST_STATS, splitFMNIST } from "../benchmarks/classic.ts";
 import type { ClassIncrementalBenchmark } from "../benchmarks/generators.ts";
 import { subsample } from "../benchmarks/generators.ts";
 import { residentBenchmark } from "../engine/resident.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
 
 /** The fixed settings of the workload (those of `torch_ref.py`). */
 export const BENCH_WORKLOAD: Readonly<{
@@ -126,6 +127,24 @@ export interface BenchOptions {
   /** Status lines (no newline at the end); default: silent. */
   log?: (line: string) => void;
 }
+
+/** The keys of {@link BenchOptions}, for checking what users pass. */
+const BENCH_OPTIONS: OptionSpec<BenchOptions> = {
+  afterRun: "function",
+  strategies: "array",
+  factories: "object",
+  backend: "string",
+  dataDir: "string",
+  data: "object",
+  repeats: "integer",
+  seed: "integer",
+  epochs: "integer",
+  trainLimit: "integer",
+  testLimit: "integer",
+  resident: "array",
+  rssEvery: "integer",
+  log: "function",
+};
 
 /** The measures of one run of one strategy. */
 export interface BenchRun {
@@ -248,6 +267,13 @@ const rssMiB = () => Deno.memoryUsage().rss / (1024 * 1024);
 export async function loadBenchWorkload(
   opts: Pick<BenchOptions, "dataDir" | "data" | "seed" | "trainLimit" | "testLimit"> = {},
 ): Promise<ClassIncrementalBenchmark> {
+  checkOptions("loadBenchWorkload", opts, {
+    dataDir: "string",
+    data: "object",
+    seed: "integer",
+    trainLimit: "integer",
+    testLimit: "integer",
+  });
   const seed = opts.seed ?? 0;
   let bench = await splitFMNIST({
     experiences: BENCH_WORKLOAD.experiences,
@@ -376,6 +402,7 @@ const MEDIAN_KEYS = [
  * ```
  */
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> {
+  checkOptions("runBench", opts, BENCH_OPTIONS);
   const factories = opts.factories ?? BENCH_STRATEGIES;
   const names = resolveStrategies(opts.strategies, factories);
   const repeats = opts.repeats ?? 1;
@@ -390,13 +417,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
   positiveInt("trainLimit", opts.trainLimit);
   positiveInt("testLimit", opts.testLimit);
   const log = opts.log ?? (() => {});
+  const { dataDir, data, trainLimit, testLimit } = opts;
+  const workloadOptions = { dataDir, data, seed, trainLimit, testLimit };
 
   const backend = await setBackend(opts.backend ?? "auto");
   const skipped = backend.skipped.map((s) => `${s.name}: ${s.reason}`).join("; ");
   log(`backend ${backend.name}${skipped ? ` (skipped ${skipped})` : ""}`);
 
   const t0 = performance.now();
-  const bench = await loadBenchWorkload({ ...opts, seed });
+  const bench = await loadBenchWorkload(workloadOptions);
   const dataLoad = (performance.now() - t0) / 1000;
   const trainSizes = bench.train.map((e) => e.dataset.length);
   const testSizes = bench.test.map((e) => e.dataset.length);
@@ -414,7 +443,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult[]> 
       // is one): no run inherits another's input caches.
       const data = results.length === 0 && r === 0
         ? bench
-        : await loadBenchWorkload({ ...opts, seed });
+        : await loadBenchWorkload(workloadOptions);
       // Before the run's clock and tensor count start, as the reference's load.
       const held = resident.length ? residentBenchmark(data, { streams: resident }) : undefined;
       try {

@@ -8,6 +8,8 @@
  * @module
  */
 import { type ImageDataset, loadDataset, type LoadOptions } from "../../datasets/mod.ts";
+import { LOAD_OPTIONS } from "../../datasets/load.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
 import { ArrayDataset } from "../data/dataset.ts";
 import {
   classIncremental,
@@ -39,6 +41,16 @@ export interface ClassicOptions extends LoadOptions {
   data?: ImageDataset;
 }
 
+const INPUT_SHAPES = oneOf("flat", "image");
+
+/** The keys of {@link ClassicOptions}, for checking what users pass. */
+const CLASSIC_OPTIONS: OptionSpec<ClassicOptions> = {
+  ...LOAD_OPTIONS,
+  normalize: "boolean",
+  inputShape: INPUT_SHAPES,
+  data: "object",
+};
+
 /** Options of {@link toArrayDatasets}. */
 export interface ToArrayDatasetsOptions {
   /** Normalize the [0, 1] pixels with `stats`. @default true */
@@ -66,6 +78,11 @@ export function toArrayDatasets(
   data: ImageDataset,
   opts: ToArrayDatasetsOptions = {},
 ): { train: ArrayDataset; test: ArrayDataset } {
+  checkOptions("toArrayDatasets", opts, {
+    normalize: "boolean",
+    inputShape: INPUT_SHAPES,
+    stats: "object",
+  });
   const shape = opts.inputShape ?? "flat";
   if (shape !== "flat" && shape !== "image") {
     throw new TypeError(`inputShape must be "flat" or "image", got ${JSON.stringify(shape)}`);
@@ -134,6 +151,19 @@ export interface SplitOptions extends ClassicOptions {
   classIdsFromZeroFromFirstExp?: boolean;
 }
 
+/** The keys of {@link SplitOptions}, for checking what users pass. */
+const SPLIT_OPTIONS: OptionSpec<SplitOptions> = {
+  ...CLASSIC_OPTIONS,
+  experiences: "integer",
+  seed: "number",
+  fixedClassOrder: "array",
+  shuffle: "boolean",
+  classesPerExperience: "array",
+  returnTaskId: "boolean",
+  classIdsFromZeroInEachExp: "boolean",
+  classIdsFromZeroFromFirstExp: "boolean",
+};
+
 async function split(
   fn: string,
   dataset: "mnist" | "fashion-mnist",
@@ -190,8 +220,9 @@ async function split(
  * console.log(b.info.name, b.train[0].classes); // SplitMNIST [0, 1]
  * ```
  */
-export function splitMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBenchmark> {
-  return split("SplitMNIST", "mnist", MNIST_STATS, opts);
+export async function splitMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBenchmark> {
+  checkOptions("splitMNIST", opts, SPLIT_OPTIONS);
+  return await split("SplitMNIST", "mnist", MNIST_STATS, opts);
 }
 
 /**
@@ -204,8 +235,9 @@ export function splitMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBen
  * console.log(b.info.scenario, b.train[4].taskLabel); // task-incremental 4
  * ```
  */
-export function splitFMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBenchmark> {
-  return split("SplitFMNIST", "fashion-mnist", FMNIST_STATS, opts);
+export async function splitFMNIST(opts: SplitOptions = {}): Promise<ClassIncrementalBenchmark> {
+  checkOptions("splitFMNIST", opts, SPLIT_OPTIONS);
+  return await split("SplitFMNIST", "fashion-mnist", FMNIST_STATS, opts);
 }
 
 /** Options of {@link permutedMNIST}. */
@@ -231,6 +263,12 @@ export interface PermutedMNISTOptions extends ClassicOptions {
  * ```
  */
 export async function permutedMNIST(opts: PermutedMNISTOptions = {}): Promise<PermutedBenchmark> {
+  checkOptions("permutedMNIST", opts, {
+    ...CLASSIC_OPTIONS,
+    experiences: "integer",
+    seed: "number",
+    returnTaskId: "boolean",
+  });
   const { experiences = 10, seed = 0, returnTaskId = false, ...rest } = opts;
   const { train, test } = await load("mnist", MNIST_STATS, rest);
   return permuted({
@@ -271,6 +309,14 @@ export interface RotatedMNISTOptions extends ClassicOptions {
  * ```
  */
 export async function rotatedMNIST(opts: RotatedMNISTOptions = {}): Promise<RotatedBenchmark> {
+  checkOptions("rotatedMNIST", opts, {
+    ...CLASSIC_OPTIONS,
+    experiences: "integer",
+    seed: "number",
+    rotations: "array",
+    rotationRange: "array",
+    returnTaskId: "boolean",
+  });
   const { experiences, seed = 0, rotations, rotationRange, returnTaskId = false, ...rest } = opts;
   const { train, test, rows, cols } = await load("mnist", MNIST_STATS, rest);
   return rotated({

@@ -23,6 +23,7 @@ import {
   withDataset,
 } from "../data/experience.ts";
 import { composePermutations, imageGeometry, rotateImages } from "./transforms.ts";
+import { anyOf, checkOptions, oneOf, type OptionSpec } from "../options.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -133,6 +134,25 @@ export interface ClassIncrementalOptions {
   /** Benchmark name. @default "ClassIncremental" or "TaskIncremental" */
   name?: string;
 }
+
+/** The keys of {@link taskIncremental}'s options (those of {@link classIncremental} but one). */
+const TASK_INCREMENTAL_OPTIONS: OptionSpec<Omit<ClassIncrementalOptions, "taskLabels">> = {
+  train: "object",
+  test: "object",
+  experiences: "integer",
+  classOrder: anyOf(oneOf("shuffled", "sorted"), "array"),
+  fixedClassOrder: "array",
+  seed: "number",
+  classesPerExperience: "array",
+  remapClasses: anyOf("boolean", oneOf("global", "per-experience")),
+  name: "string",
+};
+
+/** The keys of {@link ClassIncrementalOptions}, for checking what users pass. */
+const CLASS_INCREMENTAL_OPTIONS: OptionSpec<ClassIncrementalOptions> = {
+  ...TASK_INCREMENTAL_OPTIONS,
+  taskLabels: "boolean",
+};
 
 /** A benchmark from {@link classIncremental}, with the class split it used. */
 export interface ClassIncrementalBenchmark extends Benchmark {
@@ -259,6 +279,7 @@ function resolveSplit(fn: string, opts: ClassIncrementalOptions, numClasses: num
  */
 export function classIncremental(opts: ClassIncrementalOptions): ClassIncrementalBenchmark {
   const fn = "classIncremental";
+  checkOptions(fn, opts, CLASS_INCREMENTAL_OPTIONS);
   checkDatasets(fn, opts?.train, opts?.test);
   const { train, test } = opts;
   const task = opts.taskLabels ?? false;
@@ -353,6 +374,7 @@ export function classIncremental(opts: ClassIncrementalOptions): ClassIncrementa
 export function taskIncremental(
   opts: Omit<ClassIncrementalOptions, "taskLabels">,
 ): ClassIncrementalBenchmark {
+  checkOptions("taskIncremental", opts, TASK_INCREMENTAL_OPTIONS);
   return classIncremental({
     ...opts,
     taskLabels: true,
@@ -403,6 +425,14 @@ export interface NewInstancesOptions {
  */
 export function newInstances(opts: NewInstancesOptions): Benchmark {
   const fn = "newInstances";
+  checkOptions(fn, opts, {
+    train: "object",
+    test: "object",
+    experiences: "integer",
+    seed: "number",
+    balanceClasses: "boolean",
+    name: "string",
+  });
   checkDatasets(fn, opts?.train, opts?.test);
   const { train, test } = opts;
   const e = checkInt(fn, "experiences", opts.experiences, 1, "pass the number of experiences");
@@ -523,6 +553,14 @@ export interface PermutedBenchmark extends Benchmark {
  */
 export function permuted(opts: PermutedOptions): PermutedBenchmark {
   const fn = "permuted";
+  checkOptions(fn, opts, {
+    train: "object",
+    test: "object",
+    experiences: "integer",
+    seed: "number",
+    taskLabels: "boolean",
+    name: "string",
+  });
   checkDatasets(fn, opts?.train, opts?.test);
   const train = requireArrayDataset(fn, "train", opts.train);
   const test = requireArrayDataset(fn, "test", opts.test);
@@ -600,6 +638,17 @@ export interface RotatedBenchmark extends Benchmark {
  */
 export function rotated(opts: RotatedOptions): RotatedBenchmark {
   const fn = "rotated";
+  checkOptions(fn, opts, {
+    train: "object",
+    test: "object",
+    experiences: "integer",
+    seed: "number",
+    rotations: "array",
+    rotationRange: "array",
+    imageShape: "array",
+    taskLabels: "boolean",
+    name: "string",
+  });
   checkDatasets(fn, opts?.train, opts?.test);
   const train = requireArrayDataset(fn, "train", opts.train);
   const test = requireArrayDataset(fn, "test", opts.test);
@@ -721,6 +770,14 @@ export interface SplitOnlineOptions {
   dropLast?: boolean;
 }
 
+/** The keys of {@link SplitOnlineOptions}, for checking what users pass. */
+const SPLIT_ONLINE_OPTIONS: OptionSpec<SplitOnlineOptions> = {
+  experienceSize: "integer",
+  shuffle: "boolean",
+  seed: "number",
+  dropLast: "boolean",
+};
+
 function splitStream(stream: Stream, opts: SplitOnlineOptions, info?: BenchmarkInfo): OnlineStream {
   const fn = "splitOnline";
   const size = checkInt(
@@ -788,6 +845,7 @@ export function splitOnline(
   source: Stream | Benchmark,
   opts: SplitOnlineOptions,
 ): OnlineStream | OnlineBenchmark {
+  checkOptions("splitOnline", opts, SPLIT_ONLINE_OPTIONS);
   if (Array.isArray(source)) return splitStream(source as Stream, opts);
   const b = source as Benchmark;
   if (!b || typeof b !== "object" || !Array.isArray(b.train) || !Array.isArray(b.test)) {
@@ -885,6 +943,11 @@ export function subsample<B extends Benchmark>(benchmark: B, opts: SubsampleOpti
   if (!benchmark || !Array.isArray(benchmark.train) || !Array.isArray(benchmark.test)) {
     throw new TypeError(`${fn}: expected a Benchmark, got ${String(benchmark)}`);
   }
+  checkOptions(fn, opts, {
+    trainPerExperience: "integer",
+    testPerExperience: "integer",
+    seed: "number",
+  });
   const trainK = opts?.trainPerExperience === undefined
     ? undefined
     : checkInt(fn, "trainPerExperience", opts.trainPerExperience, 1, "keep at least one sample");

@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { anyOf, checkOptions, instanceOf, type OptionSpec } from "../options.ts";
+
 /** A minibatch as flat typed arrays, ready to become tensors. */
 export interface Batch {
   /** Inputs, `n * prod(inputShape)` floats, sample-major. */
@@ -207,6 +209,19 @@ export interface ArrayDatasetOptions {
   permutation?: Int32Array;
 }
 
+/** The keys of {@link ArrayDatasetOptions}, for checking what users pass. */
+const ARRAY_DATASET_OPTIONS: OptionSpec<ArrayDatasetOptions> = {
+  x: anyOf(instanceOf(Uint8Array), instanceOf(Float32Array)),
+  // Array-likes (arrays, typed arrays): their lengths are checked below.
+  y: "any",
+  inputShape: "array",
+  taskLabels: "any",
+  scale: "number",
+  mean: "number",
+  std: "number",
+  permutation: instanceOf(Int32Array),
+};
+
 /** Bytes the input caches of all {@link ArrayDataset}s may hold together. */
 let cacheBudget = 512 * 2 ** 20;
 /**
@@ -276,6 +291,7 @@ export class ArrayDataset extends Dataset {
 
   constructor(opts: ArrayDatasetOptions) {
     super();
+    checkOptions("ArrayDataset", opts, ARRAY_DATASET_OPTIONS);
     const size = opts.inputShape.reduce((a, b) => a * b, 1);
     const n = opts.y.length;
     if (!(size > 0) || opts.inputShape.some((d) => !Number.isInteger(d) || d < 1)) {

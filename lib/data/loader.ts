@@ -9,6 +9,7 @@
  */
 import type { Batch, Dataset } from "./dataset.ts";
 import type { Rng } from "../random.ts";
+import { checkOptions } from "../options.ts";
 
 /** Samples of one dataset within a minibatch, in order. */
 export interface BatchPart {
@@ -120,6 +121,11 @@ export class DatasetLoader implements DataLoader {
   readonly dropLast: boolean;
 
   constructor(readonly dataset: Dataset, opts: DatasetLoaderOptions) {
+    checkOptions("DatasetLoader", opts, {
+      batchSize: "integer",
+      shuffle: "boolean",
+      dropLast: "boolean",
+    });
     checkBatchSize("batchSize", opts.batchSize);
     this.batchSize = opts.batchSize;
     this.shuffle = opts.shuffle ?? true;

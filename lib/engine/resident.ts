@@ -27,6 +27,7 @@ import { Dataset } from "../data/dataset.ts";
 import { heapInputs } from "../backends/fused.ts";
 import { rowsView } from "../backends/views.ts";
 import { type Benchmark, makeStream, type Stream, withDataset } from "../data/experience.ts";
+import { checkOptions } from "../options.ts";
 
 /** Samples converted per chunk while building a resident dataset from one that makes tensors. */
 const CHUNK = 1024;
@@ -209,6 +210,7 @@ export function residentBenchmark<B extends Benchmark>(
   if (!benchmark || !Array.isArray(benchmark.train) || !Array.isArray(benchmark.test)) {
     throw new TypeError(`${fn}: expected a Benchmark, got ${String(benchmark)}`);
   }
+  checkOptions(fn, opts, { streams: "array" });
   const names = opts.streams ?? ["test"];
   const known = ["train", "test"];
   for (const s of names) {

@@ -8,6 +8,7 @@
  * @module
  */
 import type { RunInfo } from "./runs.ts";
+import { oneOf, type OptionSpec } from "../options.ts";
 
 /** What to do when the log file already exists. */
 export type IfExists = "append" | "error" | "overwrite";
@@ -33,6 +34,15 @@ export interface FileLoggerOptions {
    */
   run?: RunInfo;
 }
+
+/** The keys of {@link FileLoggerOptions}, which each file logger checks with its own. */
+export const FILE_LOGGER_OPTIONS: OptionSpec<FileLoggerOptions> = {
+  dir: "string",
+  file: "string",
+  ifExists: oneOf("append", "error", "overwrite"),
+  fsync: "boolean",
+  run: "object",
+};
 
 const encoder = new TextEncoder();
 

@@ -6,7 +6,8 @@
  * @module
  */
 import { avalancheName } from "../metrics/names.ts";
-import { type FileLoggerOptions, LineFile } from "./_files.ts";
+import { FILE_LOGGER_OPTIONS, type FileLoggerOptions, LineFile } from "./_files.ts";
+import { checkOptions } from "../options.ts";
 import type { Logger } from "./logger.ts";
 import {
   checkRun,
@@ -93,6 +94,7 @@ export function csvLine(row: LoggedRow, columns: readonly CsvColumn[] = CSV_COLU
 export function csvLogger(
   opts: CsvLoggerOptions,
 ): Logger & { readonly path: string; readonly run: RunInfo } {
+  checkOptions("csvLogger", opts, { ...FILE_LOGGER_OPTIONS, columns: "array" });
   const run = checkRun(opts?.run);
   const given = opts?.columns ?? CSV_COLUMNS;
   const columns = [...given, ...RUN_COLUMNS.filter((c) => !given.includes(c))];

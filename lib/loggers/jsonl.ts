@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type FileLoggerOptions, LineFile } from "./_files.ts";
+import { FILE_LOGGER_OPTIONS, type FileLoggerOptions, LineFile } from "./_files.ts";
+import { checkOptions } from "../options.ts";
 import type { Logger } from "./logger.ts";
 import {
   checkRun,
@@ -38,6 +39,7 @@ export interface JsonlLoggerOptions extends FileLoggerOptions {
 export function jsonlLogger(
   opts: JsonlLoggerOptions,
 ): Logger & { readonly path: string; readonly run: RunInfo } {
+  checkOptions("jsonlLogger", opts, FILE_LOGGER_OPTIONS);
   const run = checkRun(opts?.run);
   const file = new LineFile(opts, "metrics.jsonl");
   return {

@@ -7,6 +7,7 @@
  */
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Plugin } from "../strategy/plugin.ts";
+import { checkOptions } from "../options.ts";
 
 /** Options of {@link progressBar}. */
 export interface ProgressBarOptions {
@@ -52,6 +53,13 @@ export function formatDuration(seconds: number): string {
  * ```
  */
 export function progressBar(opts: ProgressBarOptions = {}): Plugin {
+  checkOptions("progressBar", opts, {
+    write: "function",
+    live: "boolean",
+    width: "integer",
+    intervalMs: "number",
+    eval: "boolean",
+  });
   const write = opts.write ?? defaultWrite;
   const live = opts.live ?? (opts.write ? false : isTerminal());
   const width = opts.width ?? 24;

@@ -11,6 +11,7 @@ import type { StrategyContext } from "../strategy/context.ts";
 import type { Logger } from "./logger.ts";
 import { formatDuration } from "./progress.ts";
 import { formatValue } from "./text.ts";
+import { checkOptions, oneOf } from "../options.ts";
 
 /** A MIME bundle for Jupyter. */
 export type MimeBundle = Record<string, string>;
@@ -180,6 +181,16 @@ export function summarize(rows: readonly MetricRow[]): string {
  * ```
  */
 export function progressLogger(opts: ProgressLoggerOptions = {}): Logger {
+  checkOptions("progressLogger", opts, {
+    mode: oneOf("auto", "terminal", "jupyter", "lines"),
+    write: "function",
+    live: "boolean",
+    display: "function",
+    width: "integer",
+    intervalMs: "number",
+    eval: "boolean",
+    maxLines: "integer",
+  });
   const mode = opts.mode ?? "auto";
   if (!["auto", "terminal", "jupyter", "lines"].includes(mode)) {
     throw new RangeError(

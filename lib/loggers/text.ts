@@ -10,6 +10,7 @@ import { avalancheName } from "../metrics/names.ts";
 import type { MetricRow } from "../data/rows.ts";
 import type { Logger } from "./logger.ts";
 import { checkRun, type RunInfo } from "./runs.ts";
+import { checkOptions } from "../options.ts";
 
 /** Options of {@link textLogger}. */
 export interface TextLoggerOptions {
@@ -63,6 +64,7 @@ export function formatValue(v: number, digits = 4, metric?: string): string {
  */
 export function textLogger(opts: TextLoggerOptions = {}): Logger & { readonly run: RunInfo } {
   const out = opts.write ?? ((s: string) => void Deno.stdout.writeSync(encoder.encode(s)));
+  checkOptions("textLogger", opts, { write: "function", digits: "integer", run: "object" });
   const digits = opts.digits ?? 4;
   const run = checkRun(opts.run);
   let started = false;

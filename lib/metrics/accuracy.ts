@@ -16,7 +16,14 @@ import {
   splitRows,
   TaskSplit,
 } from "./_accumulate.ts";
-import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  type RowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link accuracy}. */
@@ -55,6 +62,14 @@ export interface AccuracyOptions extends GranularityOptions {
  * ```
  */
 export function accuracy(opts: AccuracyOptions = {}): Metric {
+  checkOptions("accuracy", opts, {
+    ...GRANULARITY_OPTIONS,
+    topK: "integer",
+    perClass: "boolean",
+    seenClasses: "boolean",
+    // Checked by perTaskOption, whose error names the three values.
+    perTask: "any",
+  });
   const windows = resolveWindows("accuracy", opts, ["epoch", "experience", "stream"]);
   const perTask = perTaskOption(opts.perTask);
   const k = opts.topK;

@@ -6,7 +6,14 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { StrategyContext } from "../strategy/context.ts";
 import { additive, type HostSums, type Sink } from "./_accumulate.ts";
-import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  type RowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link confusionMatrix}. */
@@ -37,6 +44,11 @@ export interface ConfusionMatrixOptions extends GranularityOptions {
  * ```
  */
 export function confusionMatrix(opts: ConfusionMatrixOptions = {}): Metric {
+  checkOptions("confusionMatrix", opts, {
+    ...GRANULARITY_OPTIONS,
+    numClasses: "integer",
+    normalize: "boolean",
+  });
   const windows = resolveWindows("confusionMatrix", opts, ["stream"]);
   const fixed = opts.numClasses;
   if (fixed !== undefined && (!Number.isInteger(fixed) || fixed < 1)) {

@@ -19,6 +19,7 @@ import {
 } from "./functional.ts";
 import { type Granularity, type Metric, resolveWindows, rowBase } from "./metric.ts";
 import type { MetricRow } from "../data/rows.ts";
+import { anyOf, checkOptions } from "../options.ts";
 
 /** Incrementally indexed eval accuracies of `ctx.rows`: stream → row → experience → value. */
 class AccuracyTable {
@@ -83,6 +84,8 @@ interface MatrixSpec {
 }
 
 function matrixMetric(spec: MatrixSpec, opts: TransferOptions): Metric {
+  // The values of `at` are checked by resolveWindows, whose errors list the valid ones.
+  checkOptions(spec.name, opts, { at: anyOf("string", "array") });
   const windows = resolveWindows(
     spec.name,
     { at: opts.at as Granularity[] | undefined, phase: "eval" },

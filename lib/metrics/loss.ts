@@ -15,7 +15,14 @@ import {
   TaskSplit,
 } from "./_accumulate.ts";
 import type { PerTask } from "./_accumulate.ts";
-import { type GranularityOptions, type Metric, resolveWindows, type RowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  type RowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link loss}. */
@@ -43,6 +50,11 @@ export interface LossOptions extends GranularityOptions {
  * ```
  */
 export function loss(opts: LossOptions = {}): Metric {
+  checkOptions("loss", opts, {
+    ...GRANULARITY_OPTIONS,
+    // Checked by perTaskOption, whose error names the three values.
+    perTask: "any",
+  });
   const windows = resolveWindows("loss", opts, ["epoch", "experience", "stream"]);
   const perTask = perTaskOption(opts.perTask);
 

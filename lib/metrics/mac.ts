@@ -9,7 +9,14 @@ import { Conv2d, Linear } from "../nn/layers.ts";
 import type { Module } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { windowed } from "./_windowed.ts";
-import { type GranularityOptions, type Metric, resolveWindows, rowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  rowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 
 /** Options of {@link countMacs}. */
 export interface CountMacsOptions {
@@ -40,6 +47,7 @@ export function countMacs(
   inputShape: readonly number[],
   opts: CountMacsOptions = {},
 ): number {
+  checkOptions("countMacs", opts, { taskLabel: "integer" });
   const task = opts.taskLabel ?? 0;
   let macs = 0;
   const modules = [...model.namedModules().values()];
@@ -104,6 +112,7 @@ export interface MacsOptions extends GranularityOptions {
  * ```
  */
 export function macs(opts: MacsOptions = {}): Metric {
+  checkOptions("macs", opts, GRANULARITY_OPTIONS);
   const windows = resolveWindows("macs", opts, ["experience"]);
   let cacheKey = "";
   let cached = 0;

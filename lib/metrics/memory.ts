@@ -6,7 +6,14 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { windowed } from "./_windowed.ts";
-import { type GranularityOptions, type Metric, resolveWindows, rowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  rowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 import type { MetricRow } from "../data/rows.ts";
 
 /** Options of {@link memory}. */
@@ -46,6 +53,12 @@ function rss(): number {
  * ```
  */
 export function memory(opts: MemoryOptions = {}): Metric {
+  checkOptions("memory", opts, {
+    ...GRANULARITY_OPTIONS,
+    ram: "boolean",
+    tensors: "boolean",
+    sampleMs: "number",
+  });
   const windows = resolveWindows("memory", opts, ["epoch", "experience", "stream"]);
   const withRam = opts.ram !== false;
   const withTensors = opts.tensors !== false;

@@ -13,6 +13,7 @@
 import type { StrategyContext } from "../strategy/context.ts";
 import { EVAL_HOOKS, type HookName, SYNC_HOOKS, TRAIN_HOOKS } from "../strategy/plugin.ts";
 import type { MetricRow, Phase } from "../data/rows.ts";
+import { anyOf, type OptionSpec } from "../options.ts";
 
 /** How much a metric value covers. */
 export type Granularity = "minibatch" | "epoch" | "experience" | "stream";
@@ -80,6 +81,15 @@ export interface GranularityOptions {
    */
   phase?: Phase | readonly Phase[];
 }
+
+/**
+ * The keys of {@link GranularityOptions}, which every windowed metric checks with its own. The
+ * values themselves are checked by {@link resolveWindows}, whose errors list the valid ones.
+ */
+export const GRANULARITY_OPTIONS: OptionSpec<GranularityOptions> = {
+  at: anyOf("string", "array"),
+  phase: anyOf("string", "array"),
+};
 
 function list<T>(v: T | readonly T[] | undefined): readonly T[] | undefined {
   return v === undefined ? undefined : Array.isArray(v) ? v as readonly T[] : [v as T];

@@ -7,6 +7,7 @@
  */
 import type { Granularity } from "./metric.ts";
 import type { MetricRow } from "../data/rows.ts";
+import { anyOf, checkOptions } from "../options.ts";
 
 const SUFFIX: Record<Granularity, string> = {
   minibatch: "MB",
@@ -77,6 +78,7 @@ function pad3(n: number): string {
  * ```
  */
 export function avalancheName(row: MetricRow, opts: AvalancheNameOptions = {}): string {
+  checkOptions("avalancheName", opts, { task: anyOf("integer", "null") });
   const at = granularityOf(row);
   const g = SUFFIX[at];
   let base: string;

@@ -4,7 +4,14 @@
  * @module
  */
 import { windowed } from "./_windowed.ts";
-import { type GranularityOptions, type Metric, resolveWindows, rowBase } from "./metric.ts";
+import {
+  GRANULARITY_OPTIONS,
+  type GranularityOptions,
+  type Metric,
+  resolveWindows,
+  rowBase,
+} from "./metric.ts";
+import { checkOptions } from "../options.ts";
 
 /** Options of {@link timing}. */
 export interface TimingOptions extends GranularityOptions {
@@ -27,6 +34,7 @@ export interface TimingOptions extends GranularityOptions {
  * ```
  */
 export function timing(opts: TimingOptions = {}): Metric {
+  checkOptions("timing", opts, GRANULARITY_OPTIONS);
   const windows = resolveWindows("timing", opts, ["epoch", "experience", "stream"]);
   const started = new Map<string, number>();
   return windowed({

@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import {
   Activation,
+  ACTIVATION_NAMES,
   type ActivationName,
   checkActivation,
   Conv2d,
@@ -19,6 +20,7 @@ import {
 } from "../nn/layers.ts";
 import { type Cloneable, type ForwardOptions, Module } from "../nn/module.ts";
 import { IncrementalClassifier, MultiHeadClassifier } from "./heads.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
 
 /** Which output head a model has. */
 export type HeadKind = "single" | "incremental" | "multi";
@@ -86,6 +88,21 @@ export interface MLPOptions {
   seed?: number;
 }
 
+const HEAD_KINDS = oneOf("single", "incremental", "multi");
+
+/** The keys of {@link multiHeadMLP}'s options (those of {@link mlp} but `head`). */
+const MULTI_HEAD_MLP_OPTIONS: OptionSpec<Omit<MLPOptions, "head">> = {
+  input: "integer",
+  hidden: "array",
+  outputs: "integer",
+  activation: oneOf(...ACTIVATION_NAMES),
+  dropout: "number",
+  seed: "number",
+};
+
+/** The keys of {@link MLPOptions}, for checking what users pass. */
+const MLP_OPTIONS: OptionSpec<MLPOptions> = { ...MULTI_HEAD_MLP_OPTIONS, head: HEAD_KINDS };
+
 function positiveInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v < 1) {
     throw new RangeError(`${name} must be a positive integer, got ${v}`);
@@ -103,6 +120,7 @@ function positiveInt(name: string, v: number): void {
  * ```
  */
 export function mlp(opts: MLPOptions = {}): Classifier {
+  checkOptions("mlp", opts, MLP_OPTIONS);
   const {
     input = 784,
     hidden = [400, 400],
@@ -135,6 +153,7 @@ export function mlp(opts: MLPOptions = {}): Classifier {
 
 /** An MLP with one head per task label, for task-incremental learning. */
 export function multiHeadMLP(opts: Omit<MLPOptions, "head"> = {}): Classifier {
+  checkOptions("multiHeadMLP", opts, MULTI_HEAD_MLP_OPTIONS);
   return mlp({ ...opts, head: "multi" });
 }
 
@@ -155,11 +174,23 @@ export interface CNNOptions {
   seed?: number;
 }
 
+/** The keys of {@link CNNOptions}, for checking what users pass. */
+const CNN_OPTIONS: OptionSpec<CNNOptions> = {
+  input: "array",
+  channels: "array",
+  dense: "integer",
+  outputs: "integer",
+  head: HEAD_KINDS,
+  dropout: "number",
+  seed: "number",
+};
+
 /**
  * A small convolutional network: conv blocks, then a dense layer, then the head. Flat inputs
  * with height × width × channels values are reshaped to images.
  */
 export function cnn(opts: CNNOptions = {}): Classifier {
+  checkOptions("cnn", opts, CNN_OPTIONS);
   const {
     input = [28, 28, 1],
     channels = [32, 64],

@@ -15,6 +15,7 @@ import {
   type LinearActivation,
 } from "../backends/fused.ts";
 import { type ForwardOptions, Module } from "./module.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
 
 /** Backends whose own gradient kernels are fast (native matrix products). */
 const NATIVE_GRADS: ReadonlySet<string> = new Set(["blas", "tensorflow"]);
@@ -133,6 +134,9 @@ export interface LinearOptions {
   seed?: number;
 }
 
+/** The keys of {@link LinearOptions}, for checking what users pass. */
+const LINEAR_OPTIONS: OptionSpec<LinearOptions> = { bias: "boolean", seed: "number" };
+
 /**
  * Fully connected layer `y = x W + b`, W of shape [in, out]. Initialized as PyTorch does:
  * uniform in ±1/sqrt(in) for weights and bias.
@@ -143,6 +147,7 @@ export class Linear extends Module {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
+    checkOptions("Linear", opts, LINEAR_OPTIONS);
     for (const [k, v] of [["inFeatures", inFeatures], ["outFeatures", outFeatures]] as const) {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Linear ${k} must be a positive integer, got ${v}`);
@@ -228,6 +233,11 @@ const ACTIVATIONS: Record<ActivationName, (x: tf.Tensor) => tf.Tensor> = {
   linear: (x) => x,
 };
 
+/** Every activation name, in the order errors list them. */
+export const ACTIVATION_NAMES: readonly ActivationName[] = Object.keys(
+  ACTIVATIONS,
+) as ActivationName[];
+
 /** Checks an activation name, with an error listing the valid ones. */
 export function checkActivation(name: string): ActivationName {
   if (!(name in ACTIVATIONS)) {
@@ -272,6 +282,23 @@ export class Flatten extends Module {
   }
 }
 
+/** Options of {@link Conv2d}. */
+export interface Conv2dOptions {
+  /** Stride in both directions. @default 1 */
+  stride?: number;
+  /** @default "same" */
+  padding?: "same" | "valid";
+  /** Initializer seed (default: drawn from the run's seeded Math.random). */
+  seed?: number;
+}
+
+/** The keys of {@link Conv2dOptions}, for checking what users pass. */
+const CONV2D_OPTIONS: OptionSpec<Conv2dOptions> = {
+  stride: "integer",
+  padding: oneOf("same", "valid"),
+  seed: "number",
+};
+
 /** 2-D convolution on NHWC inputs with a [kh, kw, in, out] kernel ("same" or "valid" padding). */
 export class Conv2d extends Module {
   weight: tf.Variable;
@@ -280,9 +307,10 @@ export class Conv2d extends Module {
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernelSize: number,
-    readonly opts: { stride?: number; padding?: "same" | "valid"; seed?: number } = {},
+    readonly opts: Conv2dOptions = {},
   ) {
     super();
+    checkOptions("Conv2d", opts, CONV2D_OPTIONS);
     const dims = [
       ["inChannels", inChannels],
       ["outChannels", outChannels],

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { checkOptions } from "../options.ts";
 
 /** The key Deno's Jupyter kernel looks for: an object with this method renders as its bundle. */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
@@ -78,6 +79,7 @@ export function isDisplayable(obj: unknown): obj is Displayable {
  * ```
  */
 export async function display(obj: unknown, options: DisplayOptions = {}): Promise<void> {
+  checkOptions("display", options, { id: "string", update: "boolean" });
   const api = jupyterApi();
   if (api) {
     const opts: Record<string, unknown> = { raw: false, update: options.update ?? false };

@@ -17,6 +17,7 @@ import {
   type RowSource,
   runSummary,
 } from "./tables.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
 
 /** Size and title, shared by every chart. */
 export interface ChartOptions {
@@ -27,6 +28,13 @@ export interface ChartOptions {
   /** Title drawn in the top-left corner. @default none */
   title?: string;
 }
+
+/** The keys of {@link ChartOptions}, which every chart checks with its own. */
+const CHART_OPTIONS: OptionSpec<ChartOptions> = {
+  width: "number",
+  height: "number",
+  title: "string",
+};
 
 /** Observable's ten categorical colours, in order. */
 export const PALETTE: readonly string[] = [
@@ -209,6 +217,14 @@ function dedupe(points: readonly Point[]): Point[] {
  * ```
  */
 export function accuracyCurves(source: RowSource, options: CurveOptions = {}): Figure {
+  checkOptions("accuracyCurves", options, {
+    ...CHART_OPTIONS,
+    metric: "string",
+    phase: oneOf("train", "eval"),
+    stream: "string",
+    x: oneOf("auto", "iteration", "trainExperience", "epoch"),
+    average: "boolean",
+  });
   const metric = options.metric ?? "accuracy";
   if (typeof metric !== "string" || metric === "") {
     throw new TypeError(`metric must be a non-empty string, got ${JSON.stringify(metric)}`);
@@ -359,6 +375,12 @@ export function accuracyMatrixHeatmap(
   source: RowSource | Matrix,
   options: HeatmapOptions = {},
 ): Figure {
+  checkOptions("accuracyMatrixHeatmap", options, {
+    ...CHART_OPTIONS,
+    stream: "string",
+    decimals: "integer",
+    text: "boolean",
+  });
   const m = matrixOf(source, options.stream ?? "test");
   if (m.length === 0) {
     throw new RangeError(
@@ -411,6 +433,12 @@ export function confusionMatrixPlot(
   labels?: readonly (string | number)[],
   options: ConfusionOptions = {},
 ): Figure {
+  checkOptions("confusionMatrixPlot", options, {
+    ...CHART_OPTIONS,
+    normalize: "boolean",
+    decimals: "integer",
+    text: "boolean",
+  });
   const n = matrix.length;
   if (n === 0 || matrix.some((r) => !Array.isArray(r) || r.length !== n)) {
     throw new RangeError(
@@ -471,6 +499,7 @@ export function forgettingBars(
   source: RowSource | Matrix,
   options: ForgettingOptions = {},
 ): Figure {
+  checkOptions("forgettingBars", options, { ...CHART_OPTIONS, stream: "string" });
   const m = matrixOf(source, options.stream ?? "test");
   if (m.length < 2) {
     throw new RangeError(
@@ -564,6 +593,14 @@ function runNames(runs: readonly NamedRun[]): string[] {
  * ```
  */
 export function compareRuns(runs: readonly NamedRun[], options: CompareOptions = {}): Figure {
+  checkOptions("compareRuns", options, {
+    ...CHART_OPTIONS,
+    // kind and average: checked below by keyword(), whose message says "one of".
+    kind: "string",
+    stat: oneOf("accuracy", "forgetting", "bwt"),
+    average: "string",
+    stream: "string",
+  });
   if (!Array.isArray(runs) || runs.length === 0) {
     throw new RangeError("compareRuns needs a non-empty array of runs ({ name, rows })");
   }

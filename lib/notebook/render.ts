@@ -11,6 +11,7 @@ import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import { createRequire } from "node:module";
 import { JUPYTER_DISPLAY, type MediaBundle } from "./display.ts";
+import { checkOptions } from "../options.ts";
 
 type ResvgModule = typeof import("@resvg/resvg-js");
 
@@ -290,6 +291,7 @@ function resvgSync(): ResvgModule {
  * ```
  */
 export function svgToPNG(svg: string, options: PNGOptions = {}): Uint8Array {
+  checkOptions("toPNG", options, { scale: "number", background: "string", font: "object" });
   const scale = options.scale ?? 1;
   if (!(scale > 0) || !Number.isFinite(scale)) {
     throw new RangeError(`PNG scale must be a positive number, got ${scale}`);

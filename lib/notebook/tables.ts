@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import process from "node:process";
 import { accuracyMatrix, type MetricRow } from "../data/rows.ts";
 import { JUPYTER_DISPLAY, type MediaBundle } from "./display.ts";
+import { checkOptions } from "../options.ts";
 
 /** The danfojs-node module, as {@link loadDanfo} returns it. */
 export type Danfo = typeof import("danfojs-node");
@@ -369,6 +370,7 @@ export function summaryTable(
   runs: readonly NamedRun[],
   options: { stream?: string } = {},
 ): DataFrame {
+  checkOptions("summaryTable", options, { stream: "string" });
   if (!Array.isArray(runs)) {
     throw new TypeError(`summaryTable expects an array of { name, rows }, got ${kindOf(runs)}`);
   }
@@ -446,7 +448,8 @@ export function escapeHTML(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ENTITIES[c]);
 }
 
-function checkFormat(options: TableFormatOptions): Required<TableFormatOptions> {
+function checkFormat(who: string, options: TableFormatOptions): Required<TableFormatOptions> {
+  checkOptions(who, options, { maxRows: "integer", edgeRows: "integer", decimals: "integer" });
   const { maxRows = 60, edgeRows = 10, decimals = 4 } = options;
   for (const [name, v] of [["maxRows", maxRows], ["edgeRows", edgeRows]] as const) {
     if (!Number.isInteger(v) || v < 1) {
@@ -479,7 +482,7 @@ function visibleRows(n: number, f: Required<TableFormatOptions>): number[] {
  * ```
  */
 export function toHTML(source: FrameLike | RowSource, options: TableFormatOptions = {}): string {
-  const f = checkFormat(options);
+  const f = checkFormat("toHTML", options);
   const g = gridOf(source);
   const numeric = g.columns.map((_, c) => g.rows.some((r) => typeof r[c] === "number"));
   const head = `<thead><tr><th></th>${
@@ -512,7 +515,7 @@ export function toHTML(source: FrameLike | RowSource, options: TableFormatOption
  * ```
  */
 export function toText(source: FrameLike | RowSource, options: TableFormatOptions = {}): string {
-  const f = checkFormat(options);
+  const f = checkFormat("toText", options);
   const g = gridOf(source);
   const shown = visibleRows(g.rows.length, f);
   const lines: string[][] = [["", ...g.columns]];

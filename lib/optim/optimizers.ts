@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { newVariable, stateToTensor, type TensorState, tensorToState } from "../nn/module.ts";
 import { sgdStepInPlace } from "../backends/fused.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
 
 /** Plain-data optimizer state: hyper-parameters, step count and slots by parameter name. */
 export interface OptimizerState {
@@ -129,6 +130,15 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
+/** The keys of {@link SGDOptions}, for checking what users pass. */
+const SGD_OPTIONS: OptionSpec<SGDOptions> = {
+  lr: "number",
+  momentum: "number",
+  dampening: "number",
+  weightDecay: "number",
+  nesterov: "boolean",
+};
+
 /** Stochastic gradient descent as `torch.optim.SGD`. */
 export class SGD extends SlotOptimizer {
   readonly kind = "sgd";
@@ -140,6 +150,7 @@ export class SGD extends SlotOptimizer {
 
   constructor(opts: SGDOptions = {}) {
     super();
+    checkOptions("SGD", opts, SGD_OPTIONS);
     this.lr = opts.lr ?? 0.01;
     this.momentum = opts.momentum ?? 0;
     this.dampening = opts.dampening ?? 0;
@@ -205,6 +216,15 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
+/** The keys of {@link AdamOptions}, for checking what users pass. */
+const ADAM_OPTIONS: OptionSpec<AdamOptions> = {
+  lr: "number",
+  beta1: "number",
+  beta2: "number",
+  eps: "number",
+  weightDecay: "number",
+};
+
 /** Adam as `torch.optim.Adam` (bias-corrected moments, eps outside the square root). */
 export class Adam extends SlotOptimizer {
   readonly kind = "adam";
@@ -218,6 +238,7 @@ export class Adam extends SlotOptimizer {
 
   constructor(opts: AdamOptions = {}) {
     super();
+    checkOptions("Adam", opts, ADAM_OPTIONS);
     this.lr = opts.lr ?? 0.001;
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
@@ -275,10 +296,10 @@ export class Adam extends SlotOptimizer {
 
 /** SGD (PyTorch semantics). @example `sgd({ lr: 0.01, momentum: 0.9 })` */
 export function sgd(opts: SGDOptions = {}): SGD {
-  return new SGD(opts);
+  return new SGD(checkOptions("sgd", opts, SGD_OPTIONS));
 }
 
 /** Adam (PyTorch semantics). @example `adam({ lr: 1e-3 })` */
 export function adam(opts: AdamOptions = {}): Adam {
-  return new Adam(opts);
+  return new Adam(checkOptions("adam", opts, ADAM_OPTIONS));
 }

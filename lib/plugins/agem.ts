@@ -12,6 +12,8 @@ import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { checkPatternsPerExperience, memoryGradients } from "./gem.ts";
 import { EpisodicMemory, type EpisodicMemoryState } from "./memory.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 /** What {@link agemProject} returns (tensors of the current scope). */
 export interface AGEMTensorProjection {
@@ -93,6 +95,13 @@ export interface AGEMOptions {
   sampling?: AGEMSampling;
 }
 
+/** The keys of {@link AGEMOptions}, for checking what users pass. */
+const AGEM_OPTIONS: OptionSpec<AGEMOptions> = {
+  patternsPerExperience: "integer",
+  sampleSize: "integer",
+  sampling: oneOf("experienceBalanced", "uniform"),
+};
+
 /**
  * Avalanche's A-GEM reference batch: `⌊sampleSize / k⌋` (at least 1) indices from each of the k
  * experiences of a merged memory whose experiences hold `sizes[j]` samples, drawn with
@@ -169,7 +178,7 @@ export class AGEMPlugin extends StrategyPlugin {
   constructor(patternsPerExperience: number | AGEMOptions, sampleSize?: number) {
     super();
     const o: AGEMOptions = typeof patternsPerExperience === "object" && patternsPerExperience
-      ? patternsPerExperience
+      ? checkOptions("AGEMPlugin", patternsPerExperience, AGEM_OPTIONS)
       : { patternsPerExperience: patternsPerExperience as number, sampleSize: sampleSize! };
     this.patternsPerExperience = checkPatternsPerExperience("AGEMPlugin", o.patternsPerExperience);
     const s = o.sampleSize;
@@ -280,6 +289,7 @@ export function agemPlugin(opts: AGEMOptions): AGEMPlugin {
       "agemPlugin expects options: agemPlugin({ patternsPerExperience: 256, sampleSize: 256 })",
     );
   }
+  checkOptions("agemPlugin", opts, AGEM_OPTIONS);
   return new AGEMPlugin(opts);
 }
 
@@ -309,6 +319,7 @@ export function agem(opts: AGEMStrategyOptions): Strategy {
       "agem expects options: agem({ model, patternsPerExperience: 256, sampleSize: 256 })",
     );
   }
+  checkOptions("agem", opts, { ...STRATEGY_OPTIONS, ...AGEM_OPTIONS });
   const { patternsPerExperience, sampleSize, sampling, ...rest } = opts;
   const plugin = new AGEMPlugin({ patternsPerExperience, sampleSize, sampling });
   return withPlugin("AGEM", plugin, rest);

@@ -23,6 +23,8 @@ import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { ClassBalancedStoragePolicy, type StoragePolicyState } from "./storage_policy.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 // ---------------------------------------------------------------------------------------------
 // PPP-loss
@@ -308,6 +310,17 @@ export interface CoPEPluginOptions {
   initAdaptive?: boolean;
 }
 
+/** The keys of {@link CoPEPluginOptions}, for checking what users pass. */
+const COPE_PLUGIN_OPTIONS: OptionSpec<CoPEPluginOptions> = {
+  memSize: "integer",
+  nClasses: "integer",
+  pSize: "integer",
+  alpha: "number",
+  T: "number",
+  maxIterPerBatch: "integer",
+  initAdaptive: "boolean",
+};
+
 /** Plain-data state of {@link CoPEPlugin} (JSON-serializable). */
 export interface CoPEState {
   /** `[class, prototype]`. */
@@ -391,7 +404,7 @@ export class CoPEPlugin extends StrategyPlugin {
   ) {
     super();
     const o: CoPEPluginOptions = typeof memSize === "object" && memSize !== null
-      ? memSize
+      ? checkOptions("CoPEPlugin", memSize, COPE_PLUGIN_OPTIONS)
       : { memSize, nClasses, pSize, alpha, T, maxIterPerBatch };
     this.memSize = checkInt("memSize", o.memSize ?? 200, 0, "pass the replay memory's capacity");
     this.nClasses = checkInt("nClasses", o.nClasses ?? 10, 1, "pass the number of classes");
@@ -628,6 +641,7 @@ export function copePlugin(opts: CoPEPluginOptions = {}): CoPEPlugin {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("copePlugin expects an options object { memSize, nClasses, pSize, ... }");
   }
+  checkOptions("copePlugin", opts, COPE_PLUGIN_OPTIONS);
   return new CoPEPlugin(opts);
 }
 
@@ -658,6 +672,7 @@ export function cope(opts: CoPEOptions): Strategy {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("cope expects an options object { model, ... }");
   }
+  checkOptions("cope", opts, { ...STRATEGY_OPTIONS, ...COPE_PLUGIN_OPTIONS });
   const { memSize, nClasses, pSize, alpha, T, maxIterPerBatch, initAdaptive, ...rest } = opts;
   const plugin = new CoPEPlugin({
     memSize,

@@ -21,6 +21,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 /** Consolidated weights of one class: its column of the output layer and its bias. */
 export interface ConsolidatedClass {
@@ -48,6 +50,13 @@ export interface CWRStarPluginOptions {
    */
   freezeRemainingModel?: boolean;
 }
+
+/** The keys of {@link CWRStarPluginOptions}, for checking what users pass. */
+const CWR_STAR_PLUGIN_OPTIONS: OptionSpec<CWRStarPluginOptions> = {
+  model: "object",
+  cwrLayerName: "string",
+  freezeRemainingModel: "boolean",
+};
 
 /** Plain-data state of {@link CWRStarPlugin} (JSON-serializable). */
 export interface CWRStarState {
@@ -160,7 +169,7 @@ export class CWRStarPlugin extends StrategyPlugin {
     super();
     const opts: CWRStarPluginOptions = isModule(model)
       ? { model, cwrLayerName, freezeRemainingModel }
-      : model;
+      : checkOptions("CWRStarPlugin", model, CWR_STAR_PLUGIN_OPTIONS);
     if (!opts || !isModule(opts.model)) {
       throw new TypeError(
         "CWRStarPlugin needs the model: new CWRStarPlugin(model) or cwrStarPlugin({ model })",
@@ -418,6 +427,7 @@ export function cwrStarPlugin(opts: CWRStarPluginOptions): CWRStarPlugin {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("cwrStarPlugin expects an options object { model }");
   }
+  checkOptions("cwrStarPlugin", opts, CWR_STAR_PLUGIN_OPTIONS);
   return new CWRStarPlugin(opts);
 }
 
@@ -446,6 +456,7 @@ export function cwrStar(opts: CWRStarOptions): Strategy {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("cwrStar expects an options object { model, ... }");
   }
+  checkOptions("cwrStar", opts, { ...STRATEGY_OPTIONS, ...CWR_STAR_PLUGIN_OPTIONS });
   const { cwrLayerName, freezeRemainingModel, ...rest } = opts;
   const plugin = new CWRStarPlugin({ model: rest.model, cwrLayerName, freezeRemainingModel });
   return withPlugin("CWRStar", plugin, rest);

@@ -13,6 +13,7 @@ import type { MetricRow, Phase } from "../data/rows.ts";
 import type { Logger } from "../loggers/logger.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Plugin } from "../strategy/plugin.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
 
 /** Options of {@link evaluation} and {@link EvaluationPlugin}. */
 export interface EvaluationOptions {
@@ -33,6 +34,14 @@ export interface EvaluationOptions {
    */
   shareRows?: boolean;
 }
+
+/** The keys of {@link EvaluationOptions}, for checking what users pass. */
+const EVALUATION_OPTIONS: OptionSpec<EvaluationOptions> = {
+  metrics: "array",
+  loggers: "array",
+  collectAll: "boolean",
+  shareRows: "boolean",
+};
 
 /** A metric curve: the global training iteration of each value, and the values. */
 export interface MetricCurve {
@@ -109,6 +118,7 @@ export class EvaluationPlugin implements Plugin {
 
   /** Builds the plugin; see {@link EvaluationOptions}. */
   constructor(opts: EvaluationOptions = {}) {
+    checkOptions("EvaluationPlugin", opts, EVALUATION_OPTIONS);
     const metrics = (opts.metrics ?? [accuracy(), loss()]).flat() as Metric[];
     metrics.forEach((m, i) => {
       if (!m || typeof m !== "object") {
@@ -272,5 +282,5 @@ export class EvaluationPlugin implements Plugin {
  * ```
  */
 export function evaluation(opts: EvaluationOptions = {}): EvaluationPlugin {
-  return new EvaluationPlugin(opts);
+  return new EvaluationPlugin(checkOptions("evaluation", opts, EVALUATION_OPTIONS));
 }

@@ -21,6 +21,8 @@ import { BatchAssembler } from "../engine/batches.ts";
 import { type Plugin, StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 // ------------------------------------------------------------------------------ helpers ----
 
@@ -106,6 +108,7 @@ export function ewcImportances(
   dataset: Dataset,
   opts: EWCImportanceOptions = {},
 ): Map<string, tf.Tensor> {
+  checkOptions("ewcImportances", opts, { criterion: "function", batchSize: "integer" });
   const criterion = opts.criterion ?? crossEntropy;
   const batchSize = opts.batchSize ?? 32;
   checkBatchSize("ewcImportances batchSize", batchSize);
@@ -174,6 +177,14 @@ export interface EWCPluginOptions {
   /** Keep every experience's own importances and parameter copies ({@link EWCPlugin.history}). @default false */
   keepImportanceData?: boolean;
 }
+
+/** The keys of {@link EWCPluginOptions}, for checking what users pass. */
+const EWC_PLUGIN_OPTIONS: OptionSpec<EWCPluginOptions> = {
+  lambda: "number",
+  mode: oneOf("separate", "online"),
+  decayFactor: "number",
+  keepImportanceData: "boolean",
+};
 
 /** One experience's importances and parameter copy, kept when `keepImportanceData` is true. */
 export interface EWCExperienceData {
@@ -268,7 +279,7 @@ export class EWCPlugin extends StrategyPlugin {
   ) {
     super();
     const o: EWCPluginOptions = typeof ewcLambda === "object" && ewcLambda !== null
-      ? ewcLambda
+      ? checkOptions("EWCPlugin", ewcLambda, EWC_PLUGIN_OPTIONS)
       : { lambda: ewcLambda as number, mode, decayFactor, keepImportanceData };
     this.ewcLambda = checkLambda("EWC lambda", o.lambda);
     this.mode = o.mode ?? "separate";
@@ -561,6 +572,7 @@ export type EWCPluginBuilderOptions = Partial<EWCPluginOptions>;
  * ```
  */
 export function ewcPlugin(opts: EWCPluginBuilderOptions = {}): EWCPlugin {
+  checkOptions("ewcPlugin", opts, EWC_PLUGIN_OPTIONS);
   return new EWCPlugin({ ...opts, lambda: opts.lambda ?? 1000 });
 }
 
@@ -579,6 +591,7 @@ export interface EWCOptions extends StrategyOptions, EWCPluginBuilderOptions {}
  * ```
  */
 export function ewc(opts: EWCOptions): Strategy {
+  checkOptions("ewc", opts, { ...STRATEGY_OPTIONS, ...EWC_PLUGIN_OPTIONS });
   const { lambda, mode, decayFactor, keepImportanceData, ...rest } = opts;
   const plugin: Plugin = ewcPlugin({ lambda, mode, decayFactor, keepImportanceData });
   return withPlugin("EWC", plugin, rest);

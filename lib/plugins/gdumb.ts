@@ -13,6 +13,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 import { type MaterializedDataset, SampleMemory } from "./memory.ts";
 
 /** Options of {@link GDumbPlugin} and {@link gdumbPlugin}. */
@@ -20,6 +22,9 @@ export interface GDumbPluginOptions {
   /** Memory capacity (samples). @default 200 */
   memSize?: number;
 }
+
+/** The keys of {@link GDumbPluginOptions}, for checking what users pass. */
+const GDUMB_PLUGIN_OPTIONS: OptionSpec<GDumbPluginOptions> = { memSize: "integer" };
 
 /** Plain-data state of a {@link GDumbPlugin}. */
 export interface GDumbPluginState {
@@ -97,7 +102,9 @@ export class GDumbPlugin extends StrategyPlugin {
    */
   constructor(memSize?: number | GDumbPluginOptions) {
     super();
-    const m = typeof memSize === "object" && memSize !== null ? memSize.memSize : memSize;
+    const m = typeof memSize === "object" && memSize !== null
+      ? checkOptions("GDumbPlugin", memSize, GDUMB_PLUGIN_OPTIONS).memSize
+      : memSize;
     if (m !== undefined && (typeof m !== "number" || !Number.isInteger(m) || m < 1)) {
       throw new RangeError(`GDumb memSize must be an integer ≥ 1, got ${String(m)}`);
     }
@@ -333,7 +340,7 @@ function copyOverlap(from: InitTensor, to: InitTensor): void {
  * ```
  */
 export function gdumbPlugin(opts: GDumbPluginOptions = {}): GDumbPlugin {
-  return new GDumbPlugin(opts);
+  return new GDumbPlugin(checkOptions("gdumbPlugin", opts, GDUMB_PLUGIN_OPTIONS));
 }
 
 /** Options of {@link gdumb}: the strategy's, plus the plugin's. */
@@ -353,6 +360,7 @@ export function gdumb(opts: GDumbOptions): Strategy {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("gdumb expects an options object { model, memSize, ... }");
   }
+  checkOptions("gdumb", opts, { ...STRATEGY_OPTIONS, ...GDUMB_PLUGIN_OPTIONS });
   const { memSize, ...rest } = opts;
   const plugin = new GDumbPlugin({ memSize });
   return withPlugin("GDumb", plugin, rest);

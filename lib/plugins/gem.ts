@@ -12,7 +12,9 @@ import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { EpisodicMemory, type EpisodicMemoryState, type MemoryTensors } from "./memory.ts";
-import { type GEMDualOptions, type QPResult, solveGEMDual } from "./qp.ts";
+import { checkGEMOptions, type GEMDualOptions, type QPResult, solveGEMDual } from "./qp.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 export { EpisodicMemory, type EpisodicMemoryState, type MemoryTensors } from "./memory.ts";
 
@@ -203,6 +205,8 @@ export async function gemProjectBlocks(
   blocks: readonly GEMBlock[],
   opts: GEMDualOptions = {},
 ): Promise<GEMBlocksProjection> {
+  // Checked here too: the solver sees the options only when some dot product is negative.
+  checkGEMOptions("gemProjectBlocks", opts);
   if (blocks.length === 0) {
     throw new RangeError("gemProjectBlocks needs at least one block of gradients");
   }
@@ -293,6 +297,13 @@ export interface GEMOptions {
   eps?: number;
 }
 
+/** The keys of {@link GEMOptions}, for checking what users pass. */
+const GEM_OPTIONS: OptionSpec<GEMOptions> = {
+  patternsPerExperience: "integer",
+  memoryStrength: "number",
+  eps: "number",
+};
+
 /**
  * Gradient Episodic Memory (Lopez-Paz & Ranzato 2017), as Avalanche's `GEMPlugin`.
  *
@@ -353,7 +364,7 @@ export class GEMPlugin extends StrategyPlugin {
   constructor(patternsPerExperience: number | GEMOptions, memoryStrength?: number) {
     super();
     const o: GEMOptions = typeof patternsPerExperience === "object" && patternsPerExperience
-      ? patternsPerExperience
+      ? checkOptions("GEMPlugin", patternsPerExperience, GEM_OPTIONS)
       : { patternsPerExperience: patternsPerExperience as number, memoryStrength };
     this.patternsPerExperience = checkPatternsPerExperience("GEMPlugin", o.patternsPerExperience);
     this.memoryStrength = o.memoryStrength ?? 0.5;
@@ -478,6 +489,7 @@ export function gemPlugin(opts: GEMOptions): GEMPlugin {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("gemPlugin expects options: gemPlugin({ patternsPerExperience: 256 })");
   }
+  checkOptions("gemPlugin", opts, GEM_OPTIONS);
   return new GEMPlugin(opts);
 }
 
@@ -505,6 +517,7 @@ export function gem(opts: GEMStrategyOptions): Strategy {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("gem expects options: gem({ model, patternsPerExperience: 256 })");
   }
+  checkOptions("gem", opts, { ...STRATEGY_OPTIONS, ...GEM_OPTIONS });
   const { patternsPerExperience, memoryStrength, eps, ...rest } = opts;
   const plugin = new GEMPlugin({ patternsPerExperience, memoryStrength, eps });
   return withPlugin("GEM", plugin, rest);

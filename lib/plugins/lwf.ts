@@ -16,6 +16,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { anyOf, checkOptions, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 // -------------------------------------------------------------------------------- plugin ----
 
@@ -30,6 +32,12 @@ export interface LwFPluginOptions {
   /** Softmax temperature of the distillation. @default 2 */
   temperature?: number;
 }
+
+/** The keys of {@link LwFPluginOptions}, for checking what users pass. */
+const LWF_PLUGIN_OPTIONS: OptionSpec<LwFPluginOptions> = {
+  alpha: anyOf("number", "array"),
+  temperature: "number",
+};
 
 /** Plain-data state of {@link LwFPlugin}. */
 export interface LwFPluginState {
@@ -111,7 +119,7 @@ export class LwFPlugin extends StrategyPlugin {
   constructor(alpha: number | readonly number[] | LwFPluginOptions = 1, temperature?: number) {
     super();
     const o: LwFPluginOptions = typeof alpha === "object" && alpha !== null && !Array.isArray(alpha)
-      ? alpha as LwFPluginOptions
+      ? checkOptions("LwFPlugin", alpha as LwFPluginOptions, LWF_PLUGIN_OPTIONS)
       : { alpha: alpha as number | number[], temperature };
     this.alpha = checkAlpha(o.alpha ?? 1);
     this.temperature = o.temperature ?? 2;
@@ -335,7 +343,7 @@ export class LwFPlugin extends StrategyPlugin {
  * ```
  */
 export function lwfPlugin(opts: LwFPluginOptions = {}): LwFPlugin {
-  return new LwFPlugin(opts);
+  return new LwFPlugin(checkOptions("lwfPlugin", opts, LWF_PLUGIN_OPTIONS));
 }
 
 /** Options of {@link lwf}: the strategy's options plus LwF's. */
@@ -353,6 +361,7 @@ export interface LwFOptions extends StrategyOptions, LwFPluginOptions {}
  * ```
  */
 export function lwf(opts: LwFOptions): Strategy {
+  checkOptions("lwf", opts, { ...STRATEGY_OPTIONS, ...LWF_PLUGIN_OPTIONS });
   const { alpha, temperature, ...rest } = opts;
   const plugin = lwfPlugin({ alpha, temperature });
   return withPlugin("LwF", plugin, rest);

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { checkOptions, type OptionSpec } from "../options.ts";
 
 /** A square matrix: rows of numbers, or a row-major flat array of `n²` values. */
 export type MatrixInput = readonly (readonly number[])[] | ArrayLike<number>;
@@ -38,6 +39,9 @@ export interface QPOptions {
   /** Cap on the active-set steps (each solves one small linear system). @default 50·n + 100 */
   maxIterations?: number;
 }
+
+/** The keys of {@link QPOptions}, for checking what users pass. */
+const QP_OPTIONS: OptionSpec<QPOptions> = { tol: "number", maxIterations: "integer" };
 
 /** What {@link solveNonNegativeQP} returns. */
 export interface QPResult {
@@ -200,6 +204,7 @@ export function solveNonNegativeQP(
   q: ArrayLike<number>,
   opts: QPOptions = {},
 ): QPResult {
+  checkOptions("solveNonNegativeQP", opts, QP_OPTIONS);
   const { m: raw, n } = toFlatMatrix(P, "solveNonNegativeQP: P");
   if (!q || typeof q.length !== "number" || q.length !== n) {
     throw new RangeError(
@@ -332,7 +337,20 @@ export interface GEMDualOptions {
   qp?: QPOptions;
 }
 
-function checkGEMOptions(fn: string, opts: GEMDualOptions): { gamma: number; eps: number } {
+/** The keys of {@link GEMDualOptions}, for checking what users pass. */
+const GEM_DUAL_OPTIONS: OptionSpec<GEMDualOptions> = {
+  memoryStrength: "number",
+  eps: "number",
+  qp: "object",
+};
+
+/**
+ * Checks the options of {@link solveGEMDual} and of the projections built on it (their keys,
+ * the solver's under `qp`, and ranges) for the function `fn`, and returns γ and ε.
+ */
+export function checkGEMOptions(fn: string, opts: GEMDualOptions): { gamma: number; eps: number } {
+  checkOptions(fn, opts, GEM_DUAL_OPTIONS);
+  checkOptions(`${fn} (qp)`, opts.qp, QP_OPTIONS);
   const gamma = opts.memoryStrength ?? 0;
   const eps = opts.eps ?? 0;
   if (!(gamma >= 0 && Number.isFinite(gamma))) {

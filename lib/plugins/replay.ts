@@ -10,6 +10,8 @@ import { checkBatchSize } from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { checkOptions, instanceOf, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 import { ReplayDataLoader } from "./replay_loader.ts";
 import {
   ExperienceBalancedStoragePolicy,
@@ -33,6 +35,15 @@ export interface ReplayPluginOptions {
   /** Balance the memory part of each minibatch over task labels. @default false */
   taskBalancedDataLoader?: boolean;
 }
+
+/** The keys of {@link ReplayPluginOptions}, for checking what users pass. */
+const REPLAY_PLUGIN_OPTIONS: OptionSpec<ReplayPluginOptions> = {
+  memSize: "integer",
+  storagePolicy: instanceOf(StoragePolicy),
+  batchSize: "integer",
+  batchSizeMem: "integer",
+  taskBalancedDataLoader: "boolean",
+};
 
 /** Plain-data state of a {@link ReplayPlugin}. */
 export interface ReplayPluginState {
@@ -95,7 +106,7 @@ export class ReplayPlugin extends StrategyPlugin {
   ) {
     super();
     const o: ReplayPluginOptions = a !== null && typeof a === "object"
-      ? a
+      ? checkOptions("ReplayPlugin", a, REPLAY_PLUGIN_OPTIONS)
       : { memSize: a, storagePolicy, batchSizeMem, taskBalancedDataLoader };
     if (a !== undefined && typeof a !== "number" && (a === null || typeof a !== "object")) {
       throw new TypeError(
@@ -191,7 +202,7 @@ export class ReplayPlugin extends StrategyPlugin {
  * ```
  */
 export function replayPlugin(opts: ReplayPluginOptions = {}): ReplayPlugin {
-  return new ReplayPlugin(opts);
+  return new ReplayPlugin(checkOptions("replayPlugin", opts, REPLAY_PLUGIN_OPTIONS));
 }
 
 /** Options of {@link replay}: the strategy's, plus the plugin's. */
@@ -210,6 +221,7 @@ export function replay(opts: ReplayOptions): Strategy {
   if (!opts || typeof opts !== "object") {
     throw new TypeError("replay expects an options object { model, memSize, ... }");
   }
+  checkOptions("replay", opts, { ...STRATEGY_OPTIONS, ...REPLAY_PLUGIN_OPTIONS });
   const {
     memSize,
     storagePolicy,

@@ -14,6 +14,7 @@ import {
   type DataLoader,
   sampleOrder,
 } from "../data/loader.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
 
 /**
  * Endless minibatches of indices over `n` samples: shuffled passes cut into chunks of `batch`,
@@ -88,6 +89,15 @@ export interface ReplayDataLoaderOptions {
   taskBalancedDataLoader?: boolean;
 }
 
+/** The keys of {@link ReplayDataLoaderOptions}, for checking what users pass. */
+const REPLAY_DATA_LOADER_OPTIONS: OptionSpec<ReplayDataLoaderOptions> = {
+  batchSize: "integer",
+  batchSizeMem: "integer",
+  shuffle: "boolean",
+  dropLast: "boolean",
+  taskBalancedDataLoader: "boolean",
+};
+
 /**
  * Minibatches of current data and memory together (Avalanche's `ReplayDataLoader`): each
  * minibatch holds `batchSize` current samples (a shuffled pass over `data`, the last minibatch
@@ -133,6 +143,7 @@ export class ReplayDataLoader implements DataLoader {
     if (!opts || typeof opts !== "object") {
       throw new TypeError("ReplayDataLoader needs options { batchSize, batchSizeMem? }");
     }
+    checkOptions("ReplayDataLoader", opts, REPLAY_DATA_LOADER_OPTIONS);
     checkBatchSize("batchSize", opts.batchSize);
     this.batchSize = opts.batchSize;
     this.batchSizeMem = opts.batchSizeMem ?? opts.batchSize;

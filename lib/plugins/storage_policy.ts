@@ -24,6 +24,7 @@ import type { Experience } from "../data/experience.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { type MaterializedDataset, SampleMemory } from "./memory.ts";
+import { checkOptions, instanceOf, type OptionSpec } from "../options.ts";
 
 export {
   materialize,
@@ -491,6 +492,14 @@ export interface ExperienceBalancedOptions {
   extMem?: ReadonlyMap<number, Dataset>;
 }
 
+/** The keys of {@link ExperienceBalancedOptions}, for checking what users pass. */
+const EXPERIENCE_BALANCED_OPTIONS: OptionSpec<ExperienceBalancedOptions> = {
+  memSize: "integer",
+  adaptiveSize: "boolean",
+  numExperiences: "integer",
+  extMem: instanceOf(Map),
+};
+
 function onlineOrigin(exp: Experience): string | undefined {
   const origin = (exp as { origin?: Experience }).origin;
   return origin && typeof origin === "object" ? `${origin.stream}\u0000${origin.id}` : undefined;
@@ -555,6 +564,7 @@ export class ExperienceBalancedStoragePolicy extends BalancedStoragePolicy {
   ) {
     const o = parseBalancedArgs<ExperienceBalancedOptions>(
       "ExperienceBalancedStoragePolicy",
+      EXPERIENCE_BALANCED_OPTIONS,
       a,
       b,
       c,
@@ -636,6 +646,14 @@ export interface ClassBalancedOptions {
   extMem?: ReadonlyMap<number, Dataset>;
 }
 
+/** The keys of {@link ClassBalancedOptions}, for checking what users pass. */
+const CLASS_BALANCED_OPTIONS: OptionSpec<ClassBalancedOptions> = {
+  memSize: "integer",
+  adaptiveSize: "boolean",
+  totalNumClasses: "integer",
+  extMem: instanceOf(Map),
+};
+
 /**
  * One reservoir per class (Avalanche's `ClassBalancedBuffer`). After each experience, each
  * class present gets its samples offered to its own reservoir; with `adaptiveSize` (default) the
@@ -681,6 +699,7 @@ export class ClassBalancedStoragePolicy extends BalancedStoragePolicy {
   ) {
     const o = parseBalancedArgs<ClassBalancedOptions>(
       "ClassBalancedStoragePolicy",
+      CLASS_BALANCED_OPTIONS,
       a,
       b,
       c,
@@ -756,6 +775,7 @@ export class ClassBalancedStoragePolicy extends BalancedStoragePolicy {
 
 function parseBalancedArgs<O extends { memSize: number }>(
   fn: string,
+  spec: OptionSpec<O>,
   a: unknown,
   b: unknown,
   c: unknown,
@@ -783,7 +803,11 @@ function parseBalancedArgs<O extends { memSize: number }>(
       a as ReadonlyMap<number, Dataset> | undefined,
     );
   }
-  if (a && typeof a === "object" && "memSize" in a) return a as O;
+  if (a && typeof a === "object") {
+    // Before looking for memSize: a misspelt key is named as such, not as a missing memSize.
+    checkOptions(fn, a as O, spec);
+    if ("memSize" in a) return a as O;
+  }
   throw new TypeError(
     `${fn}: expected memSize, (extMem, memSize) or an options object { memSize }, got ${String(a)}`,
   );
@@ -804,6 +828,7 @@ function parseBalancedArgs<O extends { memSize: number }>(
  * ```
  */
 export function reservoir(opts: { memSize: number }): ReservoirSamplingBuffer {
+  checkOptions("reservoir", opts, { memSize: "integer" });
   return new ReservoirSamplingBuffer(opts?.memSize);
 }
 
@@ -823,6 +848,7 @@ export function experienceBalanced(
   if (!opts || typeof opts !== "object") {
     throw new TypeError("experienceBalanced expects an options object { memSize }");
   }
+  checkOptions("experienceBalanced", opts, EXPERIENCE_BALANCED_OPTIONS);
   return new ExperienceBalancedStoragePolicy(opts);
 }
 
@@ -840,5 +866,6 @@ export function classBalanced(opts: ClassBalancedOptions): ClassBalancedStorageP
   if (!opts || typeof opts !== "object") {
     throw new TypeError("classBalanced expects an options object { memSize }");
   }
+  checkOptions("classBalanced", opts, CLASS_BALANCED_OPTIONS);
   return new ClassBalancedStoragePolicy(opts);
 }

@@ -16,6 +16,8 @@ import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
+import { anyOf, checkOptions, oneOf, type OptionSpec } from "../options.ts";
+import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 import { fitToShape } from "./ewc.ts";
 
 /** Which gradient the path integral uses. */
@@ -51,6 +53,15 @@ export interface SynapticIntelligencePluginOptions {
    */
   pathGradient?: SIPathGradient;
 }
+
+/** The keys of {@link SynapticIntelligencePluginOptions}, for checking what users pass. */
+const SI_PLUGIN_OPTIONS: OptionSpec<SynapticIntelligencePluginOptions> = {
+  lambda: anyOf("number", "array"),
+  eps: "number",
+  excludedParameters: "array",
+  clipTo: "number",
+  pathGradient: oneOf("total", "task"),
+};
 
 /** Plain-data state of {@link SynapticIntelligencePlugin}. */
 export interface SynapticIntelligenceState {
@@ -180,7 +191,11 @@ export class SynapticIntelligencePlugin extends StrategyPlugin {
     super();
     let o: SynapticIntelligencePluginOptions;
     if (typeof siLambda === "object" && siLambda !== null && !Array.isArray(siLambda)) {
-      o = siLambda as SynapticIntelligencePluginOptions;
+      o = checkOptions(
+        "SynapticIntelligencePlugin",
+        siLambda as SynapticIntelligencePluginOptions,
+        SI_PLUGIN_OPTIONS,
+      );
     } else if (Array.isArray(eps)) {
       o = {
         lambda: siLambda as number | number[],
@@ -442,7 +457,7 @@ export type SIPluginOptions = SynapticIntelligencePluginOptions;
  * ```
  */
 export function siPlugin(opts: SIPluginOptions): SynapticIntelligencePlugin {
-  return new SynapticIntelligencePlugin(opts);
+  return new SynapticIntelligencePlugin(checkOptions("siPlugin", opts, SI_PLUGIN_OPTIONS));
 }
 
 /** The same as {@link siPlugin}. */
@@ -467,6 +482,7 @@ export interface SynapticIntelligenceOptions extends StrategyOptions, SIPluginOp
  * ```
  */
 export function synapticIntelligence(opts: SynapticIntelligenceOptions): Strategy {
+  checkOptions("synapticIntelligence", opts, { ...STRATEGY_OPTIONS, ...SI_PLUGIN_OPTIONS });
   const { lambda, eps, excludedParameters, clipTo, pathGradient, ...rest } = opts;
   if (lambda === undefined) {
     throw new TypeError("synapticIntelligence needs lambda: pass e.g. { lambda: 1 }");

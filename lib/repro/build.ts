@@ -31,6 +31,7 @@ import type {
   ParamValue,
   StrategyKey,
 } from "./configs.ts";
+import { checkOptions, type OptionKind, type OptionSpec } from "../options.ts";
 
 /** Where the data come from and how much of them to keep. */
 export interface BenchmarkLoadOptions {
@@ -75,6 +76,13 @@ export async function loadBenchmark(
   spec: BenchmarkSpec,
   opts: BenchmarkLoadOptions = {},
 ): Promise<LoadedBenchmark> {
+  checkOptions("loadBenchmark", opts, {
+    dataDir: "string",
+    data: "object",
+    seed: "number",
+    trainPerExperience: "integer",
+    testPerExperience: "integer",
+  });
   const seed = opts.seed ?? 0;
   const source = { dataDir: opts.dataDir, data: opts.data };
   let benchmark: Benchmark;
@@ -234,6 +242,27 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     agem: { patternsPerExperience: 256, sampleSize: 256 },
   };
 
+/** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
+const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>> = {
+  replay: ["batchSizeMem"],
+  cope: ["pSize", "maxIterPerBatch", "initAdaptive"],
+  ewc: ["decayFactor"],
+};
+
+/** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
+const STRATEGY_BUILD_OPTIONS: OptionSpec<StrategyBuildOptions> = {
+  model: "object",
+  optimizer: "object",
+  epochs: "integer",
+  batchSize: "integer",
+  evalBatchSize: "integer",
+  seed: "number",
+  plugins: "array",
+  params: "object",
+  name: "string",
+  dropLast: "boolean",
+};
+
 /** Every strategy key. */
 export const STRATEGY_KEYS: readonly StrategyKey[] = Object.keys(STRATEGY_PARAMS) as StrategyKey[];
 
@@ -291,11 +320,16 @@ function numOrList(
  * ```
  */
 export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Strategy {
+  checkOptions("buildStrategy", opts, STRATEGY_BUILD_OPTIONS);
   const p = opts.params ?? {};
   const known = STRATEGY_PARAMS[key];
   if (!known) {
     throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
   }
+  // A misspelt hyperparameter would otherwise run with the default; values are checked below.
+  const names = [...Object.keys(known), ...(OPTIONAL_PARAMS[key] ?? [])];
+  const paramKinds: Record<string, OptionKind> = Object.fromEntries(names.map((n) => [n, "any"]));
+  checkOptions(`${key} params`, p, paramKinds);
   const base: StrategyOptions = {
     model: opts.model,
     optimizer: opts.optimizer,

@@ -10,6 +10,7 @@ import { colors } from "../notebook/plots.ts";
 import { type Figure, legendWidth, renderPlot } from "../notebook/render.ts";
 import { type DataFrame, loadDanfo, runSummary } from "../notebook/tables.ts";
 import { loadBenchmark } from "./build.ts";
+import { checkOptions, oneOf } from "../options.ts";
 import type {
   BenchmarkSpec,
   ExperimentSpec,
@@ -210,6 +211,16 @@ export function comparisonSpec(
  * ```
  */
 export async function runComparison(opts: ComparisonOptions = {}): Promise<ComparisonRun[]> {
+  checkOptions("runComparison", opts, {
+    quick: "boolean",
+    dataDir: "string",
+    data: "object",
+    strategies: "array",
+    scenarios: "array",
+    seed: "number",
+    progress: oneOf("auto", "terminal", "jupyter", "lines", "off"),
+    onRun: "function",
+  });
   const protocol = comparisonProtocol(opts.quick ?? false);
   const seed = opts.seed ?? 0;
   const runs: ComparisonRun[] = [];

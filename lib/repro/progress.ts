@@ -11,6 +11,7 @@ import { jupyter } from "../loggers/progress_logger.ts";
 import type { OnlineExperience } from "../benchmarks/generators.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Plugin } from "../strategy/plugin.ts";
+import { checkOptions, oneOf } from "../options.ts";
 
 /** Options of {@link runProgress}. */
 export interface RunProgressOptions {
@@ -96,6 +97,13 @@ export function runFraction(p: {
  * ```
  */
 export function runProgress(opts: RunProgressOptions): RunProgress {
+  checkOptions("runProgress", opts, {
+    experiences: "integer",
+    label: "string",
+    mode: oneOf("auto", "terminal", "jupyter", "lines", "off"),
+    write: "function",
+    width: "integer",
+  });
   if (!Number.isInteger(opts?.experiences) || opts.experiences < 1) {
     throw new RangeError(
       `runProgress needs experiences, an integer ≥ 1, got ${String(opts?.experiences)}`,

@@ -34,6 +34,19 @@ import {
   type ScaledConfig,
 } from "./configs.ts";
 import { runProgress, type RunProgressOptions } from "./progress.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
+
+const PROGRESS_MODES = oneOf("auto", "terminal", "jupyter", "lines", "off");
+
+/** The keys of {@link ReproRunOptions}, for checking what users pass. */
+const REPRO_RUN_OPTIONS: OptionSpec<ReproRunOptions> = {
+  dataDir: "string",
+  data: "object",
+  seed: "number",
+  progress: PROGRESS_MODES,
+  write: "function",
+  mode: oneOf("full", "quick", "tiny"),
+};
 
 /** Options of {@link runExperiment}. */
 export interface ExperimentOptions {
@@ -186,6 +199,16 @@ export async function runExperiment(
   spec: ExperimentSpec,
   opts: ExperimentOptions = {},
 ): Promise<ExperimentResult> {
+  checkOptions("runExperiment", opts, {
+    dataDir: "string",
+    data: "object",
+    loaded: "object",
+    trainPerExperience: "integer",
+    testPerExperience: "integer",
+    seed: "number",
+    progress: PROGRESS_MODES,
+    write: "function",
+  });
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const seed = checkSeed(opts.seed ?? 0);
@@ -287,11 +310,13 @@ export async function runReproduction(
   config: string | ReproConfig,
   opts: ReproRunOptions = {},
 ): Promise<ReproResult> {
+  checkOptions("runReproduction", opts, REPRO_RUN_OPTIONS);
+  const { mode: modeOption, ...experimentOptions } = opts;
   const base = typeof config === "string" ? reproConfig(config) : config;
-  const mode = checkMode(opts.mode ?? "full");
+  const mode = checkMode(modeOption ?? "full");
   const setting = scaleConfig(base, mode);
   const run = await runExperiment(setting, {
-    ...opts,
+    ...experimentOptions,
     trainPerExperience: setting.trainPerExperience,
     testPerExperience: setting.testPerExperience,
   });
@@ -493,6 +518,7 @@ export async function saveResult(
   dir: string,
   opts: { png?: boolean } = {},
 ): Promise<string[]> {
+  checkOptions("saveResult", opts, { png: "boolean" });
   await Deno.mkdir(dir, { recursive: true });
   const written: string[] = [];
   const text = async (file: string, content: string) => {

@@ -13,8 +13,29 @@ import {
   TRAIN_HOOKS,
 } from "./plugin.ts";
 import type { PluginDeclaration } from "../engine/step.ts";
+import { closest } from "../options.ts";
 
 const HOOK_NAMES: ReadonlySet<string> = new Set<string>([...TRAIN_HOOKS, ...EVAL_HOOKS]);
+
+/** A name shaped like a lifecycle hook (`beforeX`, `afterX`): a misspelt one is never called. */
+const HOOK_SHAPE = /^(before|after)[A-Z]/;
+
+/**
+ * Throws when `key`, a function of `plugin`, looks like a hook but is none: the strategy would
+ * never call it, and the plugin would silently do nothing there.
+ */
+function checkHookName(plugin: Plugin, key: string): void {
+  if (HOOK_NAMES.has(key) || !HOOK_SHAPE.test(key)) return;
+  const names = [...HOOK_NAMES];
+  const near = closest(key, names);
+  throw new TypeError(
+    `Plugin ${JSON.stringify(pluginName(plugin))} has a function ${JSON.stringify(key)}, which ` +
+      `is not a lifecycle hook ` +
+      (near !== undefined
+        ? `(did you mean ${JSON.stringify(near)}?)`
+        : `(the hooks are ${names.join(", ")}; name helpers otherwise)`),
+  );
+}
 
 /** Own and inherited property names of `obj` (class methods live on the prototypes). */
 function keysOf(obj: object): string[] {
@@ -42,13 +63,18 @@ export class Hooks {
     this.collect();
   }
 
-  /** Reads the plugins' hooks again (a plugin may have gained or lost one since). */
+  /**
+   * Reads the plugins' hooks again (a plugin may have gained or lost one since). A function
+   * named like a hook that is none (`beforeBackwards`) is a `TypeError` naming the closest hook.
+   */
   collect(): void {
     this.#byName.clear();
     for (const plugin of this.plugins) {
       for (const key of keysOf(plugin)) {
         const fn = (plugin as Record<string, unknown>)[key];
-        if (typeof fn !== "function" || !HOOK_NAMES.has(key)) continue;
+        if (typeof fn !== "function") continue;
+        checkHookName(plugin, key);
+        if (!HOOK_NAMES.has(key)) continue;
         const name = key as HookName;
         let list = this.#byName.get(name);
         if (!list) this.#byName.set(name, list = []);

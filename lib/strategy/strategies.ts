@@ -10,6 +10,8 @@ import { makeExperience } from "../data/experience.ts";
 import { concatDatasets, type Dataset } from "../data/dataset.ts";
 import type { StrategyContext } from "./context.ts";
 import type { Plugin } from "./plugin.ts";
+import { checkOptions } from "../options.ts";
+import { STRATEGY_OPTIONS } from "./options.ts";
 import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.ts";
 
 /**
@@ -22,6 +24,7 @@ import { type RestoreOptions, Strategy, type StrategyOptions } from "./template.
  * ```
  */
 export function naive(opts: StrategyOptions): Strategy {
+  checkOptions("naive", opts, STRATEGY_OPTIONS);
   return new Strategy({ name: "Naive", ...opts });
 }
 
@@ -44,6 +47,7 @@ export function withPlugin(name: string, plugin: Plugin, options: StrategyOption
   if (!plugin || typeof plugin !== "object") {
     throw new TypeError(`withPlugin("${name}") needs the method's plugin, got ${String(plugin)}`);
   }
+  checkOptions(`withPlugin("${name}")`, options, STRATEGY_OPTIONS);
   return new Strategy({ name, ...options, plugins: [plugin, ...(options.plugins ?? [])] });
 }
 
@@ -85,6 +89,7 @@ export class CumulativeStrategy extends Strategy {
 
 /** Cumulative training: each experience is trained together with all earlier ones. */
 export function cumulative(opts: StrategyOptions): CumulativeStrategy {
+  checkOptions("cumulative", opts, STRATEGY_OPTIONS);
   return new CumulativeStrategy({ name: "Cumulative", ...opts });
 }
 
@@ -102,5 +107,6 @@ export class JointTrainingStrategy extends Strategy {
 
 /** Joint training on the whole stream at once. */
 export function jointTraining(opts: StrategyOptions): JointTrainingStrategy {
+  checkOptions("jointTraining", opts, STRATEGY_OPTIONS);
   return new JointTrainingStrategy({ name: "JointTraining", ...opts });
 }

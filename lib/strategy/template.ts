@@ -35,6 +35,8 @@ import type { Clock, StrategyContext, StrategySettings } from "./context.ts";
 import { checkStrategyState, type StrategyShape, type StrategyState } from "./state.ts";
 import { withEngine } from "../engine/lock.ts";
 import { Hooks } from "./hooks.ts";
+import { checkStrategyOptions } from "./options.ts";
+import { checkOptions, type OptionSpec } from "../options.ts";
 import type { Plugin } from "./plugin.ts";
 
 export type { StrategyState } from "./state.ts";
@@ -183,6 +185,19 @@ function toExperiences(arg: Experience | Iterable<Experience>, what: string): Ex
   );
 }
 
+const TRAIN_OPTIONS: OptionSpec<TrainOptions> = {
+  evalStreams: "array",
+  resume: "object",
+  restore: "object",
+  checkpoint: "object",
+};
+const CHECKPOINT_OPTIONS: OptionSpec<NonNullable<TrainOptions["checkpoint"]>> = {
+  everyEpochs: "integer",
+  everyExperience: "boolean",
+  save: "function",
+};
+const RESTORE_OPTIONS: OptionSpec<RestoreOptions> = { experiences: "any" };
+
 /** The task routing a model's forward gets for a minibatch. */
 function routing(batch: TensorBatch) {
   return { taskLabels: batch.t, taskLabelsArray: batch.data.t };
@@ -238,6 +253,7 @@ export class Strategy implements StrategySettings {
   #disposed = false;
 
   constructor(opts: StrategyOptions) {
+    checkStrategyOptions(new.target.name, opts);
     if (
       !opts || typeof opts !== "object" || !opts.model || typeof opts.model.forward !== "function"
     ) {
@@ -379,6 +395,10 @@ export class Strategy implements StrategySettings {
     experiences: Experience | Iterable<Experience>,
     opts: TrainOptions = {},
   ): Promise<TrainResult> {
+    checkOptions(`${this.name}.train`, opts, TRAIN_OPTIONS);
+    if (opts.checkpoint) {
+      checkOptions(`${this.name}.train checkpoint`, opts.checkpoint, CHECKPOINT_OPTIONS);
+    }
     return this.#exclusive("train", () => this.#train(experiences, opts));
   }
 
@@ -804,6 +824,7 @@ export class Strategy implements StrategySettings {
    * throws changes nothing. A restored strategy may train and evaluate again after diverging.
    */
   async restore(state: StrategyState, opts: RestoreOptions = {}): Promise<void> {
+    checkOptions(`${this.name}.restore`, opts, RESTORE_OPTIONS);
     this.#checkUsable();
     if (this.#busy) {
       throw new Error(`${this.name}.restore() was called while its ${this.#busy}() is running`);
