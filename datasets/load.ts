@@ -34,7 +34,8 @@ export const LOAD_OPTIONS: OptionSpec<LoadOptions> = {
   dataDir: "string",
   cacheDir: "string",
   download: "boolean",
-  mirrors: "array",
+  // Checked by checkMirrors, whose message shows the expected form.
+  mirrors: "any",
   onProgress: "function",
   readTimeoutMs: "number",
   timeoutMs: "number",

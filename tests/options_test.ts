@@ -907,7 +907,7 @@ Deno.test("logger options: csv, jsonl, text, progress logger and progress bar", 
   throwsExactly(
     () => textLogger({ precision: 2 } as never),
     "TypeError",
-    'textLogger: unknown option "precision"; valid options: "write", "digits"',
+    'textLogger: unknown option "precision"; valid options: "write", "digits", "run"',
   );
   throwsExactly(
     () => progressLogger({ maxLine: 10 } as never),

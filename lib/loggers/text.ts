@@ -64,7 +64,7 @@ export function formatValue(v: number, digits = 4, metric?: string): string {
  */
 export function textLogger(opts: TextLoggerOptions = {}): Logger & { readonly run: RunInfo } {
   const out = opts.write ?? ((s: string) => void Deno.stdout.writeSync(encoder.encode(s)));
-  checkOptions("textLogger", opts, { write: "function", digits: "integer", run: "object" });
+  checkOptions("textLogger", opts, { write: "function", digits: "integer", run: "any" });
   const digits = opts.digits ?? 4;
   const run = checkRun(opts.run);
   let started = false;
