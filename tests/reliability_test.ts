@@ -169,7 +169,7 @@ Deno.test("restore checks the whole state first and changes nothing when it fail
   m2.dispose();
 });
 
-Deno.test("restore says which plugins differ: replay into naive, naive into replay, EWC into replay", async () => {
+Deno.test("restore says which plugins differ (replay into naive, naive into replay, EWC into replay) and in which mode", async () => {
   const m = model();
   const r = replay({ model: m, memSize: 10, batchSize: 10, seed: 0 });
   await r.train(bench.train[0]);
@@ -188,7 +188,15 @@ Deno.test("restore says which plugins differ: replay into naive, naive into repl
     () => r.restore({ ...e.checkpoint(), name: "Replay" }),
     /taken with the plugins EWCPlugin; this strategy has ReplayPlugin/,
   );
-  for (const x of [r, n, e]) x.dispose();
+  // The same plugin in another mode: EWC separate into EWC online, and nothing changes.
+  const online = ewc({ model: m, lambda: 1, mode: "online", decayFactor: 0.5, seed: 0 });
+  const before = snapshot(online);
+  await assert.rejects(
+    () => online.restore(e.checkpoint()),
+    /EWC state is in "separate" mode but this plugin is "online"/,
+  );
+  assert.equal(snapshot(online), before);
+  for (const x of [r, n, e, online]) x.dispose();
   m.dispose();
 });
 
