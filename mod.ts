@@ -239,6 +239,15 @@ export { CSV_COLUMNS, csvLogger, parseCsvRows, readCsvRows } from "./lib/loggers
 export type { CsvColumn, CsvLoggerOptions } from "./lib/loggers/csv.ts";
 export { jsonlLogger, parseJsonlRows, readJsonlRows } from "./lib/loggers/jsonl.ts";
 export type { JsonlLoggerOptions } from "./lib/loggers/jsonl.ts";
+export {
+  crc32c,
+  encodeEvent,
+  maskedCrc32c,
+  tensorboardLogger,
+  tensorboardTag,
+  tfRecord,
+} from "./lib/loggers/tensorboard.ts";
+export type { TensorboardEvent, TensorboardLoggerOptions } from "./lib/loggers/tensorboard.ts";
 export { inMemoryLogger } from "./lib/loggers/in_memory.ts";
 export type { InMemoryLogger } from "./lib/loggers/in_memory.ts";
 export { checkRun, filterRuns, newRun, splitRuns } from "./lib/loggers/runs.ts";

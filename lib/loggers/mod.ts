@@ -1,5 +1,6 @@
 /**
- * Loggers: where metric rows go (progress bars, text, CSV and JSON Lines files, memory).
+ * Loggers: where metric rows go (progress bars, text, CSV and JSON Lines files, TensorBoard event
+ * files, memory).
  *
  * @example
  * ```ts ignore
@@ -15,6 +16,7 @@ export * from "./progress_logger.ts";
 export * from "./text.ts";
 export * from "./csv.ts";
 export * from "./jsonl.ts";
+export * from "./tensorboard.ts";
 export * from "./in_memory.ts";
 export * from "./runs.ts";
 export type { FileLoggerOptions, IfExists } from "./_files.ts";
