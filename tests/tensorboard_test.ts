@@ -364,17 +364,20 @@ Deno.test("tensorboardLogger: a file per run, tags of one's own, options checked
   }
 });
 
+/** The Python that may have TensorBoard; PERENNIAL_PYTHON names another (a venv's). */
+const PYTHON = Deno.env.get("PERENNIAL_PYTHON") ?? "/usr/bin/python3";
+
 /** Why Python's TensorBoard reader cannot be used here, or null when it can. */
 function pythonTensorboardMissing(): string | null {
   try {
-    const out = new Deno.Command("/usr/bin/python3", {
+    const out = new Deno.Command(PYTHON, {
       args: ["-c", "import tensorboard.backend.event_processing.event_accumulator"],
       stdout: "null",
       stderr: "null",
     }).outputSync();
-    return out.success ? null : "tensorboard is not importable by /usr/bin/python3";
+    return out.success ? null : `tensorboard is not importable by ${PYTHON}`;
   } catch {
-    return "/usr/bin/python3 cannot be run";
+    return `${PYTHON} cannot be run`;
   }
 }
 
@@ -397,7 +400,7 @@ acc.Reload()
 nan = lambda v: None if math.isnan(v) else v
 print(json.dumps({t: [[s.step, nan(s.value)] for s in acc.Scalars(t)] for t in acc.Tags()["scalars"]}))
 `;
-      const out = new Deno.Command("/usr/bin/python3", { args: ["-c", script, dir] }).outputSync();
+      const out = new Deno.Command(PYTHON, { args: ["-c", script, dir] }).outputSync();
       assert.ok(out.success, new TextDecoder().decode(out.stderr));
       const read = JSON.parse(new TextDecoder().decode(out.stdout)) as Record<
         string,
