@@ -146,8 +146,8 @@ function duration(ms: number): string {
  * URLs that are not absolute http(s) URLs are refused before anything is fetched.
  *
  * @returns the URL that worked and the number of bytes written
- * @example
- * ```ts
+ * @example Fetching from the mirror (needs the network, so the doc tests skip it)
+ * ```ts ignore
  * import { downloadVerified } from "./cache.ts";
  * await downloadVerified(
  *   ["https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz"],

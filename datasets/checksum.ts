@@ -103,7 +103,8 @@ export function verifyBytes(bytes: Uint8Array, expect: Checksum, what: string, f
  * @example
  * ```ts
  * import { checksumMismatch } from "./checksum.ts";
- * throw checksumMismatch("a.gz from http://x/a.gz", "md5", "00ff", "abcd", "Try another mirror.");
+ * const e = checksumMismatch("a.gz from http://x/a.gz", "md5", "00ff", "abcd", "Try another mirror.");
+ * console.assert(e.code === "checksum" && e.message.includes("expected 00ff, got abcd"));
  * ```
  */
 export function checksumMismatch(

@@ -12,8 +12,10 @@
  *
  * @example
  * ```ts
+ * import { setBackend } from "../backend.ts";
  * import { resident } from "./resident.ts";
  * import { splitMNIST } from "../benchmarks/classic.ts";
+ * await setBackend("cpu");
  * const b = await splitMNIST();
  * const test = resident(b.test[0].dataset); // float32, 4 bytes a pixel
  * console.log(test.length, test.inputs.shape);
@@ -195,8 +197,10 @@ export type ResidentBenchmark<B extends Benchmark> = B & {
  *
  * @example
  * ```ts
+ * import { setBackend } from "../backend.ts";
  * import { residentBenchmark } from "./resident.ts";
  * import { splitMNIST } from "../benchmarks/classic.ts";
+ * await setBackend("cpu");
  * const b = residentBenchmark(await splitMNIST());
  * // ... strategy.eval(b.test) reads views of the float32 test inputs ...
  * b.dispose();

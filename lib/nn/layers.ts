@@ -369,7 +369,7 @@ export class Conv2d extends Module {
 
 /** 2-D max pooling on NHWC inputs. */
 export class MaxPool2d extends Module {
-  constructor(readonly size = 2, readonly stride = size) {
+  constructor(readonly size: number = 2, readonly stride: number = size) {
     super();
   }
   forward(x: tf.Tensor): tf.Tensor {

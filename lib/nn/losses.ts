@@ -24,7 +24,9 @@ export type Criterion = (logits: tf.Tensor, labels: tf.Tensor) => tf.Scalar;
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
  * import { crossEntropy } from "./losses.ts";
+ * await setBackend("cpu");
  * const l = crossEntropy(tf.tensor2d([[0, 0]]), tf.tensor1d([1], "int32"));
  * console.assert(Math.abs(l.dataSync()[0] - Math.LN2) < 1e-6);
  * ```
@@ -77,7 +79,9 @@ function selectUnits(logits: tf.Tensor, units: readonly number[]): tf.Tensor2D {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
  * import { distillationLoss } from "./losses.ts";
+ * await setBackend("cpu");
  * const same = distillationLoss(tf.tensor2d([[1, 2, 3]]), tf.tensor2d([[1, 2, 3]]), [0, 1], 2);
  * console.assert(Math.abs(same.dataSync()[0]) < 1e-6);
  * ```

@@ -38,7 +38,9 @@ export interface LossTerm {
  * @example A term `Σ output²` of the model output
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
  * import { lossTerm } from "./terms.ts";
+ * await setBackend("cpu");
  * const output = tf.tensor2d([[1, 2]]);
  * const term = lossTerm({
  *   value: () => tf.sum(tf.square(output)) as tf.Scalar,

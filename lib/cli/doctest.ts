@@ -1,0 +1,42 @@
+/**
+ * `deno task check`'s doc tests: runs every JSDoc example of `mod.ts`, `lib/` and `datasets/`
+ * (`deno test --doc`). Examples that read MNIST or Fashion-MNIST load them as a user would, from
+ * `$PERENNIAL_DATA`; when it is unset, this sets it to the `shared/datasets` folder beside the
+ * repository if there is one (as CI has), so that the examples run offline and never download.
+ * Extra arguments are passed on to `deno test`.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** The files and folders whose JSDoc examples are tested. */
+export const DOC_TEST_PATHS: readonly string[] = ["mod.ts", "lib/", "datasets/"];
+
+const ROOT: string = fileURLToPath(new URL("../..", import.meta.url));
+
+/** `$PERENNIAL_DATA` when set, else `../shared/datasets` beside the repository when present. */
+export function docTestDataDir(): string | undefined {
+  const env = Deno.env.get("PERENNIAL_DATA");
+  if (env) return env;
+  const shared = fileURLToPath(new URL("../../../shared/datasets", import.meta.url));
+  return existsSync(shared) ? shared : undefined;
+}
+
+/** Runs the doc tests in the repository root; resolves to `deno test`'s exit code. */
+export async function runDocTests(extra: readonly string[] = []): Promise<number> {
+  const env: Record<string, string> = {};
+  const data = docTestDataDir();
+  if (data !== undefined) env.PERENNIAL_DATA = data;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "--doc", "--allow-all", ...extra, ...DOC_TEST_PATHS],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+  }).spawn();
+  return (await child.status).code;
+}
+
+if (import.meta.main) {
+  Deno.exit(await runDocTests(Deno.args));
+}
