@@ -161,7 +161,13 @@ export type {
   StrategySettings,
   TensorBatch,
 } from "./lib/strategy/context.ts";
-export { EVAL_HOOKS, StrategyPlugin, SYNC_HOOKS, TRAIN_HOOKS } from "./lib/strategy/plugin.ts";
+export {
+  EVAL_HOOKS,
+  StrategyPlugin,
+  SupervisedPlugin,
+  SYNC_HOOKS,
+  TRAIN_HOOKS,
+} from "./lib/strategy/plugin.ts";
 export type { Hook, HookName, Plugin } from "./lib/strategy/plugin.ts";
 export { Strategy } from "./lib/strategy/template.ts";
 export type {
@@ -256,11 +262,18 @@ export type {
 export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
 export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
 export {
+  BalancedExemplarsBuffer,
   BalancedStoragePolicy,
   classBalanced,
+  ClassBalancedBuffer,
   ClassBalancedStoragePolicy,
+  ExemplarsBuffer,
+  ExemplarsSelectionStrategy,
   experienceBalanced,
+  ExperienceBalancedBuffer,
   ExperienceBalancedStoragePolicy,
+  ParametricBuffer,
+  RandomExemplarsSelectionStrategy,
   reservoir,
   ReservoirSamplingBuffer,
   StoragePolicy,
@@ -268,6 +281,8 @@ export {
 export type {
   ClassBalancedOptions,
   ExperienceBalancedOptions,
+  GroupBy,
+  ParametricBufferOptions,
   ReservoirGroupState,
   StorageContext,
   StoragePolicyState,
