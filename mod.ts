@@ -260,7 +260,12 @@ export type {
   SampleField,
 } from "./lib/plugins/memory.ts";
 export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
-export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
+export type {
+  EvaluationKeywords,
+  EvaluationOptions,
+  EvaluationState,
+  MetricCurve,
+} from "./lib/plugins/evaluation.ts";
 export {
   BalancedExemplarsBuffer,
   BalancedStoragePolicy,
