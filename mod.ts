@@ -216,7 +216,7 @@ export type { AccuracyOptions } from "./lib/metrics/accuracy.ts";
 export { loss } from "./lib/metrics/loss.ts";
 export type { LossOptions } from "./lib/metrics/loss.ts";
 export { bwt, forgetting, forwardTransfer } from "./lib/metrics/forgetting.ts";
-export type { TransferOptions } from "./lib/metrics/forgetting.ts";
+export type { ForgettingMetricOptions, TransferOptions } from "./lib/metrics/forgetting.ts";
 export { confusionMatrix, toConfusionMatrix } from "./lib/metrics/confusion.ts";
 export type { ConfusionMatrixOptions } from "./lib/metrics/confusion.ts";
 export { timing } from "./lib/metrics/timing.ts";
