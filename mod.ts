@@ -161,7 +161,13 @@ export type {
   StrategySettings,
   TensorBatch,
 } from "./lib/strategy/context.ts";
-export { EVAL_HOOKS, StrategyPlugin, SYNC_HOOKS, TRAIN_HOOKS } from "./lib/strategy/plugin.ts";
+export {
+  EVAL_HOOKS,
+  StrategyPlugin,
+  SupervisedPlugin,
+  SYNC_HOOKS,
+  TRAIN_HOOKS,
+} from "./lib/strategy/plugin.ts";
 export type { Hook, HookName, Plugin } from "./lib/strategy/plugin.ts";
 export { Strategy } from "./lib/strategy/template.ts";
 export type {
@@ -210,7 +216,7 @@ export type { AccuracyOptions } from "./lib/metrics/accuracy.ts";
 export { loss } from "./lib/metrics/loss.ts";
 export type { LossOptions } from "./lib/metrics/loss.ts";
 export { bwt, forgetting, forwardTransfer } from "./lib/metrics/forgetting.ts";
-export type { TransferOptions } from "./lib/metrics/forgetting.ts";
+export type { ForgettingMetricOptions, TransferOptions } from "./lib/metrics/forgetting.ts";
 export { confusionMatrix, toConfusionMatrix } from "./lib/metrics/confusion.ts";
 export type { ConfusionMatrixOptions } from "./lib/metrics/confusion.ts";
 export { timing } from "./lib/metrics/timing.ts";
@@ -263,13 +269,25 @@ export type {
   SampleField,
 } from "./lib/plugins/memory.ts";
 export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
-export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
+export type {
+  EvaluationKeywords,
+  EvaluationOptions,
+  EvaluationState,
+  MetricCurve,
+} from "./lib/plugins/evaluation.ts";
 export {
+  BalancedExemplarsBuffer,
   BalancedStoragePolicy,
   classBalanced,
+  ClassBalancedBuffer,
   ClassBalancedStoragePolicy,
+  ExemplarsBuffer,
+  ExemplarsSelectionStrategy,
   experienceBalanced,
+  ExperienceBalancedBuffer,
   ExperienceBalancedStoragePolicy,
+  ParametricBuffer,
+  RandomExemplarsSelectionStrategy,
   reservoir,
   ReservoirSamplingBuffer,
   StoragePolicy,
@@ -277,6 +295,8 @@ export {
 export type {
   ClassBalancedOptions,
   ExperienceBalancedOptions,
+  GroupBy,
+  ParametricBufferOptions,
   ReservoirGroupState,
   StorageContext,
   StoragePolicyState,

@@ -965,7 +965,7 @@ Deno.test("metric options: every metric, countMacs and avalancheName", () => {
   throwsExactly(
     () => forgetting({ phase: "eval" } as never),
     "TypeError",
-    'forgetting: unknown option "phase"; valid options: "at"',
+    'forgetting: unknown option "phase"; valid options: "at", "definition"',
   );
   throwsExactly(
     () => bwt({ At: "stream" } as never),

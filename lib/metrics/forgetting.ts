@@ -15,11 +15,12 @@ import {
   type AccuracyMatrix,
   averageForgetting,
   backwardTransfer,
+  type ForgettingDefinition,
   forwardTransfer as forwardTransferOf,
 } from "./functional.ts";
 import { type Granularity, type Metric, resolveWindows, rowBase } from "./metric.ts";
 import type { MetricRow } from "../data/rows.ts";
-import { anyOf, checkOptions } from "../options.ts";
+import { anyOf, checkOptions, oneOf } from "../options.ts";
 
 /** Incrementally indexed eval accuracies of `ctx.rows`: stream → row → experience → value. */
 class AccuracyTable {
@@ -75,6 +76,17 @@ export interface TransferOptions {
   at?: "experience" | "stream" | readonly ("experience" | "stream")[];
 }
 
+/** Options of {@link forgetting}: the windows, and the definition. */
+export interface ForgettingMetricOptions extends TransferOptions {
+  /**
+   * `"chaudhry"`: the best earlier accuracy minus the current one; `"avalanche"`: the accuracy
+   * right after training the experience minus the current one (Avalanche's
+   * `ExperienceForgetting`/`StreamForgetting`, whose values this then reproduces).
+   * @default "chaudhry"
+   */
+  definition?: ForgettingDefinition;
+}
+
 interface MatrixSpec {
   name: string;
   /** Value for experience j evaluated after training experience k (or NaN for none). */
@@ -83,7 +95,10 @@ interface MatrixSpec {
   stream(m: AccuracyMatrix, baseline: number[], k: number): number;
 }
 
-function matrixMetric(spec: MatrixSpec, opts: TransferOptions): Metric {
+function matrixMetric(
+  spec: MatrixSpec,
+  opts: TransferOptions,
+): Metric {
   // The values of `at` are checked by resolveWindows, whose errors list the valid ones.
   checkOptions(spec.name, opts, { at: anyOf("string", "array") });
   const windows = resolveWindows(
@@ -123,22 +138,33 @@ const value = (m: AccuracyMatrix, i: number, j: number) => m[i]?.[j] ?? NaN;
 /**
  * Forgetting (`"forgetting"` rows), as Chaudhry et al. 2018: for an experience j evaluated after
  * training experience k > j, `max_{l < k} R[l][j] − R[k][j]`; per stream, the mean over the
- * experiences j < k (Avalanche's `ExperienceForgetting`/`StreamForgetting` use the accuracy
- * right after training on j instead of the maximum). Evaluate the test stream after each
- * training experience to fill the matrix.
+ * experiences j < k. With `definition: "avalanche"`, `R[j][j] − R[k][j]`: the accuracy right
+ * after training on j instead of the maximum, as Avalanche's `ExperienceForgetting` and
+ * `StreamForgetting` compute it (the two agree unless an experience's accuracy rose after it
+ * was trained). Evaluate the test stream after each training experience to fill the matrix.
  *
  * @example
  * ```ts
  * import { forgetting } from "./forgetting.ts";
  * const metric = forgetting({ at: ["experience", "stream"] });
  * console.assert(metric.name === "forgetting");
+ * const asAvalanche = forgetting({ definition: "avalanche" });
+ * console.assert(asAvalanche.name === "forgetting");
  * ```
  */
-export function forgetting(opts: TransferOptions = {}): Metric {
+export function forgetting(opts: ForgettingMetricOptions = {}): Metric {
+  const { definition = "chaudhry", ...windows } = opts ?? {};
+  // The other matrix metrics take no definition: it is checked here, then taken out.
+  checkOptions("forgetting", opts, {
+    at: anyOf("string", "array"),
+    definition: oneOf("chaudhry", "avalanche"),
+  });
+  const avalanche = definition === "avalanche";
   return matrixMetric({
     name: "forgetting",
     experience: (m, _b, j, k) => {
       if (k < 1 || j >= k) return NaN;
+      if (avalanche) return value(m, j, j) - value(m, k, j);
       let best = -Infinity;
       for (let l = 0; l < k; l++) {
         const v = value(m, l, j);
@@ -146,8 +172,8 @@ export function forgetting(opts: TransferOptions = {}): Metric {
       }
       return best === -Infinity ? NaN : best - value(m, k, j);
     },
-    stream: (m, _b, k) => (k < 1 ? NaN : averageForgetting(m, k)),
-  }, opts);
+    stream: (m, _b, k) => (k < 1 ? NaN : averageForgetting(m, k, { definition })),
+  }, windows);
 }
 
 /**

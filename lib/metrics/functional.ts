@@ -20,6 +20,7 @@
  * @module
  */
 import type { MetricRow } from "../data/rows.ts";
+import { checkOptions, oneOf } from "../options.ts";
 
 /** An accuracy matrix: `m[i][j]` = accuracy on experience j after training experience i. */
 export type AccuracyMatrix = readonly (readonly number[])[];
@@ -83,10 +84,35 @@ export function learningAccuracy(m: AccuracyMatrix, k?: number): number {
 }
 
 /**
+ * Which forgetting: `"chaudhry"`, the best earlier accuracy minus the current one (Chaudhry et
+ * al. 2018), or `"avalanche"`, the accuracy right after training the experience minus the
+ * current one (Avalanche's `ExperienceForgetting`/`StreamForgetting`). They differ when an
+ * experience's accuracy rose after it was trained (backward transfer, then a fall): the max form
+ * measures the fall from the peak, Avalanche's only from the first value.
+ */
+export type ForgettingDefinition = "chaudhry" | "avalanche";
+
+/** Options of {@link forgetting} and {@link averageForgetting}. */
+export interface ForgettingOptions {
+  /** The definition. @default "chaudhry" */
+  definition?: ForgettingDefinition;
+}
+
+/** Checks the definition option (a misspelt one is an error, never the default). */
+export function forgettingDefinition(
+  fn: string,
+  opts: ForgettingOptions = {},
+): ForgettingDefinition {
+  checkOptions(fn, opts, { definition: oneOf("chaudhry", "avalanche") });
+  return opts.definition ?? "chaudhry";
+}
+
+/**
  * Forgetting of each experience `j < k` after training experience `k` (default: the last row):
- * `f_j = max_{l < k} R[l][j] − R[k][j]` (Chaudhry et al. 2018). Entry j is NaN when `R[k][j]` or
- * every earlier `R[l][j]` is missing. Note that Avalanche's `ExperienceForgetting` uses the
- * accuracy right after training on j instead of the maximum.
+ * `f_j = max_{l < k} R[l][j] − R[k][j]` (Chaudhry et al. 2018), or with
+ * `{ definition: "avalanche" }` `f_j = R[j][j] − R[k][j]` (Avalanche's, the accuracy right after
+ * training on j instead of the maximum). Entry j is NaN when `R[k][j]` or the earlier accuracy it
+ * needs (every `R[l][j]`, or `R[j][j]`) is missing.
  *
  * @example
  * ```ts
@@ -94,12 +120,17 @@ export function learningAccuracy(m: AccuracyMatrix, k?: number): number {
  * const m = [[0.9, 0.0, 0.0], [0.7, 0.8, 0.0], [0.5, 0.6, 0.9]];
  * const f = forgetting(m); // [0.9 − 0.5, 0.8 − 0.6]
  * console.assert(Math.abs(f[0] - 0.4) < 1e-12 && Math.abs(f[1] - 0.2) < 1e-12);
+ * const rose = [[0.5, 0.0], [0.9, 0.8], [0.6, 0.7]]; // experience 0 improved, then fell
+ * const a = forgetting(rose, 2, { definition: "avalanche" }); // [0.5 − 0.6, 0.8 − 0.7]
+ * console.assert(Math.abs(a[0] + 0.1) < 1e-12 && Math.abs(forgetting(rose)[0] - 0.3) < 1e-12);
  * ```
  */
-export function forgetting(m: AccuracyMatrix, k?: number): number[] {
+export function forgetting(m: AccuracyMatrix, k?: number, opts?: ForgettingOptions): number[] {
+  const definition = forgettingDefinition("forgetting", opts);
   const row = rowIndex(m, k, "forgetting");
   return Array.from({ length: row }, (_, j) => {
     const now = at(m, row, j);
+    if (definition === "avalanche") return at(m, j, j) - now;
     let best = -Infinity;
     for (let l = 0; l < row; l++) {
       const v = at(m, l, j);
@@ -111,7 +142,8 @@ export function forgetting(m: AccuracyMatrix, k?: number): number[] {
 
 /**
  * Average forgetting after training experience `k` (default: the last row): the mean of
- * {@link forgetting} over `j < k` (Chaudhry et al. 2018). NaN after the first experience.
+ * {@link forgetting} over `j < k` (Chaudhry et al. 2018; `{ definition: "avalanche" }` for
+ * Avalanche's `StreamForgetting`). NaN after the first experience.
  *
  * @example
  * ```ts
@@ -120,8 +152,8 @@ export function forgetting(m: AccuracyMatrix, k?: number): number[] {
  * console.assert(Math.abs(averageForgetting(m) - 0.3) < 1e-12);
  * ```
  */
-export function averageForgetting(m: AccuracyMatrix, k?: number): number {
-  return mean(forgetting(m, k));
+export function averageForgetting(m: AccuracyMatrix, k?: number, opts?: ForgettingOptions): number {
+  return mean(forgetting(m, k, opts));
 }
 
 /**

@@ -305,9 +305,17 @@ export interface CoPEPluginOptions {
   /**
    * Create a class's prototype when the class is first seen in training (the paper's dynamic
    * prototypes). `false` creates the `nClasses` prototypes at the start of training, as
-   * Avalanche does. @default true
+   * Avalanche does. @default true (false with `avalancheCompat`)
    */
   initAdaptive?: boolean;
+  /**
+   * Behave as Avalanche's `CoPEPlugin` where our defaults differ: `maxIterPerBatch` defaults to
+   * 1 (Avalanche's `max_it_cnt`), `initAdaptive` to false (the `nClasses` prototypes made at the
+   * start), and in evaluation the output is the one-hot code of the nearest prototype instead of
+   * the scores `cos / T`. Values given explicitly win. Training is otherwise the same (the
+   * training output stays the scores). @default false
+   */
+  avalancheCompat?: boolean;
 }
 
 /** The keys of {@link CoPEPluginOptions}, for checking what users pass. */
@@ -319,6 +327,7 @@ const COPE_PLUGIN_OPTIONS: OptionSpec<CoPEPluginOptions> = {
   T: "number",
   maxIterPerBatch: "integer",
   initAdaptive: "boolean",
+  avalancheCompat: "boolean",
 };
 
 /** Plain-data state of {@link CoPEPlugin} (JSON-serializable). */
@@ -362,6 +371,16 @@ function checkInt(name: string, v: unknown, min: number, fix: string): number {
  *   without a prototype, so argmax is the nearest prototype and accuracy metrics work. (Avalanche
  *   outputs the one-hot code of the nearest prototype.)
  *
+ * Where we differ from Avalanche by default, and `avalancheCompat: true` does as it does:
+ * - evaluation output: the scores give the same argmax as Avalanche's one-hot code, so the same
+ *   accuracy, while the loss and top-k accuracy stay informative (a one-hot output ties every
+ *   other class and its loss only counts hits);
+ * - `maxIterPerBatch` 20, not 1: each new minibatch is trained with up to 20 minibatches of the
+ *   memory, using the memory more per new sample (the reproduction in `lib/repro/configs.ts`
+ *   sets Avalanche's 1);
+ * - `initAdaptive` true, not false: the paper's dynamic prototypes, one made when its class
+ *   first arrives, rather than `nClasses` random ones from the start.
+ *
  * @example
  * ```ts ignore
  * const bench = splitOnline(await splitMNIST(), { experienceSize: 10 });
@@ -378,6 +397,8 @@ export class CoPEPlugin extends StrategyPlugin {
   readonly T: number;
   readonly maxIterPerBatch: number;
   readonly initAdaptive: boolean;
+  /** Whether the defaults and the evaluation output are Avalanche's (see {@link CoPEPluginOptions}). */
+  readonly avalancheCompat: boolean;
   /** Prototypes by class (unit vectors of `pSize` values); shared with {@link CoPEPlugin.pppLoss}. */
   readonly prototypes: Map<number, Float32Array> = new Map();
   /** The loss, reading {@link CoPEPlugin.prototypes}. */
@@ -415,13 +436,19 @@ export class CoPEPlugin extends StrategyPlugin {
     }
     this.T = o.T ?? 0.1;
     checkTemperature("CoPE", this.T);
+    this.avalancheCompat = o.avalancheCompat ?? false;
+    if (typeof this.avalancheCompat !== "boolean") {
+      throw new TypeError(
+        `CoPE: avalancheCompat must be true or false, got ${String(o.avalancheCompat)}`,
+      );
+    }
     this.maxIterPerBatch = checkInt(
       "maxIterPerBatch",
-      o.maxIterPerBatch ?? 20,
+      o.maxIterPerBatch ?? (this.avalancheCompat ? 1 : 20),
       1,
       "pass how many times each minibatch is processed",
     );
-    this.initAdaptive = o.initAdaptive ?? true;
+    this.initAdaptive = o.initAdaptive ?? !this.avalancheCompat;
     if (typeof this.initAdaptive !== "boolean") {
       throw new TypeError(
         `CoPE: initAdaptive must be true or false, got ${String(o.initAdaptive)}`,
@@ -508,7 +535,10 @@ export class CoPEPlugin extends StrategyPlugin {
   }
 
   afterEvalForward(ctx: StrategyContext): void {
-    ctx.output = this.#score(this.#embed(ctx.output!));
+    const scores = this.#score(this.#embed(ctx.output!));
+    ctx.output = this.avalancheCompat
+      ? tf.tidy(() => tf.oneHot(tf.argMax(scores, 1), this.nClasses).toFloat())
+      : scores;
   }
 
   /** Nearest-prototype scores: `cos(x, p_c) / T`, {@link MASK_VALUE} for classes without one. */
@@ -673,7 +703,17 @@ export function cope(opts: CoPEOptions): Strategy {
     throw new TypeError("cope expects an options object { model, ... }");
   }
   checkOptions("cope", opts, { ...STRATEGY_OPTIONS, ...COPE_PLUGIN_OPTIONS });
-  const { memSize, nClasses, pSize, alpha, T, maxIterPerBatch, initAdaptive, ...rest } = opts;
+  const {
+    memSize,
+    nClasses,
+    pSize,
+    alpha,
+    T,
+    maxIterPerBatch,
+    initAdaptive,
+    avalancheCompat,
+    ...rest
+  } = opts;
   const plugin = new CoPEPlugin({
     memSize,
     nClasses,
@@ -682,6 +722,7 @@ export function cope(opts: CoPEOptions): Strategy {
     T,
     maxIterPerBatch,
     initAdaptive,
+    avalancheCompat,
   });
   return withPlugin("CoPE", plugin, rest);
 }

@@ -33,7 +33,21 @@ export interface EvaluationOptions {
    * @default true
    */
   shareRows?: boolean;
+  /**
+   * Check that each `eval` call gets a whole stream (Avalanche's `strict_checks`): experiences of
+   * one stream, ids 0, 1, ..., n − 1 in order, and no fewer than an earlier evaluation of that
+   * stream had (experiences carry no link to their stream, so the first evaluation of a stream
+   * with ids from 0 sets its length). A partial stream is an error naming what was given.
+   * @default false
+   */
+  strictChecks?: boolean;
 }
+
+/**
+ * The keyword arguments of Avalanche 0.6's `EvaluationPlugin(*metrics, loggers=..., collect_all=...,
+ * strict_checks=...)`, the last argument of `new EvaluationPlugin(...metrics, keywords)`.
+ */
+export type EvaluationKeywords = Omit<EvaluationOptions, "metrics">;
 
 /** The keys of {@link EvaluationOptions}, for checking what users pass. */
 const EVALUATION_OPTIONS: OptionSpec<EvaluationOptions> = {
@@ -41,7 +55,53 @@ const EVALUATION_OPTIONS: OptionSpec<EvaluationOptions> = {
   loggers: "array",
   collectAll: "boolean",
   shareRows: "boolean",
+  strictChecks: "boolean",
 };
+
+/** A metric has a name; an options object never has one (the key is not in the spec). */
+function isMetricArg(x: unknown): boolean {
+  return Array.isArray(x) || (!!x && typeof x === "object" && "name" in x);
+}
+
+/**
+ * The options of either constructor form: one options object, or Avalanche 0.6's metrics
+ * (arrays flattened) then, optionally, its keyword arguments as an object.
+ */
+function parseEvaluationArgs(args: readonly unknown[]): EvaluationOptions {
+  if (args.length === 0) return {};
+  const last = args[args.length - 1];
+  const hasKeywords = last !== undefined && !isMetricArg(last);
+  const metrics = hasKeywords ? args.slice(0, -1) : args;
+  if (metrics.length === 0) {
+    // Today's form; also Avalanche's with no metric, which keeps our defaults (accuracy, loss).
+    return checkOptions("EvaluationPlugin", (last ?? {}) as EvaluationOptions, EVALUATION_OPTIONS);
+  }
+  metrics.forEach((m, i) => {
+    if (!isMetricArg(m)) {
+      throw new TypeError(
+        `EvaluationPlugin: argument ${i} is not a metric (an object with a name) nor a list of ` +
+          `metrics: ${String(m)}; pass new EvaluationPlugin(...metrics, { loggers }) or ` +
+          `new EvaluationPlugin({ metrics, loggers })`,
+      );
+    }
+  });
+  const keywords = hasKeywords ? last : {};
+  if (!keywords || typeof keywords !== "object") {
+    throw new TypeError(
+      `EvaluationPlugin: the last argument must be a metric or the options { loggers, ` +
+        `collectAll, strictChecks }, got ${String(keywords)}`,
+    );
+  }
+  const o = checkOptions("EvaluationPlugin", keywords as EvaluationOptions, EVALUATION_OPTIONS);
+  if (o.metrics !== undefined) {
+    throw new TypeError(
+      "EvaluationPlugin: metrics given both as arguments and as the metrics option; " +
+        "pass them one way: new EvaluationPlugin(...metrics, { loggers }) or " +
+        "new EvaluationPlugin({ metrics, loggers })",
+    );
+  }
+  return { ...o, metrics: metrics as (Metric | readonly Metric[])[] };
+}
 
 /** A metric curve: the global training iteration of each value, and the values. */
 export interface MetricCurve {
@@ -89,9 +149,15 @@ export interface EvaluationPlugin extends EvaluationHooks {}
  * ({@link avalancheName}; the task shown for rows over one task label is that label, as in
  * Avalanche).
  *
+ * Constructors: `new EvaluationPlugin({ metrics, loggers, collectAll, strictChecks })`, or
+ * Avalanche 0.6's `new EvaluationPlugin(...metrics, { loggers, collectAll, strictChecks })`
+ * (arrays of metrics flattened, the options object last and optional). With no metric at all,
+ * both give the defaults (accuracy and loss) where Avalanche would compute none.
+ *
  * @example
  * ```ts ignore
  * const evaluator = new EvaluationPlugin({ metrics: [accuracy(), forgetting()] });
+ * const same = new EvaluationPlugin(accuracy(), forgetting(), { loggers: [textLogger()] });
  * const strategy = naive({ model, evaluator });
  * ```
  */
@@ -106,6 +172,8 @@ export class EvaluationPlugin implements Plugin {
   readonly collectAll: boolean;
   /** Whether rows are also appended to the run's rows. */
   readonly shareRows: boolean;
+  /** Whether each evaluation must be of a whole stream. */
+  readonly strictChecks: boolean;
   /** Every row the metrics produced, in order. */
   readonly rows: MetricRow[] = [];
   /** The Avalanche name of each row of {@link EvaluationPlugin.rows}. */
@@ -117,8 +185,13 @@ export class EvaluationPlugin implements Plugin {
   #tasks: Record<Phase, Set<number>> = { train: new Set(), eval: new Set() };
 
   /** Builds the plugin; see {@link EvaluationOptions}. */
-  constructor(opts: EvaluationOptions = {}) {
-    checkOptions("EvaluationPlugin", opts, EVALUATION_OPTIONS);
+  constructor(opts?: EvaluationOptions);
+  /** As Avalanche 0.6: the metrics (or lists of them), then optionally the other options. */
+  constructor(...metrics: (Metric | readonly Metric[])[]);
+  /** As Avalanche 0.6: the metrics (or lists of them), then the other options. */
+  constructor(...args: [...(Metric | readonly Metric[])[], EvaluationKeywords]);
+  constructor(...args: unknown[]) {
+    const opts = parseEvaluationArgs(args);
     const metrics = (opts.metrics ?? [accuracy(), loss()]).flat() as Metric[];
     metrics.forEach((m, i) => {
       if (!m || typeof m !== "object") {
@@ -135,6 +208,7 @@ export class EvaluationPlugin implements Plugin {
     this.loggers = loggers;
     this.collectAll = opts.collectAll ?? true;
     this.shareRows = opts.shareRows ?? true;
+    this.strictChecks = opts.strictChecks ?? false;
     for (const h of METRIC_HOOKS) {
       const ms = metrics.filter((m) => typeof m[h] === "function");
       if (ms.length) this.#metricHooks.set(h, ms);
@@ -218,7 +292,33 @@ export class EvaluationPlugin implements Plugin {
     return labels.length === 1 ? labels[0] : null;
   }
 
+  /** Stream name → the most experiences an evaluation of it had (for `strictChecks`). */
+  #streamLengths = new Map<string, number>();
+
+  /** Throws unless `ctx.experiences` is a whole stream (see {@link EvaluationOptions.strictChecks}). */
+  #checkWholeStream(ctx: StrategyContext): void {
+    const exps = ctx.experiences;
+    const streams = [...new Set(exps.map((e) => e.stream))];
+    const ids = exps.map((e) => e.id);
+    const given = `${streams.join(", ")} experiences [${ids.join(", ")}]`;
+    const fix = "evaluate the whole stream (strategy.eval(bench.test)) or pass strictChecks: false";
+    if (streams.length !== 1 || ids.some((id, i) => id !== i)) {
+      throw new RangeError(
+        `EvaluationPlugin (strictChecks): eval was given ${given}, not one whole stream; ${fix}`,
+      );
+    }
+    const known = this.#streamLengths.get(streams[0]) ?? 0;
+    if (exps.length < known) {
+      throw new RangeError(
+        `EvaluationPlugin (strictChecks): eval was given ${given}, but the ${streams[0]} ` +
+          `stream has ${known} experiences; ${fix}`,
+      );
+    }
+    this.#streamLengths.set(streams[0], exps.length);
+  }
+
   async #run(hook: MetricHookName, ctx: StrategyContext): Promise<void> {
+    if (hook === "beforeEval" && this.strictChecks) this.#checkWholeStream(ctx);
     if (hook === "beforeTraining") this.#tasks.train.clear();
     if (hook === "beforeEval") this.#tasks.eval.clear();
     if (hook === "beforeTrainingExp" || hook === "beforeEvalExp") {

@@ -51,6 +51,48 @@ export interface ReplayPluginState {
   storagePolicy: StoragePolicyState;
 }
 
+/** `null` (Python's `None`) and `undefined` both mean "left out". */
+function given<T>(v: T | null | undefined): T | undefined {
+  return v === null ? undefined : v;
+}
+
+/**
+ * Positional arguments of {@link ReplayPlugin} in either order: the second is a storage policy in
+ * the earlier order and the current batch size in Avalanche 0.6's (whose storage policy is fifth).
+ * Only the second and fifth places differ, so the second decides.
+ */
+function replayPositional(
+  memSize: number | null | undefined,
+  b: number | StoragePolicy | null | undefined,
+  batchSizeMem: number | null | undefined,
+  taskBalancedDataLoader: boolean | null | undefined,
+  e: StoragePolicy | null | undefined,
+): ReplayPluginOptions {
+  const rest = {
+    memSize: given(memSize),
+    batchSizeMem: given(batchSizeMem),
+    taskBalancedDataLoader: given(taskBalancedDataLoader),
+  };
+  if (b instanceof StoragePolicy) {
+    if (given(e) !== undefined) {
+      throw new TypeError(
+        "ReplayPlugin: a storage policy both second (the earlier order) and fifth (Avalanche " +
+          "0.6's order); pass new ReplayPlugin(memSize, batchSize, batchSizeMem, " +
+          "taskBalancedDataLoader, storagePolicy) or new ReplayPlugin({ memSize, storagePolicy })",
+      );
+    }
+    return { ...rest, storagePolicy: b };
+  }
+  const batchSize = given(b);
+  if (batchSize !== undefined && typeof batchSize !== "number") {
+    throw new TypeError(
+      `ReplayPlugin: the second argument must be the batch size (a number, Avalanche 0.6's ` +
+        `order) or a StoragePolicy (the earlier order), got ${String(batchSize)}`,
+    );
+  }
+  return { ...rest, batchSize, storagePolicy: given(e) };
+}
+
 /**
  * Experience replay (Avalanche's `ReplayPlugin`; Chaudhry et al. 2019, "On Tiny Episodic
  * Memories in Continual Learning", arXiv:1902.10486; Rolnick et al. 2019, "Experience Replay for
@@ -68,8 +110,12 @@ export interface ReplayPluginState {
  * one memory group (see {@link ExperienceBalancedStoragePolicy}); Avalanche's online examples
  * use `storagePolicy: classBalanced({ memSize })`, which also works here.
  *
- * Constructors: `new ReplayPlugin(memSize?, storagePolicy?, batchSizeMem?,
- * taskBalancedDataLoader?)` or `new ReplayPlugin({ memSize, storagePolicy, batchSizeMem, ... })`.
+ * Constructors: Avalanche 0.6's order `new ReplayPlugin(memSize?, batchSize?, batchSizeMem?,
+ * taskBalancedDataLoader?, storagePolicy?)` (`new ReplayPlugin(500, 32)`), the earlier order
+ * `new ReplayPlugin(memSize?, storagePolicy?, batchSizeMem?, taskBalancedDataLoader?)`, told apart
+ * by the second argument (a storage policy: the earlier order), or
+ * `new ReplayPlugin({ memSize, storagePolicy, batchSizeMem, ... })`. The third and fourth
+ * arguments mean the same in both orders; `null` stands for an argument left out (Python's `None`).
  *
  * @example
  * ```ts ignore
@@ -91,24 +137,36 @@ export class ReplayPlugin extends StrategyPlugin {
 
   /** From options. */
   constructor(options: ReplayPluginOptions);
-  /** Positional, in the order `(memSize, storagePolicy, batchSizeMem, taskBalancedDataLoader)`. */
+  /**
+   * Avalanche 0.6's order: `(mem_size, batch_size, batch_size_mem, task_balanced_dataloader,
+   * storage_policy)`.
+   */
   constructor(
-    memSize?: number,
-    storagePolicy?: StoragePolicy,
-    batchSizeMem?: number,
-    taskBalancedDataLoader?: boolean,
+    memSize?: number | null,
+    batchSize?: number | null,
+    batchSizeMem?: number | null,
+    taskBalancedDataLoader?: boolean | null,
+    storagePolicy?: StoragePolicy | null,
+  );
+  /** The earlier order: `(memSize, storagePolicy, batchSizeMem, taskBalancedDataLoader)`. */
+  constructor(
+    memSize?: number | null,
+    storagePolicy?: StoragePolicy | null,
+    batchSizeMem?: number | null,
+    taskBalancedDataLoader?: boolean | null,
   );
   constructor(
-    a?: number | ReplayPluginOptions,
-    storagePolicy?: StoragePolicy,
-    batchSizeMem?: number,
-    taskBalancedDataLoader?: boolean,
+    a?: number | ReplayPluginOptions | null,
+    b?: number | StoragePolicy | null,
+    batchSizeMem?: number | null,
+    taskBalancedDataLoader?: boolean | null,
+    e?: StoragePolicy | null,
   ) {
     super();
     const o: ReplayPluginOptions = a !== null && typeof a === "object"
       ? checkOptions("ReplayPlugin", a, REPLAY_PLUGIN_OPTIONS)
-      : { memSize: a, storagePolicy, batchSizeMem, taskBalancedDataLoader };
-    if (a !== undefined && typeof a !== "number" && (a === null || typeof a !== "object")) {
+      : replayPositional(a, b, batchSizeMem, taskBalancedDataLoader, e);
+    if (a !== undefined && a !== null && typeof a !== "number" && typeof a !== "object") {
       throw new TypeError(
         `ReplayPlugin expects memSize (a number) or an options object, got ${String(a)}`,
       );

@@ -14,6 +14,14 @@
  *   reservoir per experience, the memory split equally among them.
  * - {@link ClassBalancedStoragePolicy} (Avalanche's `ClassBalancedBuffer`): one reservoir per
  *   class, the memory split equally among the classes seen.
+ * - {@link ParametricBuffer} (Avalanche's): groups by class, task, experience or none, each
+ *   group's samples chosen again by a selection strategy at every update (random here).
+ *
+ * Avalanche 0.6's names are exported too: `ExemplarsBuffer` ({@link StoragePolicy}),
+ * `BalancedExemplarsBuffer` ({@link BalancedStoragePolicy}), `ExperienceBalancedBuffer`
+ * ({@link ExperienceBalancedStoragePolicy}) and `ClassBalancedBuffer`
+ * ({@link ClassBalancedStoragePolicy}), the same classes under a second name (so a checkpoint
+ * written with one name loads into the other), with 0.6's positional parameters.
  *
  * Every random choice draws from the run's generator (`ctx.rng`).
  *
@@ -24,7 +32,7 @@ import type { Experience } from "../data/experience.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { type MaterializedDataset, SampleMemory } from "./memory.ts";
-import { checkOptions, instanceOf, type OptionSpec } from "../options.ts";
+import { anyOf, checkOptions, instanceOf, oneOf, type OptionSpec } from "../options.ts";
 
 export {
   materialize,
@@ -787,6 +795,8 @@ function parseBalancedArgs<O extends { memSize: number }>(
     extMem: ReadonlyMap<number, Dataset> | undefined,
   ) => O,
 ): O {
+  // Python's `None` arrives as null from pasted Avalanche code: it means "left out".
+  [b, c, d] = [b, c, d].map((v) => (v === null ? undefined : v));
   if (typeof a === "number") {
     return make(a, b as boolean | undefined, c as number | undefined, undefined);
   }
@@ -868,4 +878,223 @@ export function classBalanced(opts: ClassBalancedOptions): ClassBalancedStorageP
   }
   checkOptions("classBalanced", opts, CLASS_BALANCED_OPTIONS);
   return new ClassBalancedStoragePolicy(opts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Avalanche 0.6's names
+// ---------------------------------------------------------------------------------------------
+
+// The same classes under Avalanche 0.6's names, rather than subclasses: a state's `kind` is the
+// class's name, so a subclass would refuse the checkpoints of runs built with the other name.
+export {
+  BalancedStoragePolicy as BalancedExemplarsBuffer,
+  ClassBalancedStoragePolicy as ClassBalancedBuffer,
+  ExperienceBalancedStoragePolicy as ExperienceBalancedBuffer,
+  StoragePolicy as ExemplarsBuffer,
+};
+
+/**
+ * How a {@link ParametricBuffer} chooses the samples of a group (Avalanche's
+ * `ExemplarsSelectionStrategy`): the indices of `data` in order of preference; the memory keeps
+ * the first ones that fit.
+ */
+export abstract class ExemplarsSelectionStrategy {
+  /** Indices of `data`, preferred first; random choices draw from `rng` (the run's generator). */
+  abstract makeSortedIndices(data: Dataset, rng: Rng): ArrayLike<number>;
+}
+
+/**
+ * Random selection (Avalanche's `RandomExemplarsSelectionStrategy`): a uniform random order.
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { Rng } from "../random.ts";
+ * import { RandomExemplarsSelectionStrategy } from "./storage_policy.ts";
+ * const d = new ArrayDataset({ x: new Float32Array(5), y: [0, 1, 2, 3, 4], inputShape: [1] });
+ * const order = new RandomExemplarsSelectionStrategy().makeSortedIndices(d, new Rng(0));
+ * console.assert([...order].sort().join() === "0,1,2,3,4");
+ * ```
+ */
+export class RandomExemplarsSelectionStrategy extends ExemplarsSelectionStrategy {
+  /** A random permutation of `data`'s indices. */
+  makeSortedIndices(data: Dataset, rng: Rng): Int32Array {
+    return Int32Array.from(rng.permutation(data.length));
+  }
+}
+
+/** How a {@link ParametricBuffer} groups samples (Avalanche's `groupby`; null: one group). */
+export type GroupBy = "class" | "task" | "experience" | null;
+
+/** Options of {@link ParametricBuffer}. */
+export interface ParametricBufferOptions {
+  /** Total capacity (samples), split equally among the groups seen so far. */
+  memSize: number;
+  /** Grouping: by class label, by task label, by experience, or none (one group). @default null */
+  groupby?: GroupBy;
+  /** How each group's samples are chosen. @default new RandomExemplarsSelectionStrategy() */
+  selectionStrategy?: ExemplarsSelectionStrategy | null;
+}
+
+/** The keys of {@link ParametricBufferOptions}, for checking what users pass. */
+const PARAMETRIC_BUFFER_OPTIONS: OptionSpec<ParametricBufferOptions> = {
+  memSize: "integer",
+  groupby: anyOf(oneOf("class", "task", "experience"), "null"),
+  selectionStrategy: anyOf(instanceOf(ExemplarsSelectionStrategy), "null"),
+};
+
+const GROUPINGS: readonly GroupBy[] = ["class", "task", "experience", null];
+
+/**
+ * A memory grouped by class, task, experience or not at all, each group's samples chosen by a
+ * selection strategy (Avalanche's `ParametricBuffer(max_size, groupby=None,
+ * selection_strategy=None)`). The capacity is split equally among the groups seen so far (the
+ * remainder to the groups seen first). At each update, a group that receives samples is chosen
+ * again among its memory and the new samples (for random selection: a uniform random subset of
+ * both, as Avalanche re-draws the whole group; so, unlike the reservoirs of
+ * {@link ClassBalancedStoragePolicy}, older samples are not kept in proportion to all the data
+ * seen); a group that shrinks keeps the first samples of its last selection.
+ *
+ * Group keys: the class label, the task label, the experience's order of arrival (0, 1, 2, ...,
+ * one group per update: a sub-experience of an online stream is an experience here, as in
+ * Avalanche), or 0 with no grouping.
+ *
+ * Only selection strategies that read nothing but the samples and the generator fit here
+ * (random, or one's own {@link ExemplarsSelectionStrategy}); Avalanche's herding and
+ * closest-to-center strategies, which read the model's features, are not provided.
+ *
+ * Constructors: `(memSize, groupby?, selectionStrategy?)` or an options object.
+ *
+ * @example
+ * ```ts
+ * import { ArrayDataset } from "../data/dataset.ts";
+ * import { makeExperience } from "../data/experience.ts";
+ * import { Rng } from "../random.ts";
+ * import { ParametricBuffer } from "./storage_policy.ts";
+ * const info = { name: "toy", scenario: "class-incremental", numClasses: 2, inputShape: [1], numExperiences: 1 } as const;
+ * const d = new ArrayDataset({ x: new Float32Array(20), y: Array.from({ length: 20 }, (_, i) => i % 2), inputShape: [1] });
+ * const buffer = new ParametricBuffer(6, "class");
+ * buffer.update({ experience: makeExperience("train", 0, d, info), rng: new Rng(0) });
+ * console.assert([...buffer.groups.values()].map((g) => g.length).join() === "3,3");
+ * ```
+ */
+export class ParametricBuffer extends BalancedStoragePolicy {
+  /** The grouping. */
+  readonly groupby: GroupBy;
+  /** How each group's samples are chosen. */
+  readonly selectionStrategy: ExemplarsSelectionStrategy;
+  #updates = 0;
+
+  /** From options. */
+  constructor(options: ParametricBufferOptions);
+  /** As Avalanche's `ParametricBuffer(max_size, groupby=None, selection_strategy=None)`. */
+  constructor(
+    memSize: number,
+    groupby?: GroupBy,
+    selectionStrategy?: ExemplarsSelectionStrategy | null,
+  );
+  constructor(
+    a: ParametricBufferOptions | number,
+    groupby?: GroupBy,
+    selectionStrategy?: ExemplarsSelectionStrategy | null,
+  ) {
+    const o: ParametricBufferOptions = typeof a === "number"
+      ? { memSize: a, groupby, selectionStrategy }
+      : a && typeof a === "object"
+      ? checkOptions("ParametricBuffer", a, PARAMETRIC_BUFFER_OPTIONS)
+      : (() => {
+        throw new TypeError(
+          `ParametricBuffer: expected memSize or an options object { memSize, groupby }, got ${
+            String(a)
+          }`,
+        );
+      })();
+    super(
+      checkSize("ParametricBuffer", "memSize", o.memSize, "pass the capacity"),
+      true,
+      undefined,
+      "groups",
+    );
+    const g = o.groupby ?? null;
+    if (!GROUPINGS.includes(g)) {
+      throw new RangeError(
+        `ParametricBuffer: groupby must be "class", "task", "experience" or null, got ${String(g)}`,
+      );
+    }
+    const sel = o.selectionStrategy ?? new RandomExemplarsSelectionStrategy();
+    if (!(sel instanceof ExemplarsSelectionStrategy)) {
+      throw new TypeError(
+        `ParametricBuffer: selectionStrategy must be an ExemplarsSelectionStrategy (e.g. new ` +
+          `RandomExemplarsSelectionStrategy()), got ${String(sel)}`,
+      );
+    }
+    this.groupby = g;
+    this.selectionStrategy = sel;
+  }
+
+  /** Splits `ctx.experience.dataset` into groups and chooses each receiving group again. */
+  update(ctx: StorageContext): void {
+    const exp = requireExperience("ParametricBuffer", ctx);
+    const data = exp.dataset;
+    const key = this.#updates++;
+    if (data.length === 0) return;
+    const fresh = this.#split(data, key);
+    for (const k of fresh.keys()) {
+      if (!this.groupBuffers.has(k)) this.groupBuffers.set(k, new ReservoirSamplingBuffer(0));
+    }
+    const lens = this.groupLengths(this.groupBuffers.size);
+    const keys = [...this.groupBuffers.keys()];
+    for (const [k, idx] of fresh) {
+      const old = this.groupBuffers.get(k)!.buffer;
+      const pool = SampleMemory.concat([SampleMemory.of(data).select(idx), old]);
+      const order = this.selectionStrategy.makeSortedIndices(pool, ctx.rng);
+      const size = lens[keys.indexOf(k)];
+      const chosen = Int32Array.from({ length: Math.min(size, order.length) }, (_, i) => order[i]);
+      // Kept in selection order with no reservoir weights: a later shrink keeps the first ones.
+      this.groupBuffers.set(k, ReservoirSamplingBuffer.withData(size, pool.select(chosen)));
+    }
+    this.resizeGroups();
+  }
+
+  /** Indices of `data` by group key. */
+  #split(data: Dataset, experienceKey: number): Map<number, Int32Array> {
+    const all = () => Int32Array.from({ length: data.length }, (_, i) => i);
+    switch (this.groupby) {
+      case null:
+        return new Map([[0, all()]]);
+      case "experience":
+        return new Map([[experienceKey, all()]]);
+      case "class":
+        return data.indicesByClass();
+      case "task": {
+        const lists = new Map<number, number[]>();
+        data.taskLabels.forEach((t, i) => {
+          let l = lists.get(t);
+          if (!l) lists.set(t, l = []);
+          l.push(i);
+        });
+        return new Map(
+          [...lists].sort((x, y) => x[0] - y[0]).map(([t, l]) => [t, Int32Array.from(l)]),
+        );
+      }
+    }
+  }
+
+  /** The groups (samples included) as plain data. */
+  state(): StoragePolicyState {
+    return this.groupsState({ groupby: this.groupby, updates: this.#updates });
+  }
+
+  /** Restores what {@link ParametricBuffer.state} returned. */
+  loadState(state: StoragePolicyState): void {
+    this.loadGroups(state);
+    const e = state.extra ?? {};
+    if ((e.groupby ?? null) !== this.groupby) {
+      throw new TypeError(
+        `ParametricBuffer: the state groups by ${String(e.groupby)}, this buffer by ` +
+          `${String(this.groupby)}: build the buffer with groupby ${JSON.stringify(e.groupby)}`,
+      );
+    }
+    this.#updates = Number(e.updates ?? this.groupBuffers.size);
+  }
 }

@@ -98,3 +98,9 @@ export abstract class StrategyPlugin implements Plugin {
     return this.constructor.name;
   }
 }
+
+/**
+ * Avalanche 0.6's name of {@link StrategyPlugin} (`class MyPlugin extends SupervisedPlugin`):
+ * the same class, so plugins written against either name are plugins of both.
+ */
+export { StrategyPlugin as SupervisedPlugin };
