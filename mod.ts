@@ -254,7 +254,15 @@ export type {
   SampleField,
 } from "./lib/plugins/memory.ts";
 export { evaluation, EvaluationPlugin } from "./lib/plugins/evaluation.ts";
-export type { EvaluationOptions, EvaluationState, MetricCurve } from "./lib/plugins/evaluation.ts";
+export type {
+  EvaluationOptions,
+  EvaluationState,
+  EvaluatorFigure,
+  EvaluatorTable,
+  EvaluatorTableOptions,
+  EvaluatorViews,
+  MetricCurve,
+} from "./lib/plugins/evaluation.ts";
 export {
   BalancedStoragePolicy,
   classBalanced,
@@ -351,13 +359,16 @@ export type {
   HeatmapOptions,
 } from "./lib/notebook/plots.ts";
 export {
+  filterRows,
   forgettingPerExperience,
   loadDanfo,
   ROW_COLUMNS,
   rowsFrom,
   runSummary,
+  saveTable,
   summaryTable,
   table,
+  toCSV,
   toHTML,
   toText,
 } from "./lib/notebook/tables.ts";
@@ -366,11 +377,19 @@ export type {
   DataFrame,
   FrameLike,
   Matrix,
+  MetricTable,
   NamedRun,
+  RowFilter,
   RowSource,
   RunSummary,
   TableFormatOptions,
+  TableOptions,
 } from "./lib/notebook/tables.ts";
+// Loading this module gives evaluators their plot() and table() methods.
+export { EVALUATOR_PLOT_KINDS, evaluatorTable, plotEvaluator } from "./lib/notebook/evaluator.ts";
+export type { EvaluatorPlotKind, EvaluatorPlotOptions } from "./lib/notebook/evaluator.ts";
+export { liveCurves, LiveCurvesPlugin } from "./lib/notebook/live.ts";
+export type { LiveCurvesOptions, LiveDisplay } from "./lib/notebook/live.ts";
 
 // Layer 7, checkpoints: checkpoint files in the safetensors layout, resumable runs.
 export {
