@@ -257,3 +257,31 @@ Deno.test("evaluator.plot without the notebook layer says what to import", async
   const out = new TextDecoder().decode((await probe.output()).stdout);
   assert.match(out, /notebook layer, which is not loaded: import from mod\.ts/);
 });
+
+Deno.test("checkNotebook: a live figure must be updated after every evaluation and end complete", async () => {
+  const { checkNotebook } = await import("../lib/cli/notebooks.ts");
+  const svg = (n: number) =>
+    `<svg><g aria-label="legend">${
+      Array.from({ length: n }, (_, e) => `<text>exp ${e}</text>`).join("")
+    }</g></svg>`;
+  const nb = (outputs: unknown[]) => ({
+    nbformat: 4,
+    metadata: { perennial: { figures: 1, tables: 0, live: { displays: 1, experiences: 3 } } },
+    cells: [{ cell_type: "code", source: "run()", execution_count: 1, outputs }],
+  });
+  const shown = (n: number, messages: number) => ({
+    output_type: "display_data",
+    data: { "image/svg+xml": svg(n) },
+    metadata: { perennial: { displayMessages: messages } },
+  });
+  const ok = checkNotebook(nb([shown(3, 3)]) as never);
+  assert.deepEqual(ok.problems, []);
+  assert.deepEqual(ok.live, [3]);
+  assert.match(checkNotebook(nb([shown(2, 3)]) as never).problems.join(), /lacks .*exp 2/);
+  assert.match(checkNotebook(nb([shown(3, 2)]) as never).problems.join(), /shown 2 time/);
+  assert.match(
+    checkNotebook(nb([shown(3, 3), shown(3, 3)]) as never).problems.join(),
+    /2 live figure\(s\).*expected 1/,
+  );
+  assert.match(checkNotebook(nb([shown(3, 1)]) as never).problems.join(), /0 live figure/);
+});
