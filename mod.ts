@@ -273,6 +273,10 @@ export type {
   EvaluationKeywords,
   EvaluationOptions,
   EvaluationState,
+  EvaluatorFigure,
+  EvaluatorTable,
+  EvaluatorTableOptions,
+  EvaluatorViews,
   MetricCurve,
 } from "./lib/plugins/evaluation.ts";
 export {
@@ -380,13 +384,16 @@ export type {
   HeatmapOptions,
 } from "./lib/notebook/plots.ts";
 export {
+  filterRows,
   forgettingPerExperience,
   loadDanfo,
   ROW_COLUMNS,
   rowsFrom,
   runSummary,
+  saveTable,
   summaryTable,
   table,
+  toCSV,
   toHTML,
   toText,
 } from "./lib/notebook/tables.ts";
@@ -395,11 +402,19 @@ export type {
   DataFrame,
   FrameLike,
   Matrix,
+  MetricTable,
   NamedRun,
+  RowFilter,
   RowSource,
   RunSummary,
   TableFormatOptions,
+  TableOptions,
 } from "./lib/notebook/tables.ts";
+// Loading this module gives evaluators their plot() and table() methods.
+export { EVALUATOR_PLOT_KINDS, evaluatorTable, plotEvaluator } from "./lib/notebook/evaluator.ts";
+export type { EvaluatorPlotKind, EvaluatorPlotOptions } from "./lib/notebook/evaluator.ts";
+export { liveCurves, LiveCurvesPlugin } from "./lib/notebook/live.ts";
+export type { LiveCurvesOptions, LiveDisplay } from "./lib/notebook/live.ts";
 
 // Layer 7, checkpoints: checkpoint files in the safetensors layout, resumable runs.
 export {

@@ -64,6 +64,15 @@ def make_client_class():
         grace = DEFAULT_GRACE
         late_messages = 0
 
+        def process_message(self, msg, cell, cell_index):
+            # nbclient replaces an output in place on update_display_data and keeps no trace of
+            # the updates; count them on the output (after nbclient has replaced its metadata)
+            # so the checker can tell a live figure from one shown once.
+            try:
+                return super().process_message(msg, cell, cell_index)
+            finally:
+                count_display_message(self, msg)
+
         async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
             assert self.kc is not None
             while True:
@@ -87,6 +96,31 @@ def make_client_class():
             self.late_messages += await drain_late(get_msg, handle, parent_msg_id, self.grace)
 
     return GraceNotebookClient
+
+
+#: Key of the output metadata where `count_display_message` writes its counts.
+DISPLAY_KEY = "perennial"
+
+
+def count_display_message(client, msg):
+    """Counts a display_data or update_display_data message of a display id on its outputs.
+
+    Writes `{"perennial": {"displayMessages": n}}` into the metadata of every output shown under
+    that display id: 1 for a figure shown once, 1 + updates for a live one.
+    """
+    if msg.get("msg_type") not in ("display_data", "update_display_data"):
+        return
+    display_id = msg.get("content", {}).get("transient", {}).get("display_id")
+    if not display_id:
+        return
+    counts = client.__dict__.setdefault("_perennial_display_counts", {})
+    counts[display_id] = counts.get(display_id, 0) + 1
+    for cell_idx, indices in client._display_id_map.get(display_id, {}).items():
+        outputs = client.nb["cells"][cell_idx]["outputs"]
+        for i in indices:
+            meta = dict(outputs[i].get("metadata") or {})
+            meta[DISPLAY_KEY] = {"displayMessages": counts[display_id]}
+            outputs[i]["metadata"] = meta
 
 
 def end_sources_with_newline(nb):

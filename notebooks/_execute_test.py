@@ -5,7 +5,7 @@ import asyncio
 import queue
 import unittest
 
-from _execute import drain_late, end_sources_with_newline
+from _execute import count_display_message, drain_late, end_sources_with_newline
 
 
 class FakeIOPub:
@@ -29,6 +29,32 @@ class FakeIOPub:
 
 def msg(parent, kind="execute_result"):
     return {"parent_header": {"msg_id": parent}, "msg_type": kind, "content": {}}
+
+
+class FakeClient:
+    """What count_display_message reads of an nbclient client: the notebook and the id map."""
+
+    def __init__(self):
+        self.nb = {"cells": [{"outputs": [{"metadata": {}}, {"metadata": {}}]}]}
+        self._display_id_map = {"live": {0: [1]}}
+
+
+class DisplayCountTest(unittest.TestCase):
+    def test_counts_the_display_and_its_updates_on_the_output(self):
+        client = FakeClient()
+        shown = {"msg_type": "display_data", "content": {"transient": {"display_id": "live"}}}
+        update = {"msg_type": "update_display_data",
+                  "content": {"transient": {"display_id": "live"}}}
+        for m in (shown, update, update, {"msg_type": "stream", "content": {}}):
+            count_display_message(client, m)
+        outputs = client.nb["cells"][0]["outputs"]
+        self.assertEqual(outputs[1]["metadata"], {"perennial": {"displayMessages": 3}})
+        self.assertEqual(outputs[0]["metadata"], {})
+
+    def test_ignores_displays_without_an_id(self):
+        client = FakeClient()
+        count_display_message(client, {"msg_type": "display_data", "content": {}})
+        self.assertEqual(client.nb["cells"][0]["outputs"][1]["metadata"], {})
 
 
 def drain(arrivals, grace=0.5, parent="cell"):

@@ -83,6 +83,13 @@ export interface NotebookExpectations {
   figures?: number;
   /** At least this many tables (`text/html` outputs with a `<table>`). @default 1 */
   tables?: number;
+  /**
+   * Live figures (`liveCurves`): exactly `displays` figure outputs shown once and updated in
+   * place (the executor counts a display id's messages on its output), each updated after every
+   * one of `experiences` evaluations and ending with a curve per experience ("exp 0" ...
+   * "exp n-1" in its legend). @default none asked
+   */
+  live?: { displays: number; experiences: number };
 }
 
 /** The outcome of {@link checkNotebook}. */
@@ -95,6 +102,8 @@ export interface NotebookCheck {
   figures: number;
   /** `text/html` outputs with a `<table>`. */
   tables: number;
+  /** Figures updated in place (display messages of each, in output order). */
+  live: number[];
   /** Error outputs, as `cell N: Name: message`. */
   errors: string[];
   /** Everything wrong, one line each; empty when the notebook passes. */
@@ -106,9 +115,48 @@ function text(v: unknown): string {
 }
 
 /** The expectations stored in a notebook's metadata (`metadata.perennial`), with defaults. */
-export function expectationsOf(nb: Notebook): Required<NotebookExpectations> {
+export function expectationsOf(nb: Notebook): NotebookExpectations & {
+  figures: number;
+  tables: number;
+} {
   const m = (nb.metadata?.perennial ?? {}) as NotebookExpectations;
-  return { figures: m.figures ?? 1, tables: m.tables ?? 1 };
+  return { figures: m.figures ?? 1, tables: m.tables ?? 1, ...(m.live ? { live: m.live } : {}) };
+}
+
+/** How many display messages the executor counted on an output (0: not shown by id). */
+function displayMessages(out: NotebookOutput): number {
+  const meta = (out as { metadata?: { perennial?: { displayMessages?: unknown } } }).metadata;
+  const n = meta?.perennial?.displayMessages;
+  return typeof n === "number" ? n : 0;
+}
+
+/** Problems of the live figures against what the notebook asks. */
+function checkLive(
+  live: { svg: string; messages: number }[],
+  want: { displays: number; experiences: number },
+): string[] {
+  const problems: string[] = [];
+  if (live.length !== want.displays) {
+    problems.push(
+      `${live.length} live figure(s) (shown once, updated in place), expected ${want.displays}`,
+    );
+  }
+  live.forEach((fig, i) => {
+    if (fig.messages < want.experiences) {
+      problems.push(
+        `live figure ${i + 1}: shown ${fig.messages} time(s), expected one per evaluation ` +
+          `(${want.experiences})`,
+      );
+    }
+    const missing = Array.from({ length: want.experiences }, (_, e) => `exp ${e}`)
+      .filter((label) => !fig.svg.includes(`>${label}<`));
+    if (missing.length) {
+      problems.push(
+        `live figure ${i + 1}: its last state lacks the curves of ${missing.join(", ")}`,
+      );
+    }
+  });
+  return problems;
 }
 
 /**
@@ -134,6 +182,7 @@ export function checkNotebook(nb: Notebook, expect?: NotebookExpectations): Note
       executed: 0,
       figures: 0,
       tables: 0,
+      live: [],
       errors: [],
       problems: ["not an nbformat 4 notebook"],
     };
@@ -141,6 +190,7 @@ export function checkNotebook(nb: Notebook, expect?: NotebookExpectations): Note
   let codeCells = 0, executed = 0, figures = 0, tables = 0;
   const errors: string[] = [];
   const unexecuted: number[] = [];
+  const live: { svg: string; messages: number }[] = [];
   nb.cells.forEach((cell, i) => {
     if (cell.cell_type !== "code" || !text(cell.source).trim()) return;
     codeCells++;
@@ -153,7 +203,11 @@ export function checkNotebook(nb: Notebook, expect?: NotebookExpectations): Note
       }
       if (out.output_type !== "display_data" && out.output_type !== "execute_result") continue;
       const data = out.data ?? {};
-      if ("image/svg+xml" in data) figures++;
+      if ("image/svg+xml" in data) {
+        figures++;
+        const messages = displayMessages(out);
+        if (messages > 1) live.push({ svg: text(data["image/svg+xml"]), messages });
+      }
       if (/<table[\s>]/i.test(text(data["text/html"]))) tables++;
     }
   });
@@ -171,7 +225,16 @@ export function checkNotebook(nb: Notebook, expect?: NotebookExpectations): Note
       `${tables} table(s) (text/html outputs with a <table>), expected at least ${want.tables}`,
     );
   }
-  return { codeCells, executed, figures, tables, errors, problems };
+  if (want.live) problems.push(...checkLive(live, want.live));
+  return {
+    codeCells,
+    executed,
+    figures,
+    tables,
+    live: live.map((l) => l.messages),
+    errors,
+    problems,
+  };
 }
 
 /** The notebooks of a folder (`*.ipynb`, sorted; names starting with `_` are left out). */
@@ -353,6 +416,7 @@ async function main(): Promise<number> {
         executed: 0,
         figures: 0,
         tables: 0,
+        live: [],
         errors: [],
         problems: [`no executed notebook: ${(e as Error).message}`],
       };
@@ -365,6 +429,9 @@ async function main(): Promise<number> {
       `${ok ? "ok  " : "FAIL"} ${name.padEnd(36)} ${
         formatDuration(seconds).padStart(6)
       }  ${check.executed}/${check.codeCells} cells, ${check.figures} figures, ${check.tables} tables` +
+      (check.live.length
+        ? `, live figures updated ${check.live.map((n) => n - 1).join(", ")} times`
+        : "") +
       (ok ? (values.write ? " (written back)" : "") : `: ${check.problems.join("; ")}`);
     console.log(line);
     lines.push(line);

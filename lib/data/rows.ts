@@ -39,6 +39,15 @@ export interface MetricRow {
   predicted?: number;
 }
 
+/**
+ * Which metric rows to keep: a predicate, or an object of row fields, each with the value a
+ * row must have or a list of accepted values (`{ metric: "accuracy", phase: "eval" }`,
+ * `{ experience: null }` for stream-level rows).
+ */
+export type RowFilter =
+  | ((row: MetricRow) => boolean)
+  | { readonly [K in keyof MetricRow]?: MetricRow[K] | readonly MetricRow[K][] };
+
 /** Accuracy matrix from eval rows: `m[i][j]` = accuracy on experience j after training experience i. */
 export function accuracyMatrix(rows: readonly MetricRow[], stream = "test"): number[][] {
   const m: number[][] = [];

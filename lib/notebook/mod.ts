@@ -47,21 +47,35 @@ export {
   PALETTE,
 } from "./plots.ts";
 export {
+  EVALUATOR_PLOT_KINDS,
+  type EvaluatorPlotKind,
+  type EvaluatorPlotOptions,
+  evaluatorTable,
+  plotEvaluator,
+} from "./evaluator.ts";
+export { liveCurves, type LiveCurvesOptions, LiveCurvesPlugin, type LiveDisplay } from "./live.ts";
+export {
   type Danfo,
   type DataFrame,
+  filterRows,
   forgettingPerExperience,
   type FrameLike,
   loadDanfo,
   type Matrix,
+  type MetricTable,
   type NamedRun,
   ROW_COLUMNS,
+  type RowFilter,
   rowsFrom,
   type RowSource,
   type RunSummary,
   runSummary,
+  saveTable,
   summaryTable,
   table,
   type TableFormatOptions,
+  type TableOptions,
+  toCSV,
   toHTML,
   toText,
 } from "./tables.ts";

@@ -11,9 +11,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createRequire } from "node:module";
 import process from "node:process";
-import { accuracyMatrix, type MetricRow } from "../data/rows.ts";
+import { accuracyMatrix, type MetricRow, type RowFilter } from "../data/rows.ts";
+export type { RowFilter } from "../data/rows.ts";
 import { JUPYTER_DISPLAY, type MediaBundle } from "./display.ts";
-import { checkOptions } from "../options.ts";
+import { writeFileAtomic } from "./render.ts";
+import { anyOf, checkOptions, type OptionSpec } from "../options.ts";
 
 /** The danfojs-node module, as {@link loadDanfo} returns it. */
 export type Danfo = typeof import("danfojs-node");
@@ -189,7 +191,7 @@ function afterLoad(mod: Danfo): Danfo {
   if (!Object.hasOwn(proto, JUPYTER_DISPLAY)) {
     Object.defineProperty(proto, JUPYTER_DISPLAY, {
       value: function (this: FrameLike): MediaBundle {
-        return tableBundle(this);
+        return tableBundle(this, formatOf(this));
       },
       configurable: true,
       writable: true,
@@ -280,28 +282,111 @@ function columnData(
   return { data, dtypes };
 }
 
+/** Options of {@link table}: how the frame renders, in Jupyter and when saved. */
+export interface TableOptions extends TableFormatOptions {
+  /** Keep only these rows: a predicate, or field values to match (see {@link RowFilter}). */
+  filter?: RowFilter;
+}
+
+/** The fields a {@link RowFilter} object may name: a misspelt one would match nothing. */
+const ROW_FILTER_FIELDS: OptionSpec<Required<MetricRow>> = {
+  metric: anyOf("string", "array"),
+  phase: anyOf("string", "array"),
+  stream: anyOf("string", "array"),
+  experience: anyOf("number", "null", "array"),
+  task: anyOf("number", "null", "array"),
+  epoch: anyOf("number", "null", "array"),
+  iteration: anyOf("number", "null", "array"),
+  trainExperience: anyOf("number", "array"),
+  value: anyOf("number", "array"),
+  at: anyOf("string", "array"),
+  k: anyOf("number", "array"),
+  class: anyOf("number", "array"),
+  predicted: anyOf("number", "array"),
+};
+
+/**
+ * The rows of `source` that pass `filter` (all of them without one).
+ *
+ * @example Stream-level accuracy
+ * ```ts
+ * import { filterRows } from "./tables.ts";
+ * const base = { phase: "eval", stream: "test", task: null, epoch: null, iteration: 0,
+ *   trainExperience: 0, metric: "accuracy" } as const;
+ * const rows = [{ ...base, experience: 0, value: 0.9 }, { ...base, experience: null, value: 0.8 }];
+ * console.assert(filterRows(rows, { experience: null }).length === 1);
+ * ```
+ */
+export function filterRows(source: RowSource, filter?: RowFilter): MetricRow[] {
+  const rows = rowsOf(source);
+  if (filter === undefined) return [...rows];
+  if (typeof filter === "function") return rows.filter((r) => filter(r));
+  checkOptions("row filter", filter, ROW_FILTER_FIELDS);
+  const tests = Object.entries(filter).map(([k, want]) => {
+    const accepted: unknown[] = Array.isArray(want) ? want : [want];
+    return (r: MetricRow) =>
+      accepted.includes((r as unknown as Record<string, unknown>)[k] ?? null);
+  });
+  return rows.filter((r) => tests.every((t) => t(r)));
+}
+
+/** Where a frame made by {@link table} keeps its format (a symbol: never a column name). */
+const TABLE_FORMAT: unique symbol = Symbol("perennial.tableFormat");
+
+function formatOf(frame: unknown): TableFormatOptions {
+  return (frame as { [TABLE_FORMAT]?: TableFormatOptions })[TABLE_FORMAT] ?? {};
+}
+
+/** A danfo DataFrame made by {@link table}: it also saves itself. */
+export type MetricTable = DataFrame & {
+  /**
+   * Writes the table by extension: `.csv` (every row, numbers in full, empty cells where a
+   * field does not apply) or `.html` (every row, at the table's precision), atomically.
+   */
+  save(path: string): Promise<string>;
+};
+
 /**
  * All rows in a danfo DataFrame, one row per metric value, columns {@link ROW_COLUMNS} then
  * any extra fields (e.g. `class`). Null coordinates are NaN, as in pandas; {@link rowsFrom}
- * turns them back into null. In Jupyter the frame renders as an HTML table.
+ * turns them back into null. In Jupyter the frame renders as an HTML table with empty cells
+ * where a field does not apply and numbers at `decimals` (default 4); `save(path)` writes it
+ * as CSV or HTML.
  *
  * @example Accuracy after each experience
  * ```ts ignore
  * import { table } from "./tables.ts";
- * const df = table(strategy); // or strategy.rows, or an EvalResult
+ * const df = table(strategy, { decimals: 3 }); // or strategy.rows, or an EvalResult
  * df.query(df["metric"].eq("accuracy")).groupby(["trainExperience"]).col(["value"]).mean();
+ * await df.save("runs/x/rows.csv");
  * ```
  */
-export function table(source: RowSource): DataFrame {
-  const rows = rowsOf(source);
+export function table(source: RowSource, options: TableOptions = {}): MetricTable {
+  checkOptions("table", options, { ...TABLE_FORMAT_OPTIONS, filter: anyOf("function", "object") });
+  const { filter, ...format } = options;
+  checkFormat("table", format);
+  const rows = filterRows(source, filter);
   const dfd = danfoSync();
   const cols = columnsOf(rows);
-  if (rows.length === 0) return new dfd.DataFrame([], { columns: cols });
-  const { data, dtypes } = columnData(rows, cols);
-  return new dfd.DataFrame(Object.fromEntries(cols.map((c, i) => [c, data[i]])), {
-    columns: cols,
-    dtypes,
+  let frame: DataFrame;
+  if (rows.length === 0) {
+    frame = new dfd.DataFrame([], { columns: cols });
+  } else {
+    const { data, dtypes } = columnData(rows, cols);
+    frame = new dfd.DataFrame(Object.fromEntries(cols.map((c, i) => [c, data[i]])), {
+      columns: cols,
+      dtypes,
+    });
+  }
+  // Own, non-enumerable properties: danfo's operations make new frames without them, which then
+  // render with the default format.
+  Object.defineProperty(frame, TABLE_FORMAT, { value: format, configurable: true });
+  Object.defineProperty(frame, "save", {
+    value: (path: string) => saveTable(rows, path, format),
+    configurable: true,
+    writable: true,
   });
+  return frame as MetricTable;
 }
 
 /** What {@link rowsFrom} and the HTML rendering read from a DataFrame or Series. */
@@ -425,9 +510,12 @@ function gridOf(source: FrameLike | RowSource): Grid {
   };
 }
 
-/** Formats one cell: integers as they are, other numbers with `decimals`, null as empty. */
+/**
+ * Formats one cell: integers as they are, other numbers with `decimals`; null, undefined and
+ * NaN (how a DataFrame stores a field that does not apply) as empty.
+ */
 export function formatCell(v: unknown, decimals = 4): string {
-  if (v === null || v === undefined) return "";
+  if (v === null || v === undefined || Number.isNaN(v)) return "";
   if (typeof v === "number") {
     if (Number.isInteger(v) || !Number.isFinite(v)) return String(v);
     return v.toFixed(decimals);
@@ -448,8 +536,14 @@ export function escapeHTML(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ENTITIES[c]);
 }
 
+const TABLE_FORMAT_OPTIONS: OptionSpec<TableFormatOptions> = {
+  maxRows: "integer",
+  edgeRows: "integer",
+  decimals: "integer",
+};
+
 function checkFormat(who: string, options: TableFormatOptions): Required<TableFormatOptions> {
-  checkOptions(who, options, { maxRows: "integer", edgeRows: "integer", decimals: "integer" });
+  checkOptions(who, options, TABLE_FORMAT_OPTIONS);
   const { maxRows = 60, edgeRows = 10, decimals = 4 } = options;
   for (const [name, v] of [["maxRows", maxRows], ["edgeRows", edgeRows]] as const) {
     if (!Number.isInteger(v) || v < 1) {
@@ -542,4 +636,64 @@ export function tableBundle(
   options: TableFormatOptions = {},
 ): MediaBundle {
   return { "text/html": toHTML(source, options), "text/plain": toText(source, options) };
+}
+
+// ----------------------------------------------------------------------------- CSV ----
+
+function csvField(v: unknown): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return "";
+  const text = String(v);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/**
+ * CSV of a DataFrame, a Series or metric rows: a header line, then one line per row (no index
+ * column), numbers in full so that they read back exactly, empty fields where nothing applies.
+ *
+ * @example
+ * ```ts
+ * import { toCSV } from "./tables.ts";
+ * const csv = toCSV({ columns: ["run", "acc"], values: [["a,b", NaN]] });
+ * console.assert(csv === 'run,acc\n"a,b",\n');
+ * ```
+ */
+export function toCSV(source: FrameLike | RowSource): string {
+  const g = gridOf(source);
+  const lines = [
+    g.columns.map(csvField).join(","),
+    ...g.rows.map((r) => r.map(csvField).join(",")),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Writes a table by extension, atomically: `.csv` ({@link toCSV}) or `.html` (a small page
+ * holding the whole table, {@link toHTML} at `decimals`). Returns the path.
+ *
+ * @example
+ * ```ts ignore
+ * import { saveTable } from "./tables.ts";
+ * await saveTable(strategy, "runs/x/rows.html", { decimals: 3 });
+ * ```
+ */
+export async function saveTable(
+  source: FrameLike | RowSource,
+  path: string,
+  options: TableFormatOptions = {},
+): Promise<string> {
+  const format = checkFormat("saveTable", options);
+  const ext = path.slice(path.lastIndexOf(".")).toLowerCase();
+  let text: string;
+  if (ext === ".csv") {
+    text = toCSV(source);
+  } else if (ext === ".html" || ext === ".htm") {
+    const rows = gridOf(source).rows.length;
+    const html = toHTML(source, { ...format, maxRows: Math.max(rows, 1) });
+    text = `<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n${html}\n` +
+      `</body></html>\n`;
+  } else {
+    throw new RangeError(`Cannot save a table as "${path}": use a .csv or .html file name`);
+  }
+  await writeFileAtomic(path, new TextEncoder().encode(text));
+  return path;
 }

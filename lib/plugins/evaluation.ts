@@ -9,7 +9,7 @@ import { accuracy } from "../metrics/accuracy.ts";
 import { loss } from "../metrics/loss.ts";
 import { type Metric, METRIC_HOOKS, type MetricHookName } from "../metrics/metric.ts";
 import { avalancheName } from "../metrics/names.ts";
-import type { MetricRow, Phase } from "../data/rows.ts";
+import type { MetricRow, Phase, RowFilter } from "../data/rows.ts";
 import type { Logger } from "../loggers/logger.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import type { Plugin } from "../strategy/plugin.ts";
@@ -101,6 +101,82 @@ function parseEvaluationArgs(args: readonly unknown[]): EvaluationOptions {
     );
   }
   return { ...o, metrics: metrics as (Metric | readonly Metric[])[] };
+}
+
+/**
+ * What `evaluator.plot()` returns, as this layer knows it: a `Figure` of the notebook layer
+ * (`lib/notebook/render.ts`), which also shows inline in Jupyter. `plotEvaluator` there gives it
+ * its full type.
+ */
+export interface EvaluatorFigure {
+  /** The standalone SVG document. */
+  readonly svg: string;
+  /** Width in SVG units. */
+  readonly width: number;
+  /** Height in SVG units. */
+  readonly height: number;
+  /** What the figure shows. */
+  readonly label: string;
+  /** Rasterizes the figure (needs `--allow-ffi`). */
+  toPNG(options?: object): Uint8Array;
+  /** Writes `.svg` or `.png`, by extension. */
+  save(path: string, options?: object): Promise<string>;
+}
+
+/**
+ * What `evaluator.table()` returns, as this layer knows it: a danfo DataFrame made by the
+ * notebook layer's `table` (`MetricTable`), which also shows inline in Jupyter.
+ */
+export interface EvaluatorTable {
+  /** Column names. */
+  readonly columns: readonly string[];
+  /** Row-major values. */
+  readonly values: readonly unknown[];
+  /** Writes `.csv` or `.html`, by extension. */
+  save(path: string): Promise<string>;
+}
+
+/** How `evaluator.table()` formats its numbers and long tables. */
+export interface EvaluatorTableOptions {
+  /** Decimals of non-integer numbers. @default 4 */
+  decimals?: number;
+  /** Tables longer than this show their first and last `edgeRows` rows. @default 60 */
+  maxRows?: number;
+  /** Rows shown at each end of a truncated table. @default 10 */
+  edgeRows?: number;
+}
+
+/** The drawing and tabulating behind `evaluator.plot()` and `evaluator.table()`. */
+export interface EvaluatorViews {
+  /** Draws a figure of the evaluator's rows. */
+  plot(evaluator: EvaluationPlugin, kind?: string, options?: object): EvaluatorFigure;
+  /** Tabulates the evaluator's rows. */
+  table(
+    evaluator: EvaluationPlugin,
+    filter?: RowFilter,
+    options?: EvaluatorTableOptions,
+  ): EvaluatorTable;
+}
+
+let views: EvaluatorViews | undefined;
+
+/**
+ * Gives the evaluator its views: the notebook layer calls this when it is loaded. The evaluator
+ * sits below the notebook layer, which draws (Observable Plot, danfo), so it cannot import it;
+ * the notebook layer fills this hook instead.
+ */
+export function installEvaluatorViews(v: EvaluatorViews): void {
+  views = v;
+}
+
+function viewsOrThrow(method: string): EvaluatorViews {
+  if (!views) {
+    throw new Error(
+      `evaluator.${method}() draws with the notebook layer, which is not loaded: import from ` +
+        `mod.ts, or import "lib/notebook/evaluator.ts" once`,
+    );
+  }
+  return views;
 }
 
 /** A metric curve: the global training iteration of each value, and the values. */
@@ -227,6 +303,30 @@ export class EvaluationPlugin implements Plugin {
     return Object.fromEntries(
       [...this.#all].map(([k, c]) => [k, { x: [...c.x], y: [...c.y] }]),
     );
+  }
+
+  /**
+   * A figure of the rows: `"curves"` (accuracy on each test experience against training, the
+   * default), `"accuracyMatrix"`, `"forgetting"` (per experience), `"confusion"` (the last
+   * confusion matrix; needs the `confusionMatrix` metric), `"loss"` (training loss per epoch,
+   * or `phase: "eval"`). `options` go to the chart (`title`, `width`, ...). Shows inline in
+   * Jupyter; `.save("x.svg" | "x.png")`. Needs the notebook layer (loaded by `mod.ts`).
+   */
+  plot(
+    kind?: "curves" | "accuracyMatrix" | "forgetting" | "confusion" | "loss",
+    options?: object,
+  ): EvaluatorFigure {
+    return viewsOrThrow("plot").plot(this, kind, options);
+  }
+
+  /**
+   * The rows (those passing `filter`: a predicate, or field values such as
+   * `{ metric: "accuracy", experience: null }`) as a table: empty cells where a field does not
+   * apply, numbers at `decimals` (option, default 4). Shows inline in Jupyter;
+   * `.save("x.csv" | "x.html")`. Needs the notebook layer (loaded by `mod.ts`).
+   */
+  table(filter?: RowFilter, options?: EvaluatorTableOptions): EvaluatorTable {
+    return viewsOrThrow("table").table(this, filter, options);
   }
 
   /** Forgets the last values (not the rows nor the curves). */
