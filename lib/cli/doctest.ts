@@ -23,18 +23,43 @@ export function docTestDataDir(): string | undefined {
   return existsSync(shared) ? shared : undefined;
 }
 
-/** Runs the doc tests in the repository root; resolves to `deno test`'s exit code. */
+/**
+ * Runs the doc tests in the repository root; resolves to `deno test`'s exit code, or 1 when an
+ * example's `console.assert` failed (it only prints, so the test itself would pass).
+ */
 export async function runDocTests(extra: readonly string[] = []): Promise<number> {
   const env: Record<string, string> = {};
   const data = docTestDataDir();
   if (data !== undefined) env.PERENNIAL_DATA = data;
-  const child = new Deno.Command(Deno.execPath(), {
+  const out = await new Deno.Command(Deno.execPath(), {
     args: ["test", "--doc", "--allow-all", ...extra, ...DOC_TEST_PATHS],
     cwd: ROOT,
     env,
     stdin: "null",
-  }).spawn();
-  return (await child.status).code;
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.stdout.write(out.stdout);
+  await Deno.stderr.write(out.stderr);
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const failed = failedAsserts(text);
+  if (failed.length > 0) {
+    console.error(`doc tests: console.assert failed in ${failed.join(", ")}`);
+    return 1;
+  }
+  return out.code;
+}
+
+/** The examples (as `deno test` names them) after which "Assertion failed" was printed. */
+export function failedAsserts(output: string): string[] {
+  const failed: string[] = [];
+  let current = "";
+  for (const line of output.split("\n")) {
+    const test = /^(?:\x1b\[[0-9;]*m)*(file:\/\/\S+#\d+-\d+\.ts)/.exec(line);
+    if (test) current = test[1];
+    if (line.includes("Assertion failed")) failed.push(current || "(unknown example)");
+  }
+  return [...new Set(failed)];
 }
 
 if (import.meta.main) {

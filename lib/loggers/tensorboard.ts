@@ -82,7 +82,7 @@ export type TensorboardEvent =
  * ```ts
  * import { encodeEvent } from "./tensorboard.ts";
  * const bytes = encodeEvent({ wallTime: 0, step: 0, fileVersion: "brain.Event:2" });
- * console.assert(bytes[0] === 0x1a); // field 3, length-delimited
+ * console.assert(bytes[0] === 0x09); // field 1 (wall_time), a 64-bit double
  * ```
  */
 export function encodeEvent(event: TensorboardEvent): Uint8Array {
