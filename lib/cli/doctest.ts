@@ -55,7 +55,8 @@ export function failedAsserts(output: string): string[] {
   const failed: string[] = [];
   let current = "";
   for (const line of output.split("\n")) {
-    const test = /^(?:\x1b\[[0-9;]*m)*(file:\/\/\S+#\d+-\d+\.ts)/.exec(line);
+    // deno colours its lines: look for the example's name anywhere in the line.
+    const test = /(file:\/\/\S+#\d+-\d+\.ts)/.exec(line);
     if (test) current = test[1];
     if (line.includes("Assertion failed")) failed.push(current || "(unknown example)");
   }
