@@ -376,18 +376,13 @@ Deno.test({
     const bench = subsample(full, { trainPerExperience: 1000, testPerExperience: 500, seed: 0 });
     const run = async (kind: "naive" | "replay" | "der++") => {
       const model = mlp({ hidden: [200], seed: 0 });
-      const opts = {
-        model,
-        optimizer: sgd({ lr: 0.05 }),
-        batchSize: 32,
-        epochs: 1,
-        seed: 0,
-      };
+      const opts = { model, optimizer: sgd({ lr: 0.05 }), batchSize: 32, epochs: 2, seed: 0 };
+      // alpha 1, beta 0.5: Mammoth's best arguments for DER++ on MNIST with a buffer of 500.
       const s = kind === "naive"
         ? naive(opts)
         : kind === "replay"
         ? replay({ ...opts, memSize: 200, batchSizeMem: 32 })
-        : derpp({ ...opts, memSize: 200, batchSizeMem: 32, alpha: 0.3, beta: 0.5 });
+        : derpp({ ...opts, memSize: 200, batchSizeMem: 32, alpha: 1, beta: 0.5 });
       for (const e of bench.train) await s.train(e);
       const r = await s.eval(bench.test);
       s.dispose();
@@ -398,13 +393,18 @@ Deno.test({
     const rep = await run("replay");
     const dpp = await run("der++");
     console.log(
-      `Split MNIST (1000 train / 500 test per experience, 1 epoch, memory 200): naive ${
+      `Split MNIST (1000 train / 500 test per experience, 2 epochs, memory 200): naive ${
         base.meanAccuracy.toFixed(3)
       }, replay ${rep.meanAccuracy.toFixed(3)}, DER++ ${dpp.meanAccuracy.toFixed(3)} [${
         dpp.experiences.map((e) => e.accuracy.toFixed(2))
       }]`,
     );
-    assert.ok(dpp.meanAccuracy > base.meanAccuracy + 0.3, `DER++ ${dpp.meanAccuracy}`);
-    assert.ok(dpp.meanAccuracy > rep.meanAccuracy, `DER++ ${dpp.meanAccuracy} vs replay`);
+    assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
+    assert.ok(dpp.meanAccuracy > base.meanAccuracy + 0.5, `DER++ ${dpp.meanAccuracy}`);
+    assert.ok(dpp.experiences.every((e) => e.accuracy > 0.6), "every experience retained");
+    // Against Replay (experience-balanced memory, 32 memory samples in every minibatch) the
+    // margin is small at this size: over subsample and model seeds 0-3, DER++ is ahead at 0, 2
+    // and 3 (0.900/0.870, 0.882/0.857, 0.890/0.870) and behind at 1 (0.856/0.864).
+    assert.ok(dpp.meanAccuracy > rep.meanAccuracy + 0.01, `DER++ ${dpp.meanAccuracy} vs replay`);
   },
 });
