@@ -360,6 +360,22 @@ export type {
 } from "./lib/plugins/synaptic_intelligence.ts";
 export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
 export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+export {
+  der,
+  DER_ALPHA,
+  derLogitsLoss,
+  DERPlugin,
+  derPlugin,
+  derpp,
+  DERPP_BETA,
+  LogitsReservoir,
+} from "./lib/plugins/der.ts";
+export type {
+  DEROptions,
+  DERPluginOptions,
+  DERPluginState,
+  LogitsReservoirState,
+} from "./lib/plugins/der.ts";
 
 // Layer 7, notebook display: figures and tables.
 export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";

@@ -63,6 +63,7 @@ import { ewc, ewcImportances, EWCPlugin, ewcPlugin } from "../lib/plugins/ewc.ts
 import { gdumb, GDumbPlugin, gdumbPlugin } from "../lib/plugins/gdumb.ts";
 import { gem, GEMPlugin, gemPlugin, gemProject } from "../lib/plugins/gem.ts";
 import { lwf, LwFPlugin, lwfPlugin } from "../lib/plugins/lwf.ts";
+import { DERPlugin } from "../lib/plugins/der.ts";
 import { projectGEM, solveGEMDual, solveNonNegativeQP } from "../lib/plugins/qp.ts";
 import { replay, ReplayPlugin, replayPlugin } from "../lib/plugins/replay.ts";
 import { ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
@@ -645,6 +646,7 @@ Deno.test("no plugin of the library has a function that looks like a misspelt ho
     new EWCPlugin(1),
     new SynapticIntelligencePlugin(1),
     new LwFPlugin(1),
+    new DERPlugin(10, 4, 0.1, 0.5),
     new GEMPlugin(4),
     new AGEMPlugin(4, 4),
     new CWRStarPlugin(model),
