@@ -74,7 +74,7 @@ export function classMeansOf(
  * const ncm = new NCMClassifier();
  * ncm.replaceClassMeansDict(new Map([[0, [1, 0]], [1, [0, 1]]]));
  * const logits = ncm.forward(tf.tensor2d([[5, 1], [0.1, 2]]));
- * console.assert(tf.argMax(logits, 1).arraySync().join() === "0,1");
+ * console.assert(Array.from(tf.argMax(logits, 1).dataSync()).join() === "0,1");
  * ```
  */
 export class NCMClassifier {
