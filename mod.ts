@@ -132,7 +132,13 @@ export {
   Sequential,
 } from "./lib/nn/layers.ts";
 export type { ActivationName, Conv2dOptions, LinearOptions } from "./lib/nn/layers.ts";
-export { crossEntropy, distillationLoss, distillationWithGradient } from "./lib/nn/losses.ts";
+export {
+  binaryCrossEntropyWithLogits,
+  crossEntropy,
+  distillationLoss,
+  distillationWithGradient,
+  icarlLoss,
+} from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
 export {
   quadraticPenalty,
@@ -146,6 +152,10 @@ export type { Criterion } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
 export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
 export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
+export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/features.ts";
+export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
+export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
+export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -285,11 +295,14 @@ export {
   classBalanced,
   ClassBalancedBuffer,
   ClassBalancedStoragePolicy,
+  ClosestToCenterSelectionStrategy,
   ExemplarsBuffer,
   ExemplarsSelectionStrategy,
   experienceBalanced,
   ExperienceBalancedBuffer,
   ExperienceBalancedStoragePolicy,
+  FeatureBasedExemplarsSelectionStrategy,
+  HerdingSelectionStrategy,
   ParametricBuffer,
   RandomExemplarsSelectionStrategy,
   reservoir,
@@ -299,9 +312,11 @@ export {
 export type {
   ClassBalancedOptions,
   ExperienceBalancedOptions,
+  FeatureSelectionOptions,
   GroupBy,
   ParametricBufferOptions,
   ReservoirGroupState,
+  SelectionContext,
   StorageContext,
   StoragePolicyState,
 } from "./lib/plugins/storage_policy.ts";
@@ -376,6 +391,13 @@ export type {
   DERPluginState,
   LogitsReservoirState,
 } from "./lib/plugins/der.ts";
+export { icarl, ICaRLLossPlugin, ICaRLPlugin, icarlPlugin } from "./lib/plugins/icarl.ts";
+export type {
+  ICaRLLossPluginState,
+  ICaRLOptions,
+  ICaRLPluginOptions,
+  ICaRLPluginState,
+} from "./lib/plugins/icarl.ts";
 
 // Layer 7, notebook display: figures and tables.
 export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";

@@ -156,3 +156,88 @@ export function distillationWithGradient(
   )(out);
   return { value: value as tf.Scalar, outputGrad: grad };
 }
+
+/**
+ * Mean binary cross-entropy of `sigmoid(logits)` against `targets` in [0, 1], over every element
+ * (PyTorch's `BCELoss()(sigmoid(logits), targets)`), computed stably from the logits:
+ * `max(z, 0) − z·t + log(1 + e^−|z|)`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
+ * import { binaryCrossEntropyWithLogits } from "./losses.ts";
+ * await setBackend("cpu");
+ * const l = binaryCrossEntropyWithLogits(tf.tensor2d([[0, 0]]), tf.tensor2d([[1, 0]]));
+ * console.assert(Math.abs(l.dataSync()[0] - Math.LN2) < 1e-6);
+ * ```
+ */
+export function binaryCrossEntropyWithLogits(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
+  return tf.tidy(() =>
+    tf.mean(
+      tf.add(
+        tf.sub(tf.relu(logits), tf.mul(logits, targets)),
+        tf.log1p(tf.exp(tf.neg(tf.abs(logits)))),
+      ),
+    ) as tf.Scalar
+  );
+}
+
+/**
+ * iCaRL's training loss (Rebuffi et al. 2017, Algorithm 3; Avalanche's `ICaRLLossPlugin`): a
+ * sigmoid binary cross-entropy over every output unit, whose targets are the one-hot labels
+ * except on the units of the old classes, where they are the previous model's sigmoid outputs
+ * (distillation). `oldLogits` [n, C′] (C′ ≤ C allowed: a head that grew) and `oldClasses` (units
+ * below C′) come from the model of the previous experience; without them the loss is the
+ * classification term alone.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
+ * import { icarlLoss } from "./losses.ts";
+ * await setBackend("cpu");
+ * // Target [sigmoid(0), 1] = [0.5, 1] for logits [0, 0]: mean of ln 2 and ln 2.
+ * const l = icarlLoss(tf.tensor2d([[0, 0]]), tf.tensor1d([1], "int32"), tf.tensor2d([[0]]), [0]);
+ * console.assert(Math.abs(l.dataSync()[0] - Math.LN2) < 1e-6);
+ * ```
+ */
+export function icarlLoss(
+  logits: tf.Tensor,
+  labels: tf.Tensor,
+  oldLogits?: tf.Tensor,
+  oldClasses: readonly number[] = [],
+): tf.Scalar {
+  const n = logits.shape[0];
+  const width = logits.shape[logits.rank - 1]!;
+  return tf.tidy(() => {
+    const z = tf.reshape(logits, [n, width]);
+    let targets: tf.Tensor = tf.cast(
+      tf.oneHot(tf.cast(labels, "int32") as tf.Tensor1D, width),
+      "float32",
+    );
+    if (oldLogits && oldClasses.length > 0) {
+      const oldWidth = oldLogits.shape[oldLogits.rank - 1]!;
+      const top = Math.max(...oldClasses);
+      if (Math.min(...oldClasses) < 0 || top >= oldWidth || top >= width) {
+        throw new RangeError(
+          `icarlLoss: old class ${top} is out of range for outputs of width ${width} (current) ` +
+            `and ${oldWidth} (previous model)`,
+        );
+      }
+      // The old classes' columns of sigmoid(oldLogits), moved to their units by a 0/1 matrix.
+      const sel = new Float32Array(oldWidth * width);
+      const keep = new Float32Array(width).fill(1);
+      for (const c of new Set(oldClasses)) {
+        sel[c * width + c] = 1;
+        keep[c] = 0;
+      }
+      const old = tf.sigmoid(tf.reshape(oldLogits, [n, oldWidth]) as tf.Tensor2D);
+      targets = tf.add(
+        tf.mul(targets, tf.tensor2d(keep, [1, width])),
+        tf.matMul(old, tf.tensor2d(sel, [oldWidth, width])),
+      );
+    }
+    return binaryCrossEntropyWithLogits(z, targets);
+  });
+}

@@ -15,7 +15,9 @@
  * - {@link ClassBalancedStoragePolicy} (Avalanche's `ClassBalancedBuffer`): one reservoir per
  *   class, the memory split equally among the classes seen.
  * - {@link ParametricBuffer} (Avalanche's): groups by class, task, experience or none, each
- *   group's samples chosen again by a selection strategy at every update (random here).
+ *   group's samples chosen again by a selection strategy at every update: random, herding
+ *   ({@link HerdingSelectionStrategy}) or closest to the class mean
+ *   ({@link ClosestToCenterSelectionStrategy}), the last two on the model's features.
  *
  * Avalanche 0.6's names are exported too: `ExemplarsBuffer` ({@link StoragePolicy}),
  * `BalancedExemplarsBuffer` ({@link BalancedStoragePolicy}), `ExperienceBalancedBuffer`
@@ -31,6 +33,8 @@ import type { Dataset } from "../data/dataset.ts";
 import type { Experience } from "../data/experience.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
+import { extractFeatures, type Features } from "../models/features.ts";
+import type { Module } from "../nn/module.ts";
 import { type MaterializedDataset, SampleMemory } from "./memory.ts";
 import { anyOf, checkOptions, instanceOf, oneOf, type OptionSpec } from "../options.ts";
 
@@ -47,8 +51,14 @@ export {
 // Policies
 // ---------------------------------------------------------------------------------------------
 
-/** What a storage policy reads from the run when updated: the experience just trained and the generator. */
-export type StorageContext = Pick<StrategyContext, "experience" | "rng">;
+/**
+ * What a storage policy reads from the run when updated: the experience just trained and the
+ * generator; the model and the settings too where a selection strategy reads features
+ * ({@link FeatureBasedExemplarsSelectionStrategy}); a strategy's context has them all.
+ */
+export type StorageContext =
+  & Pick<StrategyContext, "experience" | "rng">
+  & Partial<Pick<StrategyContext, "model" | "settings">>;
 
 /** Plain-data state of one reservoir group. */
 export interface ReservoirGroupState {
@@ -894,13 +904,34 @@ export {
 };
 
 /**
+ * What a selection strategy may read besides the samples and the generator: the model (for
+ * strategies that select on features), the evaluation batch size, and how many samples will be
+ * kept (a strategy may then order only that many first).
+ */
+export interface SelectionContext {
+  /** The model being trained (Avalanche's `strategy.model`). */
+  model?: Module;
+  /** Samples per forward pass when features are computed (the strategy's `evalBatchSize`). */
+  batchSize?: number;
+  /** How many of the first indices the caller keeps; the rest may be left out. */
+  count?: number;
+}
+
+/**
  * How a {@link ParametricBuffer} chooses the samples of a group (Avalanche's
  * `ExemplarsSelectionStrategy`): the indices of `data` in order of preference; the memory keeps
- * the first ones that fit.
+ * the first ones that fit. `context` gives the model to strategies that select on features.
  */
 export abstract class ExemplarsSelectionStrategy {
-  /** Indices of `data`, preferred first; random choices draw from `rng` (the run's generator). */
-  abstract makeSortedIndices(data: Dataset, rng: Rng): ArrayLike<number>;
+  /**
+   * Indices of `data`, preferred first (at least `context.count` of them when given, all
+   * otherwise); random choices draw from `rng` (the run's generator).
+   */
+  abstract makeSortedIndices(
+    data: Dataset,
+    rng: Rng,
+    context?: SelectionContext,
+  ): ArrayLike<number>;
 }
 
 /**
@@ -920,6 +951,174 @@ export class RandomExemplarsSelectionStrategy extends ExemplarsSelectionStrategy
   /** A random permutation of `data`'s indices. */
   makeSortedIndices(data: Dataset, rng: Rng): Int32Array {
     return Int32Array.from(rng.permutation(data.length));
+  }
+}
+
+/** Options of the {@link FeatureBasedExemplarsSelectionStrategy}s. */
+export interface FeatureSelectionOptions {
+  /**
+   * The model whose features (before the head, `embed`) are read; default: the one the buffer
+   * is updated with (`ctx.model`), which is what Avalanche's `model` argument usually is.
+   */
+  model?: Module | null;
+  /** L2-normalize the features first, as iCaRL does (false: Avalanche's raw features). @default true */
+  normalize?: boolean;
+}
+
+const FEATURE_SELECTION_OPTIONS: OptionSpec<FeatureSelectionOptions> = {
+  model: anyOf("object", "null"),
+  normalize: "boolean",
+};
+
+/**
+ * Base of the strategies that choose samples by their features (Avalanche's
+ * `FeatureBasedExemplarsSelectionStrategy(model, layer_name)`): the features before the model's
+ * head ({@link extractFeatures}, eval mode, `context.batchSize` per pass), L2-normalized unless
+ * `normalize: false`, go to {@link FeatureBasedExemplarsSelectionStrategy.makeSortedIndicesFromFeatures}.
+ * The layer is always the embedding before the head (Avalanche's `layer_name` names any layer).
+ */
+export abstract class FeatureBasedExemplarsSelectionStrategy extends ExemplarsSelectionStrategy {
+  /** A fixed model, or undefined to read the one the buffer is updated with. */
+  readonly model: Module | undefined;
+  /** Whether features are L2-normalized first. */
+  readonly normalize: boolean;
+
+  /** @param model the model whose features are read (default: `ctx.model`); or all options. */
+  constructor(model?: Module | null | FeatureSelectionOptions, normalize?: boolean) {
+    super();
+    const o: FeatureSelectionOptions = model && typeof model === "object" && !isModule(model)
+      ? checkOptions(
+        this.constructor.name,
+        model as FeatureSelectionOptions,
+        FEATURE_SELECTION_OPTIONS,
+      )
+      : { model: model as Module | null | undefined, normalize };
+    this.model = o.model ?? undefined;
+    this.normalize = o.normalize ?? true;
+    if (typeof this.normalize !== "boolean") {
+      throw new TypeError(
+        `${this.constructor.name}: normalize must be true or false, got ${String(o.normalize)}`,
+      );
+    }
+  }
+
+  /** The features of `data` with the strategy's model (else `context.model`), then the order. */
+  makeSortedIndices(data: Dataset, _rng: Rng, context: SelectionContext = {}): Int32Array {
+    const model = this.model ?? context.model;
+    if (!model) {
+      throw new TypeError(
+        `${this.constructor.name} reads the model's features: give it a model, or update the ` +
+          `buffer with the strategy's context (ctx.model)`,
+      );
+    }
+    if (data.length === 0) return new Int32Array(0);
+    const features = extractFeatures(model, data, {
+      batchSize: context.batchSize,
+      normalize: this.normalize,
+    });
+    return this.makeSortedIndicesFromFeatures(features, context.count);
+  }
+
+  /**
+   * Indices of the rows of `features`, preferred first (Avalanche's
+   * `make_sorted_indices_from_features`); `count`: only that many are needed.
+   */
+  abstract makeSortedIndicesFromFeatures(features: Features, count?: number): Int32Array;
+}
+
+function isModule(x: unknown): x is Module {
+  return typeof (x as Module).forward === "function";
+}
+
+/** The mean of the rows, in float64. */
+function featureMean(f: Features): Float64Array {
+  const mean = new Float64Array(f.dim);
+  for (let i = 0; i < f.n; i++) for (let k = 0; k < f.dim; k++) mean[k] += f.values[i * f.dim + k];
+  for (let k = 0; k < f.dim; k++) mean[k] /= Math.max(f.n, 1);
+  return mean;
+}
+
+/**
+ * Herding (iCaRL's Algorithm 4, Avalanche's `HerdingSelectionStrategy`): the k-th exemplar is the
+ * sample, among those not chosen yet, that brings the mean of the k chosen features closest to
+ * the class mean, `p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`. Each prefix of the order is
+ * thus a good exemplar set of its size, so shrinking the memory (keeping the first ones) is
+ * iCaRL's `ReduceExemplarSet`. Ties go to the lower index. Features are L2-normalized first
+ * unless `normalize: false` (Avalanche's strategy uses them raw; iCaRL normalizes).
+ *
+ * @example
+ * ```ts
+ * import { HerdingSelectionStrategy } from "./storage_policy.ts";
+ * const f = { values: Float32Array.of(1, 0, 0.8, 0.6, 0.8, -0.6, 0.6, 0.8), n: 4, dim: 2 };
+ * const order = new HerdingSelectionStrategy().makeSortedIndicesFromFeatures(f);
+ * console.assert(order.join() === "0,1,2,3");
+ * ```
+ */
+export class HerdingSelectionStrategy extends FeatureBasedExemplarsSelectionStrategy {
+  /** Herding order of the rows (the first `count` of them when given). */
+  makeSortedIndicesFromFeatures(features: Features, count?: number): Int32Array {
+    const { values, n, dim } = features;
+    const take = Math.min(n, count ?? n);
+    const mean = featureMean(features);
+    const sum = new Float64Array(dim);
+    const chosen = new Uint8Array(n);
+    const order = new Int32Array(take);
+    const diff = new Float64Array(dim);
+    for (let k = 1; k <= take; k++) {
+      // ‖(S + f)/k − μ‖² = ‖a‖² + 2 a·f / k + ‖f‖² / k², with a = S/k − μ: one dot product per
+      // candidate (the constant ‖a‖² is left out).
+      for (let d = 0; d < dim; d++) diff[d] = sum[d] / k - mean[d];
+      let best = -1, bestScore = Infinity;
+      for (let i = 0; i < n; i++) {
+        if (chosen[i]) continue;
+        let dot = 0, sq = 0;
+        for (let d = 0; d < dim; d++) {
+          const v = values[i * dim + d];
+          dot += diff[d] * v;
+          sq += v * v;
+        }
+        const score = 2 * dot / k + sq / (k * k);
+        if (score < bestScore) {
+          bestScore = score;
+          best = i;
+        }
+      }
+      chosen[best] = 1;
+      order[k - 1] = best;
+      for (let d = 0; d < dim; d++) sum[d] += values[best * dim + d];
+    }
+    return order;
+  }
+}
+
+/**
+ * Closest to the class mean first (Avalanche's `ClosestToCenterSelectionStrategy`): samples
+ * sorted by the distance of their feature to the mean feature (ties: lower index first), on
+ * L2-normalized features unless `normalize: false` (Avalanche's raw features).
+ *
+ * @example
+ * ```ts
+ * import { ClosestToCenterSelectionStrategy } from "./storage_policy.ts";
+ * const f = { values: Float32Array.of(1, 0, 0.8, 0.6, 0.8, -0.6, 0.6, 0.8), n: 4, dim: 2 };
+ * const order = new ClosestToCenterSelectionStrategy().makeSortedIndicesFromFeatures(f);
+ * console.assert(order.join() === "0,1,3,2");
+ * ```
+ */
+export class ClosestToCenterSelectionStrategy extends FeatureBasedExemplarsSelectionStrategy {
+  /** The rows by increasing distance to the mean (the first `count` of them when given). */
+  makeSortedIndicesFromFeatures(features: Features, count?: number): Int32Array {
+    const { values, n, dim } = features;
+    const mean = featureMean(features);
+    const dist = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += (values[i * dim + d] - mean[d]) ** 2;
+      dist[i] = s;
+    }
+    const order = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) =>
+      (dist[a] - dist[b]) || (a - b)
+    );
+    return order.subarray(0, Math.min(n, count ?? n));
   }
 }
 
@@ -959,9 +1158,10 @@ const GROUPINGS: readonly GroupBy[] = ["class", "task", "experience", null];
  * one group per update: a sub-experience of an online stream is an experience here, as in
  * Avalanche), or 0 with no grouping.
  *
- * Only selection strategies that read nothing but the samples and the generator fit here
- * (random, or one's own {@link ExemplarsSelectionStrategy}); Avalanche's herding and
- * closest-to-center strategies, which read the model's features, are not provided.
+ * Selection strategies: random (default), {@link HerdingSelectionStrategy},
+ * {@link ClosestToCenterSelectionStrategy} (which read the features of the model in `ctx.model`,
+ * so update the buffer with the strategy's context), or one's own
+ * {@link ExemplarsSelectionStrategy}.
  *
  * Constructors: `(memSize, groupby?, selectionStrategy?)` or an options object.
  *
@@ -1047,8 +1247,12 @@ export class ParametricBuffer extends BalancedStoragePolicy {
     for (const [k, idx] of fresh) {
       const old = this.groupBuffers.get(k)!.buffer;
       const pool = SampleMemory.concat([SampleMemory.of(data).select(idx), old]);
-      const order = this.selectionStrategy.makeSortedIndices(pool, ctx.rng);
       const size = lens[keys.indexOf(k)];
+      const order = this.selectionStrategy.makeSortedIndices(pool, ctx.rng, {
+        model: ctx.model,
+        batchSize: ctx.settings?.evalBatchSize,
+        count: size,
+      });
       const chosen = Int32Array.from({ length: Math.min(size, order.length) }, (_, i) => order[i]);
       // Kept in selection order with no reservoir weights: a later shrink keeps the first ones.
       this.groupBuffers.set(k, ReservoirSamplingBuffer.withData(size, pool.select(chosen)));
