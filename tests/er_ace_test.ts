@@ -161,7 +161,10 @@ Deno.test("ER-ACE: options, positional arguments, builders and errors", () => {
   assert.throws(() => erAcePlugin({ memSzie: 5 } as never), /memSize/);
   assert.throws(() => new ERACEPlugin(0), /memSize must be an integer ≥ 1/);
   const model = mlp({ input: 4, hidden: [3], outputs: 2, seed: 0 });
-  assert.throws(() => erAce({ model, memSize: 5, batchSizeMen: 3 } as never), /unknown option "batchSizeMen"/);
+  assert.throws(
+    () => erAce({ model, memSize: 5, batchSizeMen: 3 } as never),
+    /unknown option "batchSizeMen"/,
+  );
   const s = erAce({ model, memSize: 5, batchSizeMem: 3 });
   assert.equal(s.name, "ER_ACE");
   assert.equal((s.plugins[0] as ERACEPlugin).memSize, 5);
