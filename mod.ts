@@ -339,6 +339,22 @@ export type {
 } from "./lib/plugins/cwr_star.ts";
 export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
 export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
+export {
+  aceLoss,
+  erAce,
+  ERACEPlugin,
+  erAcePlugin,
+  ERMemoryPlugin,
+  ERReplayLoader,
+} from "./lib/plugins/er_ace.ts";
+export type {
+  ERACEOptions,
+  ERACEPluginOptions,
+  ERMemoryOptions,
+  ERMemoryState,
+} from "./lib/plugins/er_ace.ts";
+export { erAml, ERAMLPlugin, erAmlPlugin, samplePosNeg, supConLoss } from "./lib/plugins/er_aml.ts";
+export type { ERAMLOptions, ERAMLPluginOptions, PosNeg } from "./lib/plugins/er_aml.ts";
 export { solveNonNegativeQP } from "./lib/plugins/qp.ts";
 export type { MatrixInput, QPOptions, QPResult } from "./lib/plugins/qp.ts";
 export { gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
