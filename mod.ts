@@ -360,6 +360,10 @@ export type { MatrixInput, QPOptions, QPResult } from "./lib/plugins/qp.ts";
 export { gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
 export type { GEMOptions, GEMPluginState, GEMStrategyOptions } from "./lib/plugins/gem.ts";
 export { agem, AGEMPlugin, agemPlugin } from "./lib/plugins/agem.ts";
+export { mir, MIRPlugin, mirPlugin, ReservoirMemory } from "./lib/plugins/mir.ts";
+export type { MIROptions, MIRPluginState, MIRStrategyOptions } from "./lib/plugins/mir.ts";
+export { gss, GSS_greedyPlugin, gssPlugin } from "./lib/plugins/gss.ts";
+export type { GSSOptions, GSSPluginState, GSSStrategyOptions } from "./lib/plugins/gss.ts";
 export type {
   AGEMOptions,
   AGEMPluginState,

@@ -104,7 +104,8 @@ async function main(): Promise<number> {
     throw new RangeError("Name the reproductions to run, or pass --all (--list shows them)");
   }
   const configs = values.all ? REPRODUCTIONS : positionals.map((n) => reproConfig(n));
-  const seed = intFlag("seed", values.seed, 0, 0);
+  // Without --seed, each reproduction runs at its baseline's seed (0 unless its config says).
+  const seed = values.seed === undefined ? undefined : intFlag("seed", values.seed, 0, 0);
   const backendName = (values.backend ?? "auto") as BackendName;
   if (!BACKENDS.includes(backendName)) {
     throw new RangeError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backendName}"`);

@@ -17,7 +17,9 @@ import { cwrStar } from "../plugins/cwr_star.ts";
 import { ewc } from "../plugins/ewc.ts";
 import { gdumb } from "../plugins/gdumb.ts";
 import { gem } from "../plugins/gem.ts";
+import { gss } from "../plugins/gss.ts";
 import { lwf } from "../plugins/lwf.ts";
+import { mir } from "../plugins/mir.ts";
 import { replay } from "../plugins/replay.ts";
 import { classBalanced, experienceBalanced } from "../plugins/storage_policy.ts";
 import { synapticIntelligence } from "../plugins/synaptic_intelligence.ts";
@@ -240,6 +242,8 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     si: { lambda: 1, eps: 0.1 },
     gem: { patternsPerExperience: 256, memoryStrength: 0.5 },
     agem: { patternsPerExperience: 256, sampleSize: 256 },
+    mir: { memSize: 200, subsample: 200, batchSizeMem: 10 },
+    gss: { memSize: 200, memStrength: 5 },
   };
 
 /** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
@@ -247,6 +251,7 @@ const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>>
   replay: ["batchSizeMem"],
   cope: ["pSize", "maxIterPerBatch", "initAdaptive"],
   ewc: ["decayFactor"],
+  gss: ["inputSize"],
 };
 
 /** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
@@ -304,7 +309,8 @@ function numOrList(
  * "classBalanced"), batchSizeMem; `gdumb` memSize; `cope` memSize, nClasses, pSize, alpha, T,
  * maxIterPerBatch, initAdaptive; `lwf` alpha (a number or one per experience), temperature;
  * `ewc` lambda, mode ("separate" | "online"), decayFactor; `si` lambda, eps; `gem`
- * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize.
+ * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize; `mir` memSize,
+ * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize.
  *
  * @example
  * ```ts
@@ -417,6 +423,27 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
         patternsPerExperience: num(key, p, "patternsPerExperience"),
         sampleSize: num(key, p, "sampleSize"),
       });
+    case "mir":
+      return mir({
+        ...base,
+        memSize: num(key, p, "memSize"),
+        subsample: num(key, p, "subsample"),
+        batchSizeMem: num(key, p, "batchSizeMem"),
+      });
+    case "gss": {
+      const inputSize = p.inputSize;
+      if (inputSize !== undefined && !Array.isArray(inputSize)) {
+        throw new TypeError(
+          `gss: parameter inputSize must be a list of numbers, got ${JSON.stringify(inputSize)}`,
+        );
+      }
+      return gss({
+        ...base,
+        memSize: num(key, p, "memSize"),
+        memStrength: num(key, p, "memStrength"),
+        inputSize: inputSize as readonly number[] | undefined,
+      });
+    }
     default:
       throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
   }

@@ -317,6 +317,7 @@ export async function runReproduction(
   const setting = scaleConfig(base, mode);
   const run = await runExperiment(setting, {
     ...experimentOptions,
+    seed: experimentOptions.seed ?? setting.seed,
     trainPerExperience: setting.trainPerExperience,
     testPerExperience: setting.testPerExperience,
   });
