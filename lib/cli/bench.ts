@@ -149,6 +149,8 @@ export async function runTorchReference(opts: {
   epochs: number;
   python?: string;
   script?: string;
+  /** Further arguments for the script (e.g. `torch_ref_replay.py`'s `--train-limit N`). */
+  extraArgs?: readonly string[];
 }): Promise<TorchOutput> {
   const scripts = [...new Set(opts.strategies.map(torchScriptFor))];
   if (!opts.script && scripts.length > 1) {
@@ -168,6 +170,7 @@ export async function runTorchReference(opts: {
     String(opts.seed),
     "--epochs",
     String(opts.epochs),
+    ...(opts.extraArgs ?? []),
   ];
   // Run through a small wrapper that adds the process's peak RSS to the script's JSON.
   const out = await new Deno.Command(opts.python ?? PYTHON, {
