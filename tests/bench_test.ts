@@ -17,7 +17,15 @@ import {
   type TorchOutput,
 } from "../lib/bench/workload.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { defaultDataDir, residentFlag, runTorchReference } from "../lib/cli/bench.ts";
+import {
+  defaultDataDir,
+  residentFlag,
+  runTorchReference,
+  TORCH_REF,
+  TORCH_REF_REPLAY,
+  torchAvailable,
+  torchScriptFor,
+} from "../lib/cli/bench.ts";
 
 const SHARED = fileURLToPath(new URL("../../shared/datasets", import.meta.url));
 const HAVE_FMNIST = existsSync(`${SHARED}/fashion-mnist/train-images-idx3-ubyte.gz`);
@@ -104,6 +112,98 @@ Deno.test({
       assert.ok(r.acc_matrix[0][0] > 0.5, `first experience learnt: ${r.acc_matrix[0][0]}`);
       assert.ok(lines.some((l) => l.includes("exp 5/5")), "status lines reach the log");
     }),
+});
+
+Deno.test({
+  name: `runBench: derpp and erace, a reduced run on real Fashion-MNIST${
+    HAVE_FMNIST ? "" : " (skipped: ../shared/datasets/fashion-mnist absent)"
+  }`,
+  ignore: !HAVE_FMNIST,
+  fn: () =>
+    keepBackend(async () => {
+      // 300 samples an experience: the 500-sample memories fill over the stream, and ER-ACE
+      // replays (once its memory holds 128 samples) from the second experience on.
+      const results = await runBench({
+        strategies: ["derpp", "erace"],
+        dataDir: SHARED,
+        trainLimit: 300,
+        testLimit: 100,
+      });
+      assert.deepEqual(results.map((r) => r.strategy), ["derpp", "erace"]);
+      const [d, e] = results;
+      const steps = 3; // ceil(300 / 128) minibatches an experience
+      for (const r of results) {
+        assert.equal(r.tensors_leaked, 0, `${r.strategy} must free every tensor it made`);
+        assert.equal(r.new_samples_seen, 5 * 300);
+        assert.equal(r.acc_matrix.length, 5);
+        assert.ok(r.train_samples_per_s > 0 && r.eval_samples_per_s > 0);
+        assert.ok(r.acc_matrix[0][0] > 0.5, `${r.strategy} learns the first experience`);
+      }
+      // DER++'s buffer minibatches are extra forward passes, not samples of the minibatch.
+      assert.equal(d.samples_seen, 5 * 300);
+      // ER-ACE: 128 memory samples follow each minibatch of experiences 2 to 5.
+      assert.equal(e.samples_seen, 5 * 300 + 4 * steps * 128);
+    }),
+});
+
+Deno.test("torchScriptFor: derpp and erace run in torch_ref_replay.py, the others in torch_ref.py", () => {
+  assert.equal(torchScriptFor("derpp"), TORCH_REF_REPLAY);
+  assert.equal(torchScriptFor("erace"), TORCH_REF_REPLAY);
+  for (const s of ["naive", "replay", "ewc", "lwf"]) assert.equal(torchScriptFor(s), TORCH_REF);
+  assert.ok(existsSync(TORCH_REF_REPLAY), "the reference is kept in the repository");
+  assert.ok(TORCH_REF_REPLAY.endsWith("lib/bench/torch_ref_replay.py"));
+  // Strategies of both scripts are not one reference run.
+  return assert.rejects(
+    runTorchReference({ strategies: ["naive", "derpp"], dataDir: "/x", seed: 0, epochs: 1 }),
+    /two scripts/,
+  );
+});
+
+const HAVE_TORCH = HAVE_FMNIST && await torchAvailable();
+if (HAVE_FMNIST && !HAVE_TORCH) console.warn("torch_ref_replay.py test skipped: no torch");
+
+Deno.test({
+  name:
+    `torch_ref_replay.py: the bench's invocation on a reduced workload prints torch_ref.py's fields${
+      HAVE_TORCH ? "" : " (skipped: no torch or no Fashion-MNIST)"
+    }`,
+  ignore: !HAVE_TORCH,
+  fn: async () => {
+    // runTorchReference's arguments, then the script's own quick-run limits.
+    const out = await runTorchReference({
+      strategies: ["derpp", "erace"],
+      dataDir: `${SHARED}/fashion-mnist`,
+      seed: 0,
+      epochs: 1,
+      script: TORCH_REF_REPLAY,
+      extraArgs: ["--train-limit", "300", "--test-limit", "100"],
+    });
+    assert.ok(out.peak_rss_mb! > 0);
+    assert.deepEqual(out.train_sizes, [300, 300, 300, 300, 300]);
+    assert.deepEqual(out.results.map((r) => r.strategy), ["derpp", "erace"]);
+    const [d, e] = out.results;
+    for (const r of out.results) {
+      for (
+        const k of [
+          "train_wall_s",
+          "train_samples_per_s",
+          "new_samples_per_s",
+          "eval_wall_s",
+          "final_avg_acc",
+        ]
+      ) {
+        assert.ok(typeof r[k] === "number" && (r[k] as number) > 0, `${r.strategy} ${k}`);
+      }
+      assert.equal(r.new_samples_seen, 1500);
+      assert.equal(r.eval_samples, 5 * 500);
+      assert.equal(r.optimizer_steps, 15);
+      assert.equal(r.acc_matrix.length, 5);
+    }
+    // The same counting as ours (see the reduced run above).
+    assert.equal(d.samples_seen, 1500);
+    assert.equal(d.buffer_forward_samples, 14 * 2 * 128);
+    assert.equal(e.samples_seen, 1500 + 4 * 3 * 128);
+  },
 });
 
 Deno.test("runBench: repeats report medians and every run, with no tensor leak", () =>

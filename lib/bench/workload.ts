@@ -1,7 +1,7 @@
 /**
  * The performance benchmark behind `deno task bench`: the same work as the PyTorch reference
- * script (`torch_ref.py`, in the shared bench folder beside the repository), measured strategy by
- * strategy.
+ * script (`torch_ref.py`, in the shared bench folder beside the repository; for DER++ and ER-ACE
+ * `torch_ref_replay.py`, beside this module), measured strategy by strategy.
  *
  * Workload: class-incremental Split Fashion-MNIST, 5 experiences of 2 classes in the fixed class
  * order 0..9 (experience k holds classes {2k, 2k+1}), inputs scaled to [0, 1] and normalized with
@@ -28,6 +28,8 @@ import { naive } from "../strategy/strategies.ts";
 import { replay } from "../plugins/replay.ts";
 import { ewc } from "../plugins/ewc.ts";
 import { lwf } from "../plugins/lwf.ts";
+import { derpp } from "../plugins/der.ts";
+import { erAce } from "../plugins/er_ace.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
 import { FMNIST_STATS, splitFMNIST } from "../benchmarks/classic.ts";
 import type { ClassIncrementalBenchmark } from "../benchmarks/generators.ts";
@@ -76,7 +78,8 @@ export type StrategyFactory = (model: Module, opts: BenchStrategyOptions) => Str
 /**
  * The strategies the bench knows, by command-line name. Settings follow `torch_ref.py`
  * (replay: 500 samples experience-balanced, 128 replayed per minibatch; ewc: λ 1000 separate;
- * lwf: α 1, T 2) once those strategies exist.
+ * lwf: α 1, T 2) and, for derpp and erace, `torch_ref_replay.py` beside this module (memory
+ * 500, memory minibatches of 128; DER++ α 0.1, β 0.5).
  */
 export const BENCH_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Object.freeze({
   naive: (model, opts) => naive({ ...opts, model }),
@@ -86,6 +89,13 @@ export const BENCH_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Objec
   ewc: (model, opts) => ewc({ ...opts, model, lambda: 1000, mode: "separate" }),
   // torch_ref.py: α 1, T 2 over the classes seen before the current experience.
   lwf: (model, opts) => lwf({ ...opts, model, alpha: 1, temperature: 2 }),
+  // torch_ref_replay.py: Mammoth's step, a reservoir of 500 samples and logits, two independent
+  // buffer minibatches of 128 (MSE on logits × 0.1, CE × 0.5) besides the minibatch's CE.
+  derpp: (model, opts) =>
+    derpp({ ...opts, model, memSize: 500, batchSizeMem: 128, alpha: 0.1, beta: 0.5 }),
+  // torch_ref_replay.py: a reservoir of 500 samples, 128 of them concatenated to each minibatch
+  // of 128 new ones from the second experience on, the asymmetric cross-entropy.
+  erace: (model, opts) => erAce({ ...opts, model, memSize: 500, batchSizeMem: 128 }),
 });
 
 /** Options of {@link runBench}. */

@@ -13,8 +13,9 @@
  * when present, else the cache / a verified download), --strategies a,b (default: all), --backend
  * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
- * --torch (also run torch_ref.py when /usr/bin/python3 has torch, right after each of our runs of
- * the same strategy so that the two alternate, and print the ratios and its peak RSS),
+ * --torch (also run torch_ref.py, for derpp and erace lib/bench/torch_ref_replay.py, when
+ * /usr/bin/python3 has torch, right after each of our runs of the same strategy so that the two
+ * alternate, and print the ratios and its peak RSS),
  * --resident train,test|test|train|none (the streams held as float32 tensors made before each
  * run, as the reference makes its own; default both, `none` converts the bytes per minibatch).
  *
@@ -60,6 +61,17 @@ export const PYTHON = "/usr/bin/python3";
 export const SHARED_DIR: string = fileURLToPath(new URL("../../../shared", import.meta.url));
 /** The PyTorch reference script. */
 export const TORCH_REF: string = join(SHARED_DIR, "bench", "torch_ref.py");
+/** The PyTorch reference of the strategies `torch_ref.py` lacks (DER++, ER-ACE), kept here. */
+export const TORCH_REF_REPLAY: string = fileURLToPath(
+  new URL("../bench/torch_ref_replay.py", import.meta.url),
+);
+/** Strategies whose reference is {@link TORCH_REF_REPLAY}; the others' is {@link TORCH_REF}. */
+export const TORCH_REF_REPLAY_STRATEGIES: readonly string[] = Object.freeze(["derpp", "erace"]);
+
+/** The reference script that runs `strategy`. */
+export function torchScriptFor(strategy: string): string {
+  return TORCH_REF_REPLAY_STRATEGIES.includes(strategy) ? TORCH_REF_REPLAY : TORCH_REF;
+}
 
 const encoder = new TextEncoder();
 const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s + "\n"));
@@ -79,7 +91,7 @@ export function defaultDataDir(explicit?: string): string | undefined {
   return existsSync(shared) ? shared : undefined;
 }
 
-/** The folder holding Fashion-MNIST's `.gz` files for `torch_ref.py`, or undefined. */
+/** The folder holding Fashion-MNIST's `.gz` files for the PyTorch references, or undefined. */
 export function fashionMnistDir(dataDir: string | undefined): string | undefined {
   const candidates = dataDir ? [join(dataDir, "fashion-mnist"), dataDir] : [];
   candidates.push(join(defaultCacheDir(), "fashion-mnist"));
@@ -126,8 +138,9 @@ print(json.dumps(out))
 `;
 
 /**
- * Runs `torch_ref.py` once and parses its JSON (its stderr goes to ours), with the peak RSS of
- * its process added as `peak_rss_mb`.
+ * Runs the reference once and parses its JSON (its stderr goes to ours), with the peak RSS of
+ * its process added as `peak_rss_mb`. The script is `script`, else the one of the strategies
+ * ({@link torchScriptFor}; strategies of both scripts in one call are an error).
  */
 export async function runTorchReference(opts: {
   strategies: readonly string[];
@@ -136,8 +149,17 @@ export async function runTorchReference(opts: {
   epochs: number;
   python?: string;
   script?: string;
+  /** Further arguments for the script (e.g. `torch_ref_replay.py`'s `--train-limit N`). */
+  extraArgs?: readonly string[];
 }): Promise<TorchOutput> {
-  const script = opts.script ?? TORCH_REF;
+  const scripts = [...new Set(opts.strategies.map(torchScriptFor))];
+  if (!opts.script && scripts.length > 1) {
+    throw new RangeError(
+      `${opts.strategies.join(", ")}: their PyTorch references are two scripts (` +
+        `${TORCH_REF_REPLAY_STRATEGIES.join(", ")} run in torch_ref_replay.py); run them apart`,
+    );
+  }
+  const script = opts.script ?? scripts[0] ?? TORCH_REF;
   const args = [
     script,
     "--strategies",
@@ -148,6 +170,7 @@ export async function runTorchReference(opts: {
     String(opts.seed),
     "--epochs",
     String(opts.epochs),
+    ...(opts.extraArgs ?? []),
   ];
   // Run through a small wrapper that adds the process's peak RSS to the script's JSON.
   const out = await new Deno.Command(opts.python ?? PYTHON, {
@@ -191,13 +214,18 @@ function checkBackend(v: string | undefined): BackendName {
 }
 
 /**
- * Where the PyTorch reference can run: the Fashion-MNIST folder for `torch_ref.py`, or undefined
- * after saying on stderr why it cannot (no script, no torch, no data).
+ * Where the PyTorch reference can run: the Fashion-MNIST folder for its scripts, or undefined
+ * after saying on stderr why it cannot (no script for one of `strategies`, no torch, no data).
  */
-async function torchDataDir(dataDir: string | undefined): Promise<string | undefined> {
-  if (!existsSync(TORCH_REF)) {
-    err(`--torch: ${TORCH_REF} is absent; skipping the PyTorch reference`);
-    return undefined;
+async function torchDataDir(
+  dataDir: string | undefined,
+  strategies: readonly string[],
+): Promise<string | undefined> {
+  for (const script of new Set(strategies.map(torchScriptFor))) {
+    if (!existsSync(script)) {
+      err(`--torch: ${script} is absent; skipping the PyTorch reference`);
+      return undefined;
+    }
   }
   if (!(await torchAvailable())) {
     err(
@@ -207,7 +235,7 @@ async function torchDataDir(dataDir: string | undefined): Promise<string | undef
     return undefined;
   }
   const fm = fashionMnistDir(dataDir);
-  if (!fm) err(`--torch: no Fashion-MNIST .gz files found for torch_ref.py; pass --data DIR`);
+  if (!fm) err(`--torch: no Fashion-MNIST .gz files found for the reference; pass --data DIR`);
   return fm;
 }
 
@@ -249,9 +277,9 @@ async function main(): Promise<void> {
   );
   // With --torch, the reference runs right after each of our runs, on the same strategy: the two
   // alternate, so a change in the machine's load touches both sides alike.
-  const torchDir = values.torch ? await torchDataDir(dataDir) : undefined;
+  const torchDir = values.torch ? await torchDataDir(dataDir, strategies) : undefined;
   if (torchDir && (trainLimit || testLimit)) {
-    err(`--torch: note: torch_ref.py runs the full workload while this run is reduced`);
+    err(`--torch: note: the reference runs the full workload while this run is reduced`);
   }
   const torchRuns: TorchOutput[] = [];
   const results = await runBench({
@@ -267,7 +295,8 @@ async function main(): Promise<void> {
     log: (s) => err(s),
     afterRun: torchDir
       ? async (strategy, r) => {
-        err(`torch_ref.py ${strategy} run ${r + 1}/${repeats} (data ${torchDir})`);
+        const script = torchScriptFor(strategy).split("/").pop();
+        err(`${script} ${strategy} run ${r + 1}/${repeats} (data ${torchDir})`);
         torchRuns.push(
           await runTorchReference({ strategies: [strategy], dataDir: torchDir, seed, epochs }),
         );

@@ -48,8 +48,9 @@ import { ReservoirSamplingBuffer, type StoragePolicyState } from "./storage_poli
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
  * import { aceLoss } from "./er_ace.ts";
- * // Class 2 is absent from the incoming sample: its logit, however large, does not count.
- * const l = aceLoss(tf.tensor2d([[0, 0, 50]]), [1]);
+ * // Class 2 is absent from the incoming samples: its logit, however large, does not count
+ * // (each sample's softmax is over classes 0 and 1 only, whose logits are equal).
+ * const l = aceLoss(tf.tensor2d([[0, 0, 50], [0, 0, 50]]), [0, 1]);
  * console.assert(Math.abs(l.dataSync()[0] - Math.LN2) < 1e-5);
  * ```
  */
