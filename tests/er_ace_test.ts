@@ -151,6 +151,44 @@ Deno.test("ER-ACE in a run: plain CE before replay, then the ACE of the incoming
   model.dispose();
 });
 
+Deno.test("ER-ACE offline: an experience enters the memory before it is trained (online: after)", async () => {
+  const bench = toyBenchmark({ n: 120, classes: 6, experiences: 3 });
+  const classesInMemory = (plugin: ERACEPlugin) => [...new Set(plugin.buffer.targets)].sort();
+  const seen: number[][] = [];
+  const model = mlp({ input: 64, hidden: [8], outputs: 6, seed: 0 });
+  const plugin = new ERACEPlugin(30, 5);
+  const probe: Plugin = {
+    name: "probe",
+    beforeTrainingEpoch: () => void seen.push(classesInMemory(plugin)),
+  };
+  const s = naive({ model, batchSize: 8, seed: 0, plugins: [plugin, probe] });
+  for (const e of bench.train) await s.train(e);
+  // Each experience's two classes are in the memory while it trains (Avalanche's ER_ACE).
+  assert.equal(seen.length, 3);
+  seen.forEach((inMemory, k) => {
+    for (const c of bench.train[k].classes) {
+      assert.ok(inMemory.includes(c), `class ${c} of experience ${k} is in the memory`);
+    }
+  });
+  s.dispose();
+  // Online sub-experiences: the memory takes each one after it is trained (OnlineER_ACE).
+  const online = splitOnline(bench, { experienceSize: 10 });
+  const p2 = new ERACEPlugin(30, 5);
+  let before = -1;
+  const probe2: Plugin = {
+    name: "probe",
+    beforeTrainingEpoch: () => {
+      if (before < 0) before = p2.buffer.length;
+    },
+  };
+  const s2 = naive({ model, batchSize: 5, seed: 0, plugins: [p2, probe2] });
+  await s2.train(online.train[0]);
+  assert.equal(before, 0, "the first online experience trains before it is in the memory");
+  assert.equal(p2.buffer.length, 10);
+  s2.dispose();
+  model.dispose();
+});
+
 Deno.test("ER-ACE: options, positional arguments, builders and errors", () => {
   const p = new ERACEPlugin(300, 20);
   assert.equal(p.memSize, 300);

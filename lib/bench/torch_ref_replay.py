@@ -25,9 +25,9 @@ Strategies (--strategies, comma separated):
           distinct buffer samples; alpha 0.1, beta 0.5.
   erace   ER-ACE as Avalanche 0.6's ER_ACE with the memory of perennial's
           ERACEPlugin: a reservoir memory of 500 samples (each sample of an
-          experience gets a uniform random weight after the experience is
-          trained; the 500 largest weights of old and new samples stay);
-          once it holds 128 samples (from the 2nd experience on), each
+          experience gets a uniform random weight before the experience is
+          trained, as Avalanche's non-online ER_ACE; the 500 largest weights
+          of old and new samples stay); from the 2nd experience on, each
           minibatch of 128 new samples is concatenated with 128 memory
           samples drawn by cycling through shuffled passes over the memory
           in full chunks (a pass's short rest is skipped: drop_last), one
@@ -214,16 +214,18 @@ class ERACE:
         self.cycler = None
 
     def before_exp(self, k, xtr, ytr):
-        n = len(self.mem_x)
-        self.cycler = FullChunkCycler(n, self.args.batch_mem, self.gen) \
-            if n >= self.args.batch_mem else None
-
-    def after_exp(self, k, xtr, ytr, classes):
+        # Avalanche's ER_ACE (not online): the experience enters the memory before it is trained,
+        # so its classes are replayed too; replay starts with the second experience.
         # Avalanche's ReservoirSamplingBuffer: new weights uniform, keep the largest mem_size.
         w = torch.cat([torch.rand(len(xtr), generator=self.gen), self.weights])
         order = w.sort(descending=True).indices[:self.args.mem_size]
         x, y = torch.cat([xtr, self.mem_x]), torch.cat([ytr, self.mem_y])
         self.mem_x, self.mem_y, self.weights = x[order], y[order], w[order]
+        n = len(self.mem_x)
+        self.cycler = FullChunkCycler(n, self.args.batch_mem, self.gen) \
+            if n >= self.args.batch_mem and k > 0 else None
+
+    def after_exp(self, k, xtr, ytr, classes):
         self.cycler = None
 
     def step(self, x, y):

@@ -233,6 +233,11 @@ export interface ERMemoryState {
   storagePolicy: StoragePolicyState;
 }
 
+/** True for an experience cut from a larger one by `splitOnline` (it knows its origin). */
+function isOnlineExperience(exp: unknown): boolean {
+  return typeof exp === "object" && exp !== null && "origin" in exp;
+}
+
 function checkPositive(fn: string, name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
     throw new RangeError(`${fn}: ${name} must be an integer ≥ 1, got ${String(v)}`);
@@ -242,10 +247,16 @@ function checkPositive(fn: string, name: string, v: unknown): number {
 
 /**
  * The memory side of ER-ACE and ER-AML: a reservoir of `memSize` samples drawn from the run's
- * generator, offered each experience's data after it is trained (Avalanche's `OnlineER_ACE`:
- * on an online stream each experience is one minibatch, so the memory follows the stream as the
- * authors' per-minibatch reservoir does), and, once it holds `batchSizeMem` samples, a loader
- * that appends `batchSizeMem` memory samples to each minibatch ({@link ERReplayLoader}).
+ * generator and, once it holds `batchSizeMem` samples, a loader that appends `batchSizeMem`
+ * memory samples to each minibatch ({@link ERReplayLoader}). When the memory takes an
+ * experience's data depends on the stream, as in Avalanche 0.6:
+ * - an online stream (experiences cut by `splitOnline`): after each experience is trained
+ *   (`OnlineER_ACE`: each experience is one minibatch, so the memory follows the stream as the
+ *   authors' per-minibatch reservoir does);
+ * - otherwise: before each experience is trained (`ER_ACE`, "adapted to non-online scenario"),
+ *   so the classes being learnt are replayed too, and replay starts with the second experience.
+ *   Offered only after training, a large experience's classes would never be replayed while they
+ *   are new, and the masked loss alone would never raise them above the old ones.
  */
 export abstract class ERMemoryPlugin extends StrategyPlugin {
   /** Memory capacity (samples). */
@@ -269,11 +280,14 @@ export abstract class ERMemoryPlugin extends StrategyPlugin {
     return this.storagePolicy.buffer;
   }
 
-  /** Replays the memory once it holds a memory minibatch. */
+  /** Replays the memory once it holds a memory minibatch (offline: with this experience in it). */
   beforeTrainingExp(ctx: StrategyContext): void {
-    const memory = this.storagePolicy.buffer;
     this.replaying = undefined;
+    const online = isOnlineExperience(ctx.experience);
+    if (!online) this.storagePolicy.update(ctx);
+    const memory = this.storagePolicy.buffer;
     if (memory.length < this.batchSizeMem) return;
+    if (!online && ctx.clock.trainExperiences === 0) return;
     this.replaying = memory;
     ctx.dataLoader = new ERReplayLoader(
       ctx.dataset!,
@@ -285,10 +299,10 @@ export abstract class ERMemoryPlugin extends StrategyPlugin {
     );
   }
 
-  /** Offers the experience's data to the reservoir. */
+  /** Offers an online experience's data to the reservoir (offline ones went in before). */
   afterTrainingExp(ctx: StrategyContext): void {
     this.replaying = undefined;
-    this.storagePolicy.update(ctx);
+    if (isOnlineExperience(ctx.experience)) this.storagePolicy.update(ctx);
   }
 
   /**
