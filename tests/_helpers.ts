@@ -5,6 +5,11 @@ import { toArrayDatasets } from "../lib/benchmarks/classic.ts";
 import type { Experience } from "../lib/data/experience.ts";
 import type { EvalResult, Strategy, StrategyState } from "../lib/strategy/template.ts";
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { type OnlineBenchmark, splitMNIST, splitOnline, subsample } from "../lib/benchmarks/mod.ts";
+import { mlp } from "../lib/models/mlp.ts";
+import type { Plugin } from "../lib/strategy/plugin.ts";
+import { naive } from "../lib/strategy/strategies.ts";
 
 /** The repository's sibling `shared/datasets` folder, or undefined when absent. */
 export const SHARED_DATA: string | undefined = (() => {
@@ -104,4 +109,51 @@ export async function checkResume(c: ResumeCase): Promise<StrategyState> {
     }
   }
   return saved;
+}
+
+/**
+ * Trains a strategy with `plugin` on an online toy stream (experiences of 10 samples), evaluating
+ * after each, and asserts that the tensor count stays flat after the first experience and comes
+ * back to where it started once everything is disposed. `outputs` is the model's output width.
+ */
+export async function assertNoTensorGrowth(
+  plugin: Plugin,
+  opts: { outputs?: number } = {},
+): Promise<void> {
+  const start = tf.memory().numTensors;
+  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
+  const model = mlp({ input: 64, hidden: [16], outputs: opts.outputs ?? 4, seed: 0 });
+  const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin] });
+  await s.train(bench.train[0]);
+  await s.eval(bench.test);
+  const base = tf.memory().numTensors;
+  for (const exp of bench.train.slice(1)) {
+    await s.train(exp);
+    await s.eval(bench.test);
+    assert.equal(tf.memory().numTensors, base);
+  }
+  s.dispose();
+  plugin.dispose?.();
+  model.dispose();
+  assert.equal(tf.memory().numTensors, start);
+}
+
+/**
+ * Online class-incremental Split MNIST from the shared datasets: `trainPerExperience` training
+ * and `testPerExperience` test samples of each experience, the training ones cut into online
+ * experiences of `experienceSize`.
+ */
+export async function onlineSplitMNIST(
+  trainPerExperience: number,
+  opts: { testPerExperience?: number; experienceSize?: number } = {},
+): Promise<OnlineBenchmark> {
+  const full = await splitMNIST({ dataDir: SHARED_DATA, seed: 0 });
+  return splitOnline(
+    subsample(full, {
+      trainPerExperience,
+      testPerExperience: opts.testPerExperience ?? 200,
+      seed: 0,
+    }),
+    { experienceSize: opts.experienceSize ?? 10 },
+  );
 }

@@ -3,7 +3,7 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { splitMNIST, splitOnline, subsample } from "../lib/benchmarks/mod.ts";
+import { splitOnline } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
@@ -21,7 +21,13 @@ import { reservoir } from "../lib/plugins/storage_policy.ts";
 import { Rng } from "../lib/random.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import {
+  assertNoTensorGrowth,
+  checkResume,
+  onlineSplitMNIST,
+  SHARED_DATA,
+  toyBenchmark,
+} from "./_helpers.ts";
 
 const close = (a: number, b: number, tol = 1e-5) =>
   assert.ok(Math.abs(a - b) < tol, `${a} vs ${b}`);
@@ -235,23 +241,7 @@ Deno.test("ER-ACE checkpoint: a run resumed mid-stream matches the uninterrupted
 });
 
 Deno.test("ER-ACE: no tensor growth across experiences, everything freed by dispose()", async () => {
-  const start = tf.memory().numTensors;
-  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
-  const model = mlp({ input: 64, hidden: [16], outputs: 4, seed: 0 });
-  const plugin = new ERACEPlugin(30, 5);
-  const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin] });
-  await s.train(bench.train[0]);
-  await s.eval(bench.test);
-  const base = tf.memory().numTensors;
-  for (const exp of bench.train.slice(1)) {
-    await s.train(exp);
-    await s.eval(bench.test);
-    assert.equal(tf.memory().numTensors, base);
-  }
-  s.dispose();
-  plugin.dispose();
-  model.dispose();
-  assert.equal(tf.memory().numTensors, start);
+  await assertNoTensorGrowth(new ERACEPlugin(30, 5));
 });
 
 const realName = SHARED_DATA
@@ -262,11 +252,7 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
   // experience, cut into experiences of 10 samples (250 online experiences), one epoch,
   // minibatches of 10, a reservoir memory of 50 samples replayed 10 at a time for both Replay
   // and ER-ACE: the small memory the paper's method is for. Same MLP seed and optimizer.
-  const full = await splitMNIST({ dataDir: SHARED_DATA, seed: 0 });
-  const bench = splitOnline(
-    subsample(full, { trainPerExperience: 500, testPerExperience: 200, seed: 0 }),
-    { experienceSize: 10 },
-  );
+  const bench = await onlineSplitMNIST(500);
   const run = async (kind: "naive" | "replay" | "ace") => {
     const model = mlp({ hidden: [100, 100], seed: 1 });
     const opts = { model, batchSize: 10, seed: 4, optimizer: sgd({ lr: 0.05 }) };
