@@ -355,6 +355,8 @@ export type {
 } from "./lib/plugins/er_ace.ts";
 export { erAml, ERAMLPlugin, erAmlPlugin, samplePosNeg, supConLoss } from "./lib/plugins/er_aml.ts";
 export type { ERAMLOptions, ERAMLPluginOptions, PosNeg } from "./lib/plugins/er_aml.ts";
+export { scr, scrLoss, SCRPlugin, scrPlugin } from "./lib/plugins/scr.ts";
+export type { SCROptions, SCRPluginOptions, SCRPluginState } from "./lib/plugins/scr.ts";
 export { solveNonNegativeQP } from "./lib/plugins/qp.ts";
 export type { MatrixInput, QPOptions, QPResult } from "./lib/plugins/qp.ts";
 export { gem, GEMPlugin, gemPlugin } from "./lib/plugins/gem.ts";
