@@ -192,6 +192,9 @@ function nonNegative(what: string, v: unknown, example: number): number {
  * The virtual step and the attack run without dropout (eval mode), and with the minibatch
  * gradient `ctx.grads` (other plugins' terms included) rather than a fresh criterion gradient.
  * The nearest other-class sample is the nearest (see {@link nearestOtherClass}).
+ * As Avalanche, the step goes up the gradient of the loss towards the target class (`+ε·sign`),
+ * which makes that class less likely; a targeted attack in the paper's words ("towards its
+ * nearest neighbour") would go down it. Avalanche's sign is kept so that results compare.
  *
  * Diagnostics: `lastIndices` (memory indices attacked in the last iteration), `lastTargets`
  * (their target classes), `lastPerturbed` (their perturbed inputs, sample-major).
