@@ -364,6 +364,13 @@ export type { GEMOptions, GEMPluginState, GEMStrategyOptions } from "./lib/plugi
 export { agem, AGEMPlugin, agemPlugin } from "./lib/plugins/agem.ts";
 export { mir, MIRPlugin, mirPlugin, ReservoirMemory } from "./lib/plugins/mir.ts";
 export type { MIROptions, MIRPluginState, MIRStrategyOptions } from "./lib/plugins/mir.ts";
+export { fgsmAttack, nearestOtherClass, rar, RARPlugin, rarPlugin } from "./lib/plugins/rar.ts";
+export type {
+  FGSMSettings,
+  RAROptions,
+  RARPluginState,
+  RARStrategyOptions,
+} from "./lib/plugins/rar.ts";
 export { gss, GSS_greedyPlugin, gssPlugin } from "./lib/plugins/gss.ts";
 export type { GSSOptions, GSSPluginState, GSSStrategyOptions } from "./lib/plugins/gss.ts";
 export type {
