@@ -427,6 +427,13 @@ export type {
   ICaRLPluginOptions,
   ICaRLPluginState,
 } from "./lib/plugins/icarl.ts";
+export { biasForward, BiasLayer, bic, BiCPlugin, bicPlugin } from "./lib/plugins/bic.ts";
+export type {
+  BiasLayerState,
+  BiCOptions,
+  BiCPluginOptions,
+  BiCPluginState,
+} from "./lib/plugins/bic.ts";
 
 // Layer 7, notebook display: figures and tables.
 export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";

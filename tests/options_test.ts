@@ -64,6 +64,7 @@ import { gdumb, GDumbPlugin, gdumbPlugin } from "../lib/plugins/gdumb.ts";
 import { gem, GEMPlugin, gemPlugin, gemProject } from "../lib/plugins/gem.ts";
 import { lwf, LwFPlugin, lwfPlugin } from "../lib/plugins/lwf.ts";
 import { DERPlugin } from "../lib/plugins/der.ts";
+import { bic, BiCPlugin, bicPlugin } from "../lib/plugins/bic.ts";
 import { projectGEM, solveGEMDual, solveNonNegativeQP } from "../lib/plugins/qp.ts";
 import { replay, ReplayPlugin, replayPlugin } from "../lib/plugins/replay.ts";
 import { ReplayDataLoader } from "../lib/plugins/replay_loader.ts";
@@ -594,6 +595,27 @@ Deno.test("plugin options: gem, agem, gdumb, cwrStar, cope, evaluation, the QP",
 // ---------------------------------------------------------------------------------------------
 // Hook names
 
+Deno.test("plugin options: bic, bicPlugin and BiCPlugin", () => {
+  const model = tinyModel();
+  throwsExactly(
+    () => bic({ model, memSize: 10, stage_2_epochs: 5 } as never),
+    "TypeError",
+    'bic: unknown option "stage_2_epochs" (did you mean "stage2Epochs"?)',
+  );
+  throwsExactly(
+    () => bicPlugin({ valPercent: 0.1 } as never),
+    "TypeError",
+    'bicPlugin: unknown option "valPercent" (did you mean "valPercentage"?)',
+  );
+  throwsExactly(
+    () => new BiCPlugin({ lamb: "1" } as never),
+    "TypeError",
+    'BiCPlugin: lamb must be a number, got the string "1"',
+  );
+  assert.equal(new BiCPlugin(100, 0.3).valSize, 30);
+  model.dispose();
+});
+
 Deno.test("a plugin function named like a hook but none is an error naming the closest hook", () => {
   const model = tinyModel();
   const typo = { name: "myPlugin", beforeBackwards() {} } as Plugin;
@@ -647,6 +669,7 @@ Deno.test("no plugin of the library has a function that looks like a misspelt ho
     new SynapticIntelligencePlugin(1),
     new LwFPlugin(1),
     new DERPlugin(10, 4, 0.1, 0.5),
+    new BiCPlugin(10),
     new GEMPlugin(4),
     new AGEMPlugin(4, 4),
     new CWRStarPlugin(model),
