@@ -59,13 +59,27 @@ export function batchOf(plan: BatchPlan, into?: Batch): Batch {
     n,
   };
   b.n = n;
+  planLabels(plan, b.y, b.t);
+  fillPlan(plan, b.x);
+  return b;
+}
+
+/** Writes the class and task labels of the plan's samples, in order, into `y` and `t` from 0. */
+export function planLabels(plan: BatchPlan, y: Int32Array, t: Int32Array): void {
   let at = 0;
   for (const { dataset, indices } of plan.parts) {
-    dataset.labelsInto(indices, b.y.subarray(at), b.t.subarray(at));
-    dataset.fillBatch(indices, b.x, at * size);
+    dataset.labelsInto(indices, y.subarray(at), t.subarray(at));
     at += indices.length;
   }
-  return b;
+}
+
+/** Writes the inputs of the plan's samples, one after another, into `out` (floats) from 0. */
+export function fillPlan(plan: BatchPlan, out: Float32Array): void {
+  let at = 0;
+  for (const { dataset, indices } of plan.parts) {
+    dataset.fillBatch(indices, out, at * dataset.sampleSize);
+    at += indices.length;
+  }
 }
 
 /**

@@ -20,7 +20,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { heapInputs } from "../backends/fused.ts";
 import type { Batch } from "../data/dataset.ts";
-import type { BatchPart, BatchPlan } from "../data/loader.ts";
+import { type BatchPart, type BatchPlan, fillPlan, planLabels } from "../data/loader.ts";
 import { StagingArray } from "../nn/staging.ts";
 import { ResidentDataset } from "./resident.ts";
 
@@ -70,12 +70,8 @@ export class BatchAssembler {
       }
     }
     const y = new Int32Array(n), t = new Int32Array(n);
-    let at = 0;
-    for (const { dataset, indices } of plan.parts) {
-      dataset.labelsInto(indices, y.subarray(at), t.subarray(at));
-      at += indices.length;
-    }
-    const x = this.#inputs(plan, inputShape, size);
+    planLabels(plan, y, t);
+    const x = this.#inputs(plan, inputShape);
     return {
       x,
       y: tf.tensor1d(y, "int32"),
@@ -86,7 +82,7 @@ export class BatchAssembler {
     };
   }
 
-  #inputs(plan: BatchPlan, inputShape: readonly number[], size: number): tf.Tensor {
+  #inputs(plan: BatchPlan, inputShape: readonly number[]): tf.Tensor {
     const n = plan.n, shape = [n, ...inputShape];
     const view = residentView(plan);
     if (view) {
@@ -97,23 +93,12 @@ export class BatchAssembler {
     if (heap && plan.parts.every((p) => p.dataset.fillsInJs)) {
       // Nothing below makes a tensor, so the heap cannot move while it is written.
       const x = heap.tensor(shape);
-      const out = heap.view(x);
-      let at = 0;
-      for (const { dataset, indices } of plan.parts) {
-        dataset.fillBatch(indices, out, at * size);
-        at += indices.length;
-      }
+      fillPlan(plan, heap.view(x));
       this.lastPath = "in place";
       return x;
     }
     this.lastPath = "copy";
-    return this.#staging.tensor(shape, (values) => {
-      let at = 0;
-      for (const { dataset, indices } of plan.parts) {
-        dataset.fillBatch(indices, values, at * size);
-        at += indices.length;
-      }
-    });
+    return this.#staging.tensor(shape, (values) => fillPlan(plan, values));
   }
 }
 

@@ -18,7 +18,13 @@ import type { Criterion } from "../nn/losses.ts";
 import type { Module } from "../nn/module.ts";
 import type { Rng } from "../random.ts";
 import type { StrategyContext } from "../strategy/context.ts";
-import { type BatchPart, type BatchPlan, type DataLoader, sampleOrder } from "../data/loader.ts";
+import {
+  type BatchPart,
+  type BatchPlan,
+  batchPlan,
+  type DataLoader,
+  sampleOrder,
+} from "../data/loader.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { withPlugin } from "../strategy/strategies.ts";
 import type { Strategy, StrategyOptions } from "../strategy/template.ts";
@@ -275,7 +281,7 @@ class CoPEReplayLoader implements DataLoader {
           parts.push({ dataset: this.memory!, indices });
         }
         this.onBatch(r === this.repeats - 1);
-        yield { n: parts.reduce((a, p) => a + p.indices.length, 0), parts };
+        yield batchPlan(...parts);
       }
     }
   }

@@ -15,6 +15,7 @@ import {
   batchesPerEpoch,
   type BatchPart,
   type BatchPlan,
+  batchPlan,
   checkBatchSize,
   type DataLoader,
   sampleOrder,
@@ -168,7 +169,7 @@ export class ERReplayLoader implements DataLoader {
         },
         { dataset: this.memory, indices: this.#memoryChunk(rng) },
       ];
-      yield { n: parts.reduce((a, p) => a + p.indices.length, 0), parts };
+      yield batchPlan(...parts);
     }
   }
 }

@@ -10,6 +10,7 @@ import {
   batchesPerEpoch,
   type BatchPart,
   type BatchPlan,
+  batchPlan,
   checkBatchSize,
   type DataLoader,
   sampleOrder,
@@ -221,7 +222,7 @@ export class ReplayDataLoader implements DataLoader {
         const idx = this.memoryParts[j].indices;
         parts.push({ dataset: this.memory, indices: s.next(rng).map((i) => idx[i]) });
       });
-      yield { n: parts.reduce((a, p) => a + p.indices.length, 0), parts };
+      yield batchPlan(...parts);
     }
   }
 }
