@@ -3,7 +3,13 @@ import { syntheticImages } from "../datasets/mod.ts";
 import { classIncremental, type ClassIncrementalBenchmark } from "../lib/benchmarks/mod.ts";
 import { toArrayDatasets } from "../lib/benchmarks/classic.ts";
 import type { Experience } from "../lib/data/experience.ts";
-import type { EvalResult, Strategy, StrategyState } from "../lib/strategy/template.ts";
+import type {
+  EvalResult,
+  Strategy,
+  StrategyOptions,
+  StrategyState,
+} from "../lib/strategy/template.ts";
+import { sgd } from "../lib/optim/optimizers.ts";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type OnlineBenchmark, splitMNIST, splitOnline, subsample } from "../lib/benchmarks/mod.ts";
@@ -156,4 +162,75 @@ export async function onlineSplitMNIST(
     }),
     { experienceSize: opts.experienceSize ?? 10 },
   );
+}
+
+/** Settings of {@link againstNaiveOnSplitMNIST}. */
+export interface SplitMNISTComparison {
+  /** The method's name in the log line. */
+  label: string;
+  /** Builds the method's strategy from the shared strategy options. */
+  method: (opts: StrategyOptions) => Strategy;
+  trainPerExperience: number;
+  /** Hidden layer widths of the MLP. */
+  hidden: number[];
+  lr: number;
+  batchSize: number;
+  epochs: number;
+}
+
+/**
+ * Trains Naive and then the method on class-incremental Split MNIST from the shared datasets
+ * (`trainPerExperience` training and 500 test samples per experience, SGD with momentum 0.9,
+ * the same MLP seed), logs both mean accuracies and returns both evaluations of the test
+ * stream, for the caller's assertions.
+ */
+export async function againstNaiveOnSplitMNIST(
+  c: SplitMNISTComparison,
+): Promise<{ base: EvalResult; ours: EvalResult }> {
+  const full = await splitMNIST({ experiences: 5, seed: 0, dataDir: SHARED_DATA });
+  const bench = subsample(full, {
+    trainPerExperience: c.trainPerExperience,
+    testPerExperience: 500,
+    seed: 0,
+  });
+  const run = async (withMethod: boolean) => {
+    const model = mlp({ hidden: c.hidden, seed: 0 });
+    const opts: StrategyOptions = {
+      model,
+      optimizer: sgd({ lr: c.lr, momentum: 0.9 }),
+      batchSize: c.batchSize,
+      epochs: c.epochs,
+      seed: 0,
+    };
+    const s = withMethod ? c.method(opts) : naive(opts);
+    for (const e of bench.train) await s.train(e);
+    const r = await s.eval(bench.test);
+    s.dispose();
+    model.dispose();
+    return r;
+  };
+  const t0 = performance.now();
+  const base = await run(false);
+  const ours = await run(true);
+  console.log(
+    `Split MNIST (${c.trainPerExperience} train / 500 test per experience, ${c.epochs} epochs, ` +
+      `batch ${c.batchSize}): naive ${base.meanAccuracy.toFixed(3)}, ${c.label} ${
+        ours.meanAccuracy.toFixed(3)
+      } [${ours.experiences.map((e) => e.accuracy.toFixed(2))}] in ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s`,
+  );
+  return { base, ours };
+}
+
+/**
+ * {@link checkResume} on an online toy stream (experiences of 10 samples), cut after the fourth
+ * experience: the usual check of an online method's checkpoint.
+ */
+export async function checkOnlineResume(
+  make: (modelSeed: number) => Strategy,
+  check: ResumeCase["check"],
+): Promise<StrategyState> {
+  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
+  return await checkResume({ make, train: bench.train, test: bench.test, cut: 4, check });
 }

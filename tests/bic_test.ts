@@ -3,16 +3,22 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { splitMNIST, subsample } from "../lib/benchmarks/mod.ts";
+
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { Module } from "../lib/nn/module.ts";
-import { sgd } from "../lib/optim/optimizers.ts";
+
 import { biasForward, BiasLayer, bic, BiCPlugin, bicPlugin } from "../lib/plugins/bic.ts";
 import { Rng } from "../lib/random.ts";
 import type { StrategyContext } from "../lib/strategy/context.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { assertNoTensorGrowth, checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import {
+  againstNaiveOnSplitMNIST,
+  assertNoTensorGrowth,
+  checkResume,
+  SHARED_DATA,
+  toyBenchmark,
+} from "./_helpers.ts";
 
 function close(a: number, b: number, tol: number, what: string) {
   assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
@@ -150,34 +156,15 @@ Deno.test({
     (SHARED_DATA ? "" : " (skipped: ../shared/datasets is absent)"),
   ignore: !SHARED_DATA,
   fn: async () => {
-    const full = await splitMNIST({ experiences: 5, seed: 0, dataDir: SHARED_DATA });
-    const bench = subsample(full, { trainPerExperience: 1000, testPerExperience: 500, seed: 0 });
-    const run = async (withBiC: boolean) => {
-      const model = mlp({ hidden: [200], seed: 0 });
-      const opts = {
-        model,
-        optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
-        batchSize: 32,
-        epochs: 2,
-        seed: 0,
-      };
-      const s = withBiC ? bic({ ...opts, memSize: 500 }) : naive(opts);
-      for (const e of bench.train) await s.train(e);
-      const r = await s.eval(bench.test);
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const t0 = performance.now();
-    const base = await run(false);
-    const ours = await run(true);
-    console.log(
-      `Split MNIST (1000 train / 500 test per experience, 2 epochs, batch 32): naive ${
-        base.meanAccuracy.toFixed(3)
-      }, BiC ${ours.meanAccuracy.toFixed(3)} [${
-        ours.experiences.map((e) => e.accuracy.toFixed(2))
-      }] in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-    );
+    const { base, ours } = await againstNaiveOnSplitMNIST({
+      label: "BiC",
+      method: (opts) => bic({ ...opts, memSize: 500 }),
+      trainPerExperience: 1000,
+      hidden: [200],
+      lr: 0.05,
+      batchSize: 32,
+      epochs: 2,
+    });
     assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
     assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.3, `BiC: ${ours.meanAccuracy}`);
   },

@@ -11,7 +11,7 @@ import { cope, CoPEPlugin, copePlugin, l2Normalize, PPPloss } from "../lib/plugi
 import { Rng } from "../lib/random.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { checkOnlineResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const dot = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i], 0);
 const sum = (a: number[]) => a.reduce((s, v) => s + v, 0);
@@ -356,7 +356,6 @@ Deno.test("CoPE reports bad options and mismatched models clearly", async () => 
 });
 
 Deno.test("CoPE checkpoint: a run resumed mid-stream matches the uninterrupted one", async () => {
-  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
   const make = (modelSeed: number) =>
     cope({
       model: mlp({ input: 64, hidden: [16], outputs: 8, seed: modelSeed }),
@@ -367,16 +366,10 @@ Deno.test("CoPE checkpoint: a run resumed mid-stream matches the uninterrupted o
       seed: 5,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  await checkResume({
-    make,
-    train: bench.train,
-    test: bench.test,
-    cut: 4,
-    check: (full, resumed) => {
-      const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CoPEPlugin[];
-      assert.deepEqual(pr.state(), pf.state());
-      assert.throws(() => new CoPEPlugin({ pSize: 3 }).loadState(pf.state()), /pSize is 3/);
-    },
+  await checkOnlineResume(make, (full, resumed) => {
+    const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as CoPEPlugin[];
+    assert.deepEqual(pr.state(), pf.state());
+    assert.throws(() => new CoPEPlugin({ pSize: 3 }).loadState(pf.state()), /pSize is 3/);
   });
 });
 

@@ -3,7 +3,6 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { splitOnline } from "../lib/benchmarks/mod.ts";
 import { Linear } from "../lib/nn/layers.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
@@ -20,7 +19,7 @@ import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import {
   assertNoTensorGrowth,
-  checkResume,
+  checkOnlineResume,
   onlineSplitMNIST,
   SHARED_DATA,
   toyBenchmark,
@@ -166,7 +165,6 @@ Deno.test("ER-AML: options, positional arguments, builders and errors", () => {
 });
 
 Deno.test("ER-AML checkpoint: a run resumed mid-stream matches the uninterrupted one", async () => {
-  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
   const make = (modelSeed: number) =>
     erAml({
       model: mlp({ input: 64, hidden: [16], outputs: 4, seed: modelSeed }),
@@ -176,15 +174,9 @@ Deno.test("ER-AML checkpoint: a run resumed mid-stream matches the uninterrupted
       seed: 5,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  await checkResume({
-    make,
-    train: bench.train,
-    test: bench.test,
-    cut: 4,
-    check: (full, resumed) => {
-      const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as ERAMLPlugin[];
-      assert.deepEqual(pr.state(), pf.state());
-    },
+  await checkOnlineResume(make, (full, resumed) => {
+    const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as ERAMLPlugin[];
+    assert.deepEqual(pr.state(), pf.state());
   });
 });
 

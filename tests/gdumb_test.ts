@@ -3,7 +3,7 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { splitMNIST, subsample } from "../lib/benchmarks/mod.ts";
+
 import { ArrayDataset, type Dataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import type { ModuleState } from "../lib/nn/module.ts";
@@ -12,7 +12,7 @@ import { Rng } from "../lib/random.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { gdumb, GDumbPlugin, gdumbPlugin } from "../lib/plugins/gdumb.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { againstNaiveOnSplitMNIST, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 /** Sample i has the single feature `ids[i]` (its identity) and label `labels[i]`. */
 function idData(ids: number[], labels: number[]): ArrayDataset {
@@ -211,31 +211,15 @@ Deno.test({
     (SHARED_DATA ? "" : " (skipped: ../shared/datasets is absent)"),
   ignore: !SHARED_DATA,
   fn: async () => {
-    const full = await splitMNIST({ experiences: 5, seed: 0, dataDir: SHARED_DATA });
-    const bench = subsample(full, { trainPerExperience: 1000, testPerExperience: 500, seed: 0 });
-    const run = async (withGDumb: boolean) => {
-      const model = mlp({ hidden: [400, 400], seed: 0 });
-      const opts = {
-        model,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-        batchSize: 32,
-        epochs: 3,
-        seed: 0,
-      };
-      const s = withGDumb ? gdumb({ ...opts, memSize: 1000 }) : naive(opts);
-      for (const e of bench.train) await s.train(e);
-      const r = await s.eval(bench.test);
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const base = await run(false);
-    const g = await run(true);
-    console.log(
-      `Split MNIST (1000 train / 500 test per experience, 3 epochs, batch 32): naive ${
-        base.meanAccuracy.toFixed(3)
-      }, GDumb ${g.meanAccuracy.toFixed(3)} [${g.experiences.map((e) => e.accuracy.toFixed(2))}]`,
-    );
+    const { base, ours: g } = await againstNaiveOnSplitMNIST({
+      label: "GDumb",
+      method: (opts) => gdumb({ ...opts, memSize: 1000 }),
+      trainPerExperience: 1000,
+      hidden: [400, 400],
+      lr: 0.01,
+      batchSize: 32,
+      epochs: 3,
+    });
     assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
     assert.ok(g.meanAccuracy > 0.75, `GDumb: ${g.meanAccuracy}`);
     assert.ok(g.meanAccuracy > base.meanAccuracy + 0.4);

@@ -7,9 +7,7 @@ import {
   type BenchmarkInfo,
   type Experience,
   makeExperience,
-  splitMNIST,
   splitOnline,
-  subsample,
 } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset, type Dataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
@@ -29,7 +27,7 @@ import {
   reservoir,
   ReservoirSamplingBuffer,
 } from "../lib/plugins/storage_policy.ts";
-import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { againstNaiveOnSplitMNIST, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const INFO: BenchmarkInfo = {
   name: "ids",
@@ -549,33 +547,15 @@ Deno.test({
     (SHARED_DATA ? "" : " (skipped: ../shared/datasets is absent)"),
   ignore: !SHARED_DATA,
   fn: async () => {
-    const full = await splitMNIST({ experiences: 5, seed: 0, dataDir: SHARED_DATA });
-    const bench = subsample(full, { trainPerExperience: 2000, testPerExperience: 500, seed: 0 });
-    const run = async (withReplay: boolean) => {
-      const model = mlp({ hidden: [400, 400], seed: 0 });
-      const opts = {
-        model,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-        batchSize: 128,
-        epochs: 2,
-        seed: 0,
-      };
-      const s = withReplay ? replay({ ...opts, memSize: 500, batchSizeMem: 128 }) : naive(opts);
-      for (const e of bench.train) await s.train(e);
-      const r = await s.eval(bench.test);
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const base = await run(false);
-    const rep = await run(true);
-    console.log(
-      `Split MNIST (2000 train / 500 test per experience, 2 epochs): naive ${
-        base.meanAccuracy.toFixed(3)
-      }, replay ${rep.meanAccuracy.toFixed(3)} [${
-        rep.experiences.map((e) => e.accuracy.toFixed(2))
-      }]`,
-    );
+    const { base, ours: rep } = await againstNaiveOnSplitMNIST({
+      label: "replay",
+      method: (opts) => replay({ ...opts, memSize: 500, batchSizeMem: 128 }),
+      trainPerExperience: 2000,
+      hidden: [400, 400],
+      lr: 0.01,
+      batchSize: 128,
+      epochs: 2,
+    });
     assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
     assert.ok(rep.meanAccuracy > 0.7, `replay remembers: ${rep.meanAccuracy}`);
     assert.ok(rep.meanAccuracy > base.meanAccuracy + 0.4);

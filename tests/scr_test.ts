@@ -16,7 +16,7 @@ import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import {
   assertNoTensorGrowth,
-  checkResume,
+  checkOnlineResume,
   onlineSplitMNIST,
   SHARED_DATA,
   toyBenchmark,
@@ -151,7 +151,6 @@ Deno.test("SCR: options, positional arguments, builders and errors", () => {
 });
 
 Deno.test("SCR checkpoint: a run resumed mid-stream matches the uninterrupted one", async () => {
-  const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
   const make = (modelSeed: number) =>
     scr({
       model: mlp({ input: 64, hidden: [16], outputs: 4, seed: modelSeed }),
@@ -163,16 +162,10 @@ Deno.test("SCR checkpoint: a run resumed mid-stream matches the uninterrupted on
       seed: 5,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     });
-  await checkResume({
-    make,
-    train: bench.train,
-    test: bench.test,
-    cut: 4,
-    check: (full, resumed) => {
-      const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as SCRPlugin[];
-      assert.deepEqual(pr.state(), pf.state());
-      assert.deepEqual(pr.ncm.state(), pf.ncm.state());
-    },
+  await checkOnlineResume(make, (full, resumed) => {
+    const [pf, pr] = [full.plugins[0], resumed.plugins[0]] as SCRPlugin[];
+    assert.deepEqual(pr.state(), pf.state());
+    assert.deepEqual(pr.ncm.state(), pf.ncm.state());
   });
 });
 
