@@ -14,10 +14,12 @@ import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";
 import { agem } from "../plugins/agem.ts";
 import { cope } from "../plugins/cope.ts";
 import { cwrStar } from "../plugins/cwr_star.ts";
+import { derpp } from "../plugins/der.ts";
 import { ewc } from "../plugins/ewc.ts";
 import { gdumb } from "../plugins/gdumb.ts";
 import { gem } from "../plugins/gem.ts";
 import { gss } from "../plugins/gss.ts";
+import { icarl } from "../plugins/icarl.ts";
 import { lwf } from "../plugins/lwf.ts";
 import { mir } from "../plugins/mir.ts";
 import { replay } from "../plugins/replay.ts";
@@ -94,6 +96,7 @@ export async function loadBenchmark(
       experiences: spec.experiences,
       seed,
       fixedClassOrder: spec.fixedClassOrder,
+      normalize: spec.normalize,
       returnTaskId: spec.taskIncremental ?? false,
       classIdsFromZeroInEachExp: spec.taskIncremental ?? false,
     });
@@ -102,6 +105,7 @@ export async function loadBenchmark(
       ...source,
       experiences: spec.experiences,
       seed,
+      normalize: spec.normalize,
       returnTaskId: spec.taskIncremental ?? false,
     });
   } else {
@@ -244,6 +248,8 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     agem: { patternsPerExperience: 256, sampleSize: 256 },
     mir: { memSize: 200, subsample: 200, batchSizeMem: 10 },
     gss: { memSize: 200, memStrength: 5 },
+    derpp: { memSize: 200, alpha: 0.1, beta: 0.5 },
+    icarl: { memSize: 2000 },
   };
 
 /** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
@@ -252,6 +258,7 @@ const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>>
   cope: ["pSize", "maxIterPerBatch", "initAdaptive"],
   ewc: ["decayFactor"],
   gss: ["inputSize"],
+  derpp: ["batchSizeMem"],
 };
 
 /** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
@@ -443,6 +450,18 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
         memStrength: num(key, p, "memStrength"),
         inputSize: inputSize as readonly number[] | undefined,
       });
+    }
+    case "derpp":
+      return derpp({
+        ...base,
+        memSize: num(key, p, "memSize"),
+        batchSizeMem: optNum(p, "batchSizeMem"),
+        alpha: num(key, p, "alpha"),
+        beta: num(key, p, "beta"),
+      });
+    case "icarl": {
+      const { criterion: _c, ...rest } = base;
+      return icarl({ ...rest, memSize: num(key, p, "memSize") });
     }
     default:
       throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
