@@ -6,7 +6,7 @@
  * @module
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
-import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
+import { permutedMNIST, splitFMNIST, splitMNIST } from "../benchmarks/classic.ts";
 import { type Benchmark, type Experience, makeStream, withDataset } from "../data/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
@@ -90,8 +90,8 @@ export async function loadBenchmark(
   const seed = opts.seed ?? 0;
   const source = { dataDir: opts.dataDir, data: opts.data };
   let benchmark: Benchmark;
-  if (spec.name === "splitMNIST") {
-    benchmark = await splitMNIST({
+  if (spec.name === "splitMNIST" || spec.name === "splitFashionMNIST") {
+    benchmark = await (spec.name === "splitMNIST" ? splitMNIST : splitFMNIST)({
       ...source,
       experiences: spec.experiences,
       seed,
@@ -110,8 +110,8 @@ export async function loadBenchmark(
     });
   } else {
     throw new RangeError(
-      `Unknown benchmark ${JSON.stringify((spec as { name: unknown }).name)}: use "splitMNIST" ` +
-        `or "permutedMNIST"`,
+      `Unknown benchmark ${JSON.stringify((spec as { name: unknown }).name)}: use "splitMNIST", ` +
+        `"splitFashionMNIST" or "permutedMNIST"`,
     );
   }
   if (spec.validationSize !== undefined && spec.validationSize !== 0) {

@@ -41,8 +41,11 @@ export type ParamValue = number | string | boolean | readonly number[];
 
 /** The benchmark of a run. */
 export interface BenchmarkSpec {
-  /** Split MNIST (classes dealt to experiences) or Permuted MNIST (one permutation each). */
-  name: "splitMNIST" | "permutedMNIST";
+  /**
+   * Split MNIST or Split Fashion-MNIST (classes dealt to experiences), or Permuted MNIST (one
+   * permutation each).
+   */
+  name: "splitMNIST" | "splitFashionMNIST" | "permutedMNIST";
   /** Number of experiences. */
   experiences: number;
   /**

@@ -14,7 +14,8 @@ import { accuracyCurves, accuracyMatrixHeatmap } from "../notebook/plots.ts";
 import type { Figure } from "../notebook/render.ts";
 import { toHTML, toText } from "../notebook/tables.ts";
 import type { Plugin } from "../strategy/plugin.ts";
-import type { EpochResult } from "../strategy/template.ts";
+import type { Experience, Stream } from "../data/experience.ts";
+import type { EpochResult, EvalResult, Strategy, TrainResult } from "../strategy/template.ts";
 import {
   buildModel,
   buildOptimizer,
@@ -45,6 +46,7 @@ const REPRO_RUN_OPTIONS: OptionSpec<ReproRunOptions> = {
   seed: "number",
   progress: PROGRESS_MODES,
   write: "function",
+  runner: "function",
   mode: oneOf("full", "quick", "tiny"),
 };
 
@@ -69,6 +71,17 @@ export interface ExperimentOptions {
   progress?: RunProgressOptions["mode"];
   /** Where progress goes in terminal and line modes. @default stderr */
   write?: (text: string) => void;
+  /**
+   * What makes the run's `train` and `eval` calls, given the strategy: the strategy itself by
+   * default; a resumable run (`lib/checkpoint/resumable.ts`) to checkpoint and resume them.
+   */
+  runner?: (strategy: Strategy) => Promise<ExperimentRunner>;
+}
+
+/** What makes an experiment's calls (see {@link ExperimentOptions.runner}). */
+export interface ExperimentRunner {
+  train(experiences: Experience[]): Promise<TrainResult>;
+  eval(stream: Stream): Promise<EvalResult>;
 }
 
 /** Options of {@link runReproduction}. */
@@ -208,6 +221,7 @@ export async function runExperiment(
     seed: "number",
     progress: PROGRESS_MODES,
     write: "function",
+    runner: "function",
   });
   const started = performance.now();
   const startedAt = new Date().toISOString();
@@ -241,10 +255,11 @@ export async function runExperiment(
   const experiences: ExperienceRecord[] = [];
   let finalAccuracy = NaN;
   try {
+    const calls: ExperimentRunner = opts.runner ? await opts.runner(strategy) : strategy;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
-      const train = await strategy.train(group);
-      const res = await strategy.eval(benchmark.test);
+      const train = await calls.train(group);
+      const res = await calls.eval(benchmark.test);
       for (const r of res.rows) {
         if (r.phase === "eval") rows.push({ ...r, trainExperience: i, iteration: null });
       }
