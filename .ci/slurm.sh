@@ -9,7 +9,8 @@
 #
 # Without accounting storage, `sacct` has nothing to read: follow jobs with
 # `squeue -h -r -t all -j ID -o '%i %T'` while the controller keeps them (MinJobAge below) and
-# `scontrol show job ID` for the exit code.
+# `scontrol show job ID` for the exit code; /var/log/slurm_jobcomp.log (jobcomp/filetxt) keeps a
+# line per finished job or array task after that.
 set -euo pipefail
 
 start=$SECONDS
@@ -133,6 +134,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$def_mem
 ReturnToService=2
+# Refuse at submission what this node can never run (more CPUs than it has, say), rather than
+# leave it pending for ever (Reason=PartitionConfig).
+EnforcePartLimits=ALL
 MinJobAge=$min_job_age
 SlurmdParameters=config_overrides
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
