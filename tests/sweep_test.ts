@@ -348,3 +348,80 @@ Deno.test({
     }
   },
 });
+
+/** Why the Slurm test cannot run here, or undefined when a cluster answers. */
+async function slurmMissing(): Promise<string | undefined> {
+  try {
+    const r = await new Deno.Command("sinfo", {
+      args: ["-h", "-o", "%T"],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .output();
+    if (!r.success) return "sinfo failed: no Slurm controller answers (.ci/slurm.sh starts one)";
+    const states = new TextDecoder().decode(r.stdout).trim();
+    return /idle|mix|alloc/.test(states)
+      ? undefined
+      : `no usable Slurm node (sinfo: ${states || "none"})`;
+  } catch {
+    return "Slurm is not installed (.ci/slurm.sh installs a one-node cluster)";
+  }
+}
+
+const noSlurm = await slurmMissing();
+
+Deno.test({
+  name: "the Slurm engine: one job array, every run equal to the local engine's run" +
+    (noSlurm ? ` (skipped: ${noSlurm})` : skipped),
+  ignore: noSlurm !== undefined || !SHARED_DATA,
+  async fn() {
+    const tmp = await Deno.makeTempDir({ prefix: "perennial-sweep-slurm-" });
+    try {
+      const spec: SweepSpec = { ...smallSpec("slurm"), seeds: [0, 1] };
+      const printed: string[] = [];
+      await sweep(spec, {
+        out: join(tmp, "dry"),
+        engine: "slurm",
+        dataDir: SHARED_DATA,
+        progress: "off",
+        slurm: { dryRun: true, print: (s) => printed.push(s) },
+      });
+      assert.match(printed.join(""), /#SBATCH --array=0-3\n/);
+      const slurm = await sweep(spec, {
+        out: join(tmp, "slurm"),
+        engine: "slurm",
+        dataDir: SHARED_DATA,
+        progress: "off",
+        slurm: { pollSeconds: 0.5, resources: { cpusPerTask: 1, memMB: 2000, timeMinutes: 10 } },
+      });
+      assert.deepEqual(slurm.map((r) => r.state), ["done", "done", "done", "done"], String(slurm[0].error));
+      const local = await sweep(spec, {
+        out: join(tmp, "local"),
+        engine: "local",
+        workers: 2,
+        threads: 1,
+        dataDir: SHARED_DATA,
+        progress: "off",
+      });
+      assert.deepEqual(slurm.map((r) => r.matrix), local.map((r) => r.matrix));
+      const outs = [...Deno.readDirSync(join(tmp, "slurm", "slurm"))].map((e) => e.name);
+      assert.equal(outs.filter((n) => /^\d+_\d\.out$/.test(n)).length, 4, outs.join(" "));
+      // Run again: nothing is submitted.
+      const again = await sweep(spec, {
+        out: join(tmp, "slurm"),
+        engine: "slurm",
+        resume: true,
+        dataDir: SHARED_DATA,
+        progress: "off",
+      });
+      assert.deepEqual(again.map((r) => r.attempts), [1, 1, 1, 1]);
+      assert.equal(
+        [...Deno.readDirSync(join(tmp, "slurm", "slurm"))].filter((e) => e.name.endsWith(".sbatch"))
+          .length,
+        1,
+      );
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});

@@ -1,7 +1,8 @@
 /**
  * The Slurm engine: the runs of a sweep as one `sbatch` job array, one array task a run, each
  * running `lib/sweep/worker.ts --list <ids> --index $SLURM_ARRAY_TASK_ID` on a node; followed with
- * `squeue` (and `sacct` where accounting is on) until every task has left the queue; results
+ * `squeue -r -t all` (and `sacct` where accounting keeps jobs the controller dropped) until every
+ * task has ended; results
  * collected from the sweep folder, which must be on a filesystem the nodes share.
  *
  * @module
@@ -118,9 +119,29 @@ async function command(
   return { code: result.code, out: d.decode(result.stdout), err: d.decode(result.stderr) };
 }
 
-/** The job's tasks still in the queue: task index → state (PENDING, RUNNING, ...). */
-async function queued(job: string): Promise<Map<number, string>> {
-  const r = await command("squeue", ["-h", "-r", "-j", job, "-o", "%i %T"]);
+/** States of a task that has not ended yet. */
+const ACTIVE = new Set([
+  "PENDING",
+  "CONFIGURING",
+  "RUNNING",
+  "COMPLETING",
+  "SUSPENDED",
+  "REQUEUED",
+  "REQUEUE_HOLD",
+  "REQUEUE_FED",
+  "RESIZING",
+  "SIGNALING",
+  "STAGE_OUT",
+  "STOPPED",
+]);
+
+/**
+ * The states of the job's tasks, index → state, finished ones included while the controller
+ * keeps them (`squeue -r -t all`: one line a task; pending ones may come folded as
+ * `123_[2-7%4]`). Empty once the controller no longer knows the job.
+ */
+async function taskStates(job: string): Promise<Map<number, string>> {
+  const r = await command("squeue", ["-h", "-r", "-t", "all", "-j", job, "-o", "%i %T"]);
   const tasks = new Map<number, string>();
   if (r.code !== 0) {
     // squeue errors on a job it no longer knows ("Invalid job id specified"): all gone.
@@ -131,7 +152,6 @@ async function queued(job: string): Promise<Map<number, string>> {
     const m = /^\s*(\d+)_(\d+|\[[^\]]*\])\s+(\S+)/.exec(line);
     if (!m) continue;
     if (m[2].startsWith("[")) {
-      // Tasks not started yet, folded: "123_[2-7%4]".
       for (const part of m[2].slice(1, -1).split("%")[0].split(",")) {
         const [a, b] = part.split("-").map(Number);
         for (let i = a; i <= (b ?? a); i++) tasks.set(i, m[3]);
@@ -242,27 +262,29 @@ export async function runSlurm(
   await Deno.writeTextFile(join(slurmDir, `${stamp}.job`), job + "\n");
   const pending = new Map(todo.map((p, i) => [i, p]));
   const poll = (opts.pollSeconds ?? 2) * 1000;
+  const running = (states: Map<number, string>) =>
+    [...pending.keys()].filter((k) => states.get(k) === "RUNNING").length;
   while (pending.size > 0) {
-    const inQueue = await queued(job);
+    const states = await taskStates(job);
     for (const [i, p] of [...pending]) {
+      const st = states.get(i);
       const s = await readStatus(out, p.id);
       const finished = s?.state === "done" || s?.state === "failed";
-      if (!finished && inQueue.has(i)) continue;
-      if (!finished && s?.state === "running" && !inQueue.has(i)) {
-        // Left the queue while its files say running: killed (time limit, memory, node).
-        const why = (await accounted(job)).get(i) ?? "no longer in the queue";
-        const error = `its Slurm task ${job}_${i} ended without finishing the run (${why}); see ` +
-          `${join(slurmDir, `${job}_${i}.out`)}`;
-        await writeStatus(out, p.id, { ...s, state: "failed", error });
-        await Deno.remove(join(runDir(out, p.id), "lock")).catch(() => {});
-      } else if (!finished && !inQueue.has(i)) {
-        // Not started and not queued: squeue may lag right after submission; look again soon.
-        if (performance.now() - start < 10_000) continue;
-        const why = (await accounted(job)).get(i) ?? "never started";
-        const error =
-          `its Slurm task ${job}_${i} left the queue without starting the run (${why}); ` +
+      if (!finished && st !== undefined && ACTIVE.has(st)) continue;
+      if (!finished) {
+        // squeue may not list a task right after submission: give it a few seconds.
+        if (st === undefined && performance.now() - start < 10_000) continue;
+        const why = st ?? (await accounted(job)).get(i) ?? "no longer known to Slurm";
+        const error = `its Slurm task ${job}_${i} ended (${why}) without finishing the run; ` +
           `see ${join(slurmDir, `${job}_${i}.out`)}`;
-        await writeStatus(out, p.id, { attempts: 0, completions: 0, state: "failed", error });
+        await writeStatus(out, p.id, {
+          attempts: 0,
+          completions: 0,
+          ...s,
+          state: "failed",
+          error,
+        });
+        await Deno.remove(join(runDir(out, p.id), "lock")).catch(() => {});
       }
       const now = await readStatus(out, p.id);
       pending.delete(i);
@@ -271,10 +293,10 @@ export async function runSlurm(
         : { state: "failed" as const, error: now?.error ?? "unknown" };
       const o: EngineOutcome = { id: p.id, label: p.label, seed: p.seed, outcome };
       results.push(o);
-      await report([...pending.keys()].filter((k) => inQueue.get(k) === "RUNNING").length, o);
+      await report(running(states), o);
     }
     if (pending.size > 0) {
-      await report([...pending.keys()].filter((k) => inQueue.get(k) === "RUNNING").length);
+      await report(running(states));
       await new Promise((r) => setTimeout(r, poll));
     }
   }
