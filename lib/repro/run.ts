@@ -603,16 +603,75 @@ export async function loadResults(root: string): Promise<ReproResult[]> {
   return out.sort((a, b) => order(a.name) - order(b.name) || a.name.localeCompare(b.name));
 }
 
+/** The file of a results folder that holds the reproductions over seeds (a `SeedsResult[]`). */
+export const SEEDS_FILE = "seeds.json";
+
+/** A reproduction run for several seeds (what `deno task repro --seeds` stores). */
+export interface SeedsResult {
+  name: string;
+  /** The strategy's label. */
+  label: string;
+  mode: ReproMode;
+  target: number;
+  /** The final test-stream accuracy of each seed (NaN, with the error, for a failed run). */
+  seeds: { seed: number; accuracy: number; error?: string }[];
+  /** Seeds that finished. */
+  n: number;
+  /** Mean and sample standard deviation (n − 1) of their accuracies. */
+  mean: number;
+  std: number;
+  /** Every seed finished and the mean reaches the target. */
+  reached: boolean;
+}
+
+/** Reads `<root>/seeds.json`, or [] when there is none. */
+export async function loadSeedsResults(root: string): Promise<SeedsResult[]> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${root}/${SEEDS_FILE}`)) as SeedsResult[];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
 /**
- * Writes `summary.csv` and `summary.md` in `root` from every result found there; returns the
- * results.
+ * The reproductions over seeds as a table: target, mean ± std, n, the seeds' accuracies, and
+ * whether the mean reaches the target.
+ */
+export function seedsTable(results: readonly SeedsResult[]): TableDisplay {
+  return tableDisplay(
+    ["reproduction", "strategy", "target", "mean ± std", "n", "seeds", "reached", "mode"],
+    results.map((r) => [
+      r.name,
+      r.label,
+      `≥ ${r.target.toFixed(2)}`,
+      Number.isFinite(r.std)
+        ? `${r.mean.toFixed(4)} ± ${r.std.toFixed(4)}`
+        : Number.isFinite(r.mean)
+        ? r.mean.toFixed(4)
+        : "n/a",
+      r.n,
+      r.seeds.map((s) =>
+        `${s.seed}: ${Number.isFinite(s.accuracy) ? s.accuracy.toFixed(4) : "failed"}`
+      )
+        .join(", "),
+      r.mode === "full" ? (r.reached ? "yes" : "no") : "n/a (not a full run)",
+      r.mode,
+    ]),
+  );
+}
+
+/**
+ * Writes `summary.csv` and `summary.md` in `root` from every result found there (and, in
+ * `summary.md`, the reproductions over seeds of `seeds.json`); returns the results.
  */
 export async function writeSummary(root: string): Promise<ReproResult[]> {
   const results = await loadResults(root);
+  const seeds = await loadSeedsResults(root);
   const table = reproSummaryTable(results);
   await Deno.mkdir(root, { recursive: true });
   await Deno.writeTextFile(`${root}/summary.csv`, toCSV(table.columns, table.values));
-  const md = [
+  const md: string[] = [
     "# Reproductions",
     "",
     "Final top-1 accuracy on the whole test stream after the last experience, against the",
@@ -624,7 +683,22 @@ export async function writeSummary(root: string): Promise<ReproResult[]> {
     `| ${table.columns.map(() => "---").join(" | ")} |`,
     ...table.values.map((r) => `| ${r.map((v) => String(v)).join(" | ")} |`),
     "",
-  ].join("\n");
-  await Deno.writeTextFile(`${root}/summary.md`, md);
+  ];
+  if (seeds.length) {
+    const t = seedsTable(seeds);
+    md.push(
+      "## Over seeds",
+      "",
+      "The same reproductions for several seeds (`deno task repro --seeds 0,1,2`): mean ± " +
+        "sample standard deviation of the final test-stream accuracy; reached when the mean is " +
+        "at least the target.",
+      "",
+      `| ${t.columns.join(" | ")} |`,
+      `| ${t.columns.map(() => "---").join(" | ")} |`,
+      ...t.values.map((r) => `| ${r.map((v) => String(v)).join(" | ")} |`),
+      "",
+    );
+  }
+  await Deno.writeTextFile(`${root}/summary.md`, md.join("\n"));
   return results;
 }

@@ -31,7 +31,10 @@ export const SWEEP_FORMAT = "perennial-sweep/1";
 /** What `sweep.json` holds. */
 export interface SweepIndex {
   format: typeof SWEEP_FORMAT;
-  spec: SweepSpec;
+  /** The sweep's name. */
+  name: string;
+  /** What expanded into the runs: the `SweepSpec`, or another plain-data description. */
+  spec: SweepSpec | Record<string, unknown>;
   /** The runs, in expansion order. */
   runs: {
     id: string;
@@ -114,7 +117,7 @@ export function readIndex(out: string): Promise<SweepIndex | undefined> {
  */
 export async function prepareSweep(
   out: string,
-  spec: SweepSpec,
+  spec: SweepSpec | (Record<string, unknown> & { name: string }),
   runs: readonly SweepRunPlan[],
   opts: { resume?: boolean } = {},
 ): Promise<void> {
@@ -124,7 +127,7 @@ export async function prepareSweep(
     const done = states.filter((s) => s?.state === "done").length;
     const same = canonicalJSON(existing.spec) === canonicalJSON(spec);
     throw new Error(
-      `${out} already holds the sweep "${existing.spec.name}" (${done} of ` +
+      `${out} already holds the sweep "${existing.name}" (${done} of ` +
         `${existing.runs.length} runs done${same ? "" : ", another spec"}): pass resume ` +
         `(--resume) to go on with it (done runs are kept, killed ones resume from their ` +
         `checkpoints), or choose another output folder`,
@@ -148,6 +151,7 @@ export async function prepareSweep(
   }
   const index: SweepIndex = {
     format: SWEEP_FORMAT,
+    name: spec.name,
     spec,
     runs: runs.map((r) => ({
       id: r.id,
