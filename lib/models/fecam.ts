@@ -141,9 +141,12 @@ export function normalizeCovariance(cov: ArrayLike<number>, d: number): Float64A
  * Checked line by line against Avalanche's `fecam.py` and `update_fecam.py`. Where we differ:
  * a class without a mean scores {@link MASK_VALUE} (Avalanche gives such classes a zero mean
  * and an identity covariance in `eval_adaptation`); the columns are class labels (Avalanche
- * stacks them in the dictionary's order); covariances are inverted through a float64 Cholesky
- * factorization (Avalanche's `pinv` also takes singular ones: here a covariance that is not
- * positive definite is an error asking for `shrinkage`).
+ * stacks them in the dictionary's order); each covariance is inverted in float64, through a Cholesky
+ * factorization when it is positive definite (where the pseudo-inverse Avalanche takes with
+ * `pinv` is the inverse, but for eigenvalues below `pinv`'s cut-off) and as a pseudo-inverse
+ * otherwise ({@link symmetricPinv}): FeCAM's shrinkage adds the mean of the non-zero
+ * off-diagonal entries to every off-diagonal one, which can leave a matrix indefinite (features
+ * dead for a class), and then, as in Avalanche, a "distance" may be negative.
  *
  * @example
  * ```ts
@@ -397,13 +400,7 @@ export class FeCAMClassifier {
     const cov = this.#covs.get(c)!;
     const cached = this.#inverses.get(c);
     if (cached && cached.of === cov) return cached.inv;
-    const inv = invertSpd(cov, d);
-    if (!inv) {
-      throw new RangeError(
-        `FeCAMClassifier: class ${c}'s covariance is not positive definite: build the ` +
-          `classifier with shrinkage: true (the default), or give it more samples per class`,
-      );
-    }
+    const inv = invertSymmetric(cov, d);
     this.#inverses.set(c, { of: cov, inv });
     return inv;
   }
@@ -431,13 +428,16 @@ function unitRows(x: tf.Tensor2D): tf.Tensor2D {
   return tf.div(x, tf.maximum(norm, 1e-12)) as tf.Tensor2D;
 }
 
-/** The inverse of a symmetric positive definite matrix through Cholesky, or undefined. */
-function invertSpd(a: ArrayLike<number>, d: number): Float32Array | undefined {
+/**
+ * The inverse of a symmetric matrix through Cholesky when it is positive definite, else its
+ * pseudo-inverse ({@link symmetricPinv}).
+ */
+export function invertSymmetric(a: ArrayLike<number>, d: number): Float32Array {
   const l = new Float64Array(d * d);
   for (let j = 0; j < d; j++) {
     let s = a[j * d + j];
     for (let k = 0; k < j; k++) s -= l[j * d + k] ** 2;
-    if (!(s > 0)) return undefined;
+    if (!(s > 0)) return symmetricPinv(a, d);
     const ljj = Math.sqrt(s);
     l[j * d + j] = ljj;
     for (let i = j + 1; i < d; i++) {
@@ -463,4 +463,59 @@ function invertSpd(a: ArrayLike<number>, d: number): Float32Array | undefined {
     for (let i = 0; i < d; i++) inv[i * d + e] = col[i];
   }
   return inv;
+}
+
+/**
+ * The Moore-Penrose pseudo-inverse of a symmetric matrix (as `torch.linalg.pinv`): `V diag(1/λ)
+ * Vᵀ` over the eigenvalues with `|λ| > d · ε₃₂ · max |λ|` (torch's default tolerance for a
+ * float32 matrix), from a cyclic Jacobi eigendecomposition in float64.
+ */
+export function symmetricPinv(a: ArrayLike<number>, d: number): Float32Array {
+  const m = Float64Array.from(a), v = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) v[i * d + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0, diag = 0;
+    for (let p = 0; p < d; p++) {
+      diag += m[p * d + p] ** 2;
+      for (let q = p + 1; q < d; q++) off += m[p * d + q] ** 2;
+    }
+    if (off <= 1e-30 * diag || off === 0) break;
+    for (let p = 0; p < d - 1; p++) {
+      for (let q = p + 1; q < d; q++) {
+        const apq = m[p * d + q];
+        if (apq === 0) continue;
+        const theta = (m[q * d + q] - m[p * d + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        for (let k = 0; k < d; k++) { // columns p, q
+          const kp = m[k * d + p], kq = m[k * d + q];
+          m[k * d + p] = c * kp - s * kq;
+          m[k * d + q] = s * kp + c * kq;
+        }
+        for (let k = 0; k < d; k++) { // rows p, q
+          const pk = m[p * d + k], qk = m[q * d + k];
+          m[p * d + k] = c * pk - s * qk;
+          m[q * d + k] = s * pk + c * qk;
+        }
+        for (let k = 0; k < d; k++) {
+          const kp = v[k * d + p], kq = v[k * d + q];
+          v[k * d + p] = c * kp - s * kq;
+          v[k * d + q] = s * kp + c * kq;
+        }
+      }
+    }
+  }
+  const values = Float64Array.from({ length: d }, (_, i) => m[i * d + i]);
+  const tol = d * 1.1920929e-7 * Math.max(...values.map(Math.abs));
+  const out = new Float32Array(d * d);
+  for (let i = 0; i < d; i++) {
+    for (let j = 0; j < d; j++) {
+      let sum = 0;
+      for (let k = 0; k < d; k++) {
+        if (Math.abs(values[k]) > tol) sum += (v[i * d + k] * v[j * d + k]) / values[k];
+      }
+      out[i * d + j] = sum;
+    }
+  }
+  return out;
 }
