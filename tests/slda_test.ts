@@ -260,14 +260,16 @@ Deno.test({
     const { base, ours } = await againstNaiveOnSplitMNIST({
       label: "SLDA on pixels",
       // Not SGD: the strategy options of the comparison (model, optimizer) are Naive's alone.
-      method: () => streamingLDA({ inputSize: 784, numClasses: 10, batchSize: 100, seed: 0 }),
-      trainPerExperience: 300,
-      hidden: [100],
-      lr: 0.05,
+      // Training minibatches of 500: the precision matrix of the training outputs is computed
+      // once per minibatch; the fit is one sample at a time whatever the size.
+      method: () => streamingLDA({ inputSize: 784, numClasses: 10, batchSize: 500, seed: 0 }),
+      trainPerExperience: 1000,
+      hidden: [200],
+      lr: 0.01,
       batchSize: 32,
       epochs: 2,
     });
     assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
-    assert.ok(ours.meanAccuracy > 0.7, `SLDA: ${ours.meanAccuracy}`);
+    assert.ok(ours.meanAccuracy > 0.8, `SLDA: ${ours.meanAccuracy}`);
   },
 });
