@@ -68,7 +68,10 @@ Deno.test("FeCAM's covariance transforms and class covariances, by hand", () => 
   const covs = classCovariancesOf(feats([[1, 2], [0, 0], [3, 0], [2, 4], [2, 2]]), [0, 1, 0, 0, 1]);
   closeAll(covs.get(0)!, [1, -1, -1, 4], 1e-12, "class 0");
   closeAll(covs.get(1)!, [2, 2, 2, 2], 1e-12, "class 1");
-  assert.throws(() => classCovariancesOf(feats([[1, 2], [0, 0], [3, 0]]), [0, 1, 0]), /class 1 has a single sample/);
+  assert.throws(
+    () => classCovariancesOf(feats([[1, 2], [0, 0], [3, 0]]), [0, 1, 0]),
+    /class 1 has a single sample/,
+  );
 });
 
 Deno.test("FeCAM's logits are minus the Mahalanobis distances of the normalized vectors", () => {
@@ -111,8 +114,18 @@ Deno.test("FeCAM's logits are minus the Mahalanobis distances of the normalized 
 
 Deno.test("FeCAM inverts covariances as pinv: inverse, pseudo-inverse of singular and indefinite ones", () => {
   const det = 2 * 3 - 1;
-  closeAll(invertSymmetric([2, 1, 1, 3], 2), [3 / det, -1 / det, -1 / det, 2 / det], 1e-7, "inverse");
-  closeAll(symmetricPinv([2, 1, 1, 3], 2), [3 / det, -1 / det, -1 / det, 2 / det], 1e-6, "pinv = inverse");
+  closeAll(
+    invertSymmetric([2, 1, 1, 3], 2),
+    [3 / det, -1 / det, -1 / det, 2 / det],
+    1e-7,
+    "inverse",
+  );
+  closeAll(
+    symmetricPinv([2, 1, 1, 3], 2),
+    [3 / det, -1 / det, -1 / det, 2 / det],
+    1e-6,
+    "pinv = inverse",
+  );
   closeAll(invertSymmetric([1, 1, 1, 1], 2), [0.25, 0.25, 0.25, 0.25], 1e-6, "singular: pinv");
   closeAll(invertSymmetric([2, 0, 0, -1], 2), [0.5, 0, 0, -1], 1e-6, "indefinite: pinv");
   // 3×3 with a rotation: [[2, 1, 0], [1, 2, 0], [0, 0, 0]] has eigenvalues 3, 1, 0.
@@ -192,7 +205,10 @@ Deno.test("the updaters' class means: current data (with momentum), memory, orac
   await s.train(e0);
   await s.train(e1);
   assert.equal(memory.storagePolicy.buffer.length, 20);
-  assert.deepEqual(state(memory.classifier.classMeans), state(meansOf(s, memory.storagePolicy.buffer)));
+  assert.deepEqual(
+    state(memory.classifier.classMeans),
+    state(meansOf(s, memory.storagePolicy.buffer)),
+  );
   s.dispose();
   s.model.dispose();
 
@@ -210,11 +226,17 @@ Deno.test("the updaters' class means: current data (with momentum), memory, orac
   s = toyRun(fc);
   await s.train(e0);
   const f0 = fc.classifier.applyTransforms(extractFeatures(s.model, e0.dataset));
-  assert.deepEqual(state(fc.classifier.classMeans), state(classMeansOf(f0, e0.dataset.targets, false)));
+  assert.deepEqual(
+    state(fc.classifier.classMeans),
+    state(classMeansOf(f0, e0.dataset.targets, false)),
+  );
   const covs = fc.classifier.applyCovTransforms(classCovariancesOf(f0, e0.dataset.targets));
   for (const c of [0, 1]) closeAll(fc.classifier.classCovs.get(c)!, covs.get(c)!, 1e-6, `cov ${c}`);
   const fr = await s.eval(bench.test);
-  assert.ok(fr.experiences[0].accuracy > 0.8, `FeCAM on experience 0: ${fr.experiences[0].accuracy}`);
+  assert.ok(
+    fr.experiences[0].accuracy > 0.8,
+    `FeCAM on experience 0: ${fr.experiences[0].accuracy}`,
+  );
   s.dispose();
   s.model.dispose();
 
@@ -316,12 +338,18 @@ Deno.test("the updaters refuse bad options and models without features", async (
     () => new FeCAMClassifier({ tukey2: 0.5 }),
     /unknown option "tukey2" \(did you mean "tukey"\?\)/,
   );
-  assert.throws(() => new FeCAMClassifier(true, true, -1), /shrink1 must be a finite number ≥ 0, got -1/);
+  assert.throws(
+    () => new FeCAMClassifier(true, true, -1),
+    /shrink1 must be a finite number ≥ 0, got -1/,
+  );
   // A model without embed: the updater says what it needs.
   const { Linear } = await import("../lib/nn/layers.ts");
   const bare = new Linear(64, 4, { seed: 0 });
   const s = naive({ model: bare, plugins: [new CurrentDataNCMUpdate()] });
-  await assert.rejects(() => s.train(toyBenchmark().train[0]), /CurrentDataNCMUpdate classifies the features before the head/);
+  await assert.rejects(
+    () => s.train(toyBenchmark().train[0]),
+    /CurrentDataNCMUpdate classifies the features before the head/,
+  );
   s.dispose();
   bare.dispose();
 });

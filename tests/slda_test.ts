@@ -11,7 +11,6 @@ import { mlp } from "../lib/models/mlp.ts";
 import { SLDAClassifier } from "../lib/models/slda.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import { StreamingLDA, streamingLDA } from "../lib/plugins/slda.ts";
-import { naive } from "../lib/strategy/strategies.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { againstNaiveOnSplitMNIST, checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -150,7 +149,10 @@ Deno.test("StreamingLDA trains without SGD: fitted statistics, hooks, flat tenso
   d0.fillBatch(Array.from({ length: n0 }, (_, i) => i), all);
   const byClass = [0, 1].map((c) => {
     const idx = [...d0.targets.keys()].filter((i) => d0.targets[i] === c);
-    return Array.from({ length: 64 }, (_, k) => idx.reduce((a, i) => a + all[i * 64 + k], 0) / idx.length);
+    return Array.from(
+      { length: 64 },
+      (_, k) => idx.reduce((a, i) => a + all[i * 64 + k], 0) / idx.length,
+    );
   });
   closeAll(s.model.muK.subarray(0, 128), byClass.flat(), 1e-6, "class means of experience 0");
   const r0 = await s.eval(bench.test);
@@ -202,7 +204,10 @@ Deno.test("StreamingLDA's checkpoint (means, counts, covariance, extractor) rest
 });
 
 Deno.test("StreamingLDA refuses bad options, naming the value and the fix", () => {
-  assert.throws(() => streamingLDA({ inputSize: 0, numClasses: 2 }), /inputSize must be an integer ≥ 1/);
+  assert.throws(
+    () => streamingLDA({ inputSize: 0, numClasses: 2 }),
+    /inputSize must be an integer ≥ 1/,
+  );
   assert.throws(() => streamingLDA({ inputSize: 2, numClasses: 0 }), /numClasses must be/);
   assert.throws(
     () => streamingLDA({ inputSize: 2, numClasses: 2, shrinkageParam: 2 }),

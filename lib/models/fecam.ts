@@ -117,15 +117,17 @@ export function shrinkCovariance(
   const diagMean = diag / d, offMean = nonZero > 0 ? off / nonZero : 0;
   return Float64Array.from(
     { length: d * d },
-    (_, i) =>
-      cov[i] + (i % (d + 1) === 0 ? shrink1 * diagMean : shrink2 * offMean),
+    (_, i) => cov[i] + (i % (d + 1) === 0 ? shrink1 * diagMean : shrink2 * offMean),
   );
 }
 
 /** A covariance divided by the outer product of its standard deviations (Avalanche's `_normalize_cov`). */
 export function normalizeCovariance(cov: ArrayLike<number>, d: number): Float64Array {
   const sd = Float64Array.from({ length: d }, (_, a) => Math.sqrt(cov[a * d + a]));
-  return Float64Array.from({ length: d * d }, (_, i) => cov[i] / (sd[Math.floor(i / d)] * sd[i % d]));
+  return Float64Array.from(
+    { length: d * d },
+    (_, i) => cov[i] / (sd[Math.floor(i / d)] * sd[i % d]),
+  );
 }
 
 /**
@@ -414,7 +416,9 @@ export class FeCAMClassifier {
 
   /** Restores what {@link FeCAMClassifier.state} returned. */
   loadState(state: FeCAMState): void {
-    if (!state || state.version !== 1 || !Array.isArray(state.means) || !Array.isArray(state.covs)) {
+    if (
+      !state || state.version !== 1 || !Array.isArray(state.means) || !Array.isArray(state.covs)
+    ) {
       throw new TypeError(`Not a FeCAMClassifier state (version ${String(state?.version)})`);
     }
     this.replaceClassMeansDict(new Map(state.means));

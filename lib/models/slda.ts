@@ -355,7 +355,9 @@ export class SLDAClassifier extends Module {
       );
     }
     if (labels.length !== features.n) {
-      throw new RangeError(`StreamingLDA: ${features.n} feature vectors but ${labels.length} labels`);
+      throw new RangeError(
+        `StreamingLDA: ${features.n} feature vectors but ${labels.length} labels`,
+      );
     }
     for (let i = 0; i < labels.length; i++) this.#checkLabel(labels[i]);
   }

@@ -11,6 +11,7 @@ import type { Experience } from "../data/experience.ts";
 import { extractFeatures, type Features, hasEmbed } from "../models/features.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
+import { ClassBalancedStoragePolicy, StoragePolicy } from "./storage_policy.ts";
 
 /** A classifier over features: NCMClassifier or FeCAMClassifier. */
 export interface FeatureClassifier {
@@ -23,8 +24,7 @@ export interface FeatureClassifier {
  * it at evaluation (Avalanche's model's `eval_classifier`): `afterEvalForward` replaces the
  * output by the classifier's logits of `model.embed(x)`, once it has statistics.
  */
-export abstract class FeatureClassifierUpdate<C extends FeatureClassifier>
-  extends StrategyPlugin {
+export abstract class FeatureClassifierUpdate<C extends FeatureClassifier> extends StrategyPlugin {
   /** The classifier used at evaluation. */
   readonly classifier: C;
 
@@ -107,4 +107,24 @@ export class SeenExperiences {
       if (e) s.dataset = e.dataset;
     }
   }
+}
+
+/** The memory of a Memory*Update: the one given, or a class-balanced one of `memSize`. */
+export function memoryOf(
+  who: string,
+  memSize: number,
+  storagePolicy: StoragePolicy | null | undefined,
+): StoragePolicy {
+  if (storagePolicy !== undefined && storagePolicy !== null) {
+    if (!(storagePolicy instanceof StoragePolicy)) {
+      throw new TypeError(
+        `${who}: storagePolicy must be a StoragePolicy (e.g. classBalanced(...))`,
+      );
+    }
+    return storagePolicy;
+  }
+  if (typeof memSize !== "number" || !Number.isInteger(memSize) || memSize < 1) {
+    throw new RangeError(`${who}: memSize must be an integer ≥ 1 (samples kept), got ${memSize}`);
+  }
+  return new ClassBalancedStoragePolicy(memSize);
 }

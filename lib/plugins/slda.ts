@@ -154,7 +154,9 @@ export class StreamingLDA extends Strategy {
       ...rest
     } = o;
     for (const [i, p] of (rest.plugins ?? []).entries()) {
-      const bad = NO_BACKWARD.filter((h) => typeof (p as Record<string, unknown>)?.[h] === "function");
+      const bad = NO_BACKWARD.filter((h) =>
+        typeof (p as Record<string, unknown>)?.[h] === "function"
+      );
       if (bad.length > 0) {
         throw new TypeError(
           `StreamingLDA has no backward pass: plugin ${p.name ?? i} has ${bad.join(" and ")}, ` +
@@ -213,7 +215,9 @@ export class StreamingLDA extends Strategy {
 
   protected override loadExtraState(extra: Record<string, unknown>, _opts: RestoreOptions): void {
     if (extra.slda === undefined) {
-      throw new RangeError("This checkpoint has no StreamingLDA statistics: it is not of this strategy");
+      throw new RangeError(
+        "This checkpoint has no StreamingLDA statistics: it is not of this strategy",
+      );
     }
     this.model.loadLdaState(extra.slda as SLDAState);
   }

@@ -11,9 +11,8 @@ import type { Experience } from "../data/experience.ts";
 import { FeCAMClassifier, type FeCAMState } from "../models/fecam.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { anyOf, checkOptions, instanceOf, type OptionSpec } from "../options.ts";
-import { FeatureClassifierUpdate, SeenExperiences } from "./_feature_classifier.ts";
+import { FeatureClassifierUpdate, memoryOf, SeenExperiences } from "./_feature_classifier.ts";
 import { StoragePolicy, type StoragePolicyState } from "./storage_policy.ts";
-import { memoryOf } from "./update_ncm.ts";
 
 /** Options of {@link CurrentDataFeCAMUpdate} and {@link FeCAMOracle}. */
 export interface FeCAMUpdateOptions {

@@ -10,12 +10,8 @@ import { classMeansOf, NCMClassifier } from "../models/ncm.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { concatDatasets } from "../data/dataset.ts";
 import { anyOf, checkOptions, instanceOf, type OptionSpec } from "../options.ts";
-import { FeatureClassifierUpdate, SeenExperiences } from "./_feature_classifier.ts";
-import {
-  ClassBalancedStoragePolicy,
-  StoragePolicy,
-  type StoragePolicyState,
-} from "./storage_policy.ts";
+import { FeatureClassifierUpdate, memoryOf, SeenExperiences } from "./_feature_classifier.ts";
+import { StoragePolicy, type StoragePolicyState } from "./storage_policy.ts";
 
 /** Options of {@link CurrentDataNCMUpdate} and {@link NCMOracle}. */
 export interface NCMUpdateOptions {
@@ -86,7 +82,12 @@ function checkState(who: string, state: unknown): NCMUpdateState {
 export class CurrentDataNCMUpdate extends FeatureClassifierUpdate<NCMClassifier> {
   /** @param opts the classifier to keep up to date (default a new normalizing one). */
   constructor(opts: NCMUpdateOptions = {}) {
-    super(classifierOf("CurrentDataNCMUpdate", checkOptions("CurrentDataNCMUpdate", opts, NCM_UPDATE_OPTIONS)));
+    super(
+      classifierOf(
+        "CurrentDataNCMUpdate",
+        checkOptions("CurrentDataNCMUpdate", opts, NCM_UPDATE_OPTIONS),
+      ),
+    );
   }
 
   /** Updates the class means from the experience's data. */
@@ -109,7 +110,7 @@ export class CurrentDataNCMUpdate extends FeatureClassifierUpdate<NCMClassifier>
 /**
  * Avalanche's `MemoryNCMUpdate(mem_size=2000, storage_policy=None)`: after each training
  * experience the memory (by default a class-balanced one of `memSize` samples,
- * {@link ClassBalancedStoragePolicy}, Avalanche's `ClassBalancedBuffer`) takes its samples of
+ * `ClassBalancedStoragePolicy`, Avalanche's `ClassBalancedBuffer`) takes its samples of
  * the experience, and the classifier's means are replaced by those of the model's features over
  * the memory (as iCaRL's means of exemplars). Evaluation as {@link CurrentDataNCMUpdate} (where
  * we differ from Avalanche is said there).
@@ -165,24 +166,6 @@ export class MemoryNCMUpdate extends FeatureClassifierUpdate<NCMClassifier> {
     this.storagePolicy.loadState(s.memory);
     this.classifier.loadState(s.classMeans);
   }
-}
-
-/** The memory of a Memory*Update: the one given, or a class-balanced one of `memSize`. */
-export function memoryOf(
-  who: string,
-  memSize: number,
-  storagePolicy: StoragePolicy | null | undefined,
-): StoragePolicy {
-  if (storagePolicy !== undefined && storagePolicy !== null) {
-    if (!(storagePolicy instanceof StoragePolicy)) {
-      throw new TypeError(`${who}: storagePolicy must be a StoragePolicy (e.g. classBalanced(...))`);
-    }
-    return storagePolicy;
-  }
-  if (typeof memSize !== "number" || !Number.isInteger(memSize) || memSize < 1) {
-    throw new RangeError(`${who}: memSize must be an integer ≥ 1 (samples kept), got ${memSize}`);
-  }
-  return new ClassBalancedStoragePolicy(memSize);
 }
 
 /**
