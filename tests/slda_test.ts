@@ -11,6 +11,9 @@ import { mlp } from "../lib/models/mlp.ts";
 import { SLDAClassifier } from "../lib/models/slda.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import { StreamingLDA, streamingLDA } from "../lib/plugins/slda.ts";
+import { evaluation } from "../lib/plugins/evaluation.ts";
+import { accuracy } from "../lib/metrics/accuracy.ts";
+import { loss } from "../lib/metrics/loss.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { againstNaiveOnSplitMNIST, checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -277,4 +280,52 @@ Deno.test({
     assert.ok(base.meanAccuracy < 0.3, `naive forgets: ${base.meanAccuracy}`);
     assert.ok(ours.meanAccuracy > 0.8, `SLDA: ${ours.meanAccuracy}`);
   },
+});
+
+Deno.test("StreamingLDA works with an evaluator; the 0.6 positional form is the options form", async () => {
+  const bench = toyBenchmark({ n: 80, experiences: 2 });
+  const evaluator = evaluation({ metrics: [accuracy({ at: ["epoch", "stream"] }), loss()] });
+  const positional = new StreamingLDA(
+    null,
+    null,
+    64,
+    4,
+    null,
+    0.01,
+    true,
+    1,
+    16,
+    64,
+    null,
+    null,
+    evaluator,
+  );
+  const options = streamingLDA({
+    inputSize: 64,
+    numClasses: 4,
+    shrinkageParam: 0.01,
+    batchSize: 16,
+    evalBatchSize: 64,
+  });
+  options.rng.setState(positional.rng.state()); // the same shuffles (0.6's form takes no seed)
+  for (const s of [positional, options]) {
+    for (const e of bench.train) await s.train(e);
+  }
+  const r = await positional.eval(bench.test);
+  assert.deepEqual(positional.model.ldaState(), options.model.ldaState());
+  assert.deepEqual((await options.eval(bench.test)).experiences, r.experiences);
+  const last = evaluator.getLastMetrics();
+  close(
+    last["Top1_Acc_Stream/eval_phase/test_stream/Task000"],
+    r.accuracy,
+    1e-9,
+    "evaluator's accuracy",
+  );
+  assert.ok(
+    Number.isFinite(last["Loss_Stream/eval_phase/test_stream/Task000"]),
+    "evaluator's loss",
+  );
+  const trainAcc = Object.keys(last).find((k) => k.startsWith("Top1_Acc_Epoch/train_phase"));
+  assert.ok(trainAcc && last[trainAcc] > 0.5, `training accuracy of the LDA outputs: ${trainAcc}`);
+  for (const s of [positional, options]) s.dispose();
 });
