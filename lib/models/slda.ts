@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Features, hasEmbed } from "./features.ts";
 import { MASK_VALUE } from "./heads.ts";
-import { Module } from "../nn/module.ts";
+import { type ForwardOptions, Module } from "../nn/module.ts";
 
 /** Options of {@link SLDAClassifier}. */
 export interface SLDAClassifierOptions {
@@ -166,16 +166,16 @@ export class SLDAClassifier extends Module {
     return this.#sigma.slice();
   }
 
-  /** The features of inputs `x`: [n, inputSize]. */
-  features(x: tf.Tensor): tf.Tensor2D {
+  /** The features of inputs `x`: [n, inputSize] (`opts`: task labels, for the extractor). */
+  features(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor2D {
     return tf.tidy(() => {
       const n = x.shape[0];
       const fe = this.featureExtractor;
       let f = x;
       if (fe) {
         f = this.outputLayerName === "embed"
-          ? (fe as Module & { embed(x: tf.Tensor): tf.Tensor }).embed(x)
-          : fe.forward(x);
+          ? (fe as Module & { embed(x: tf.Tensor, o?: ForwardOptions): tf.Tensor }).embed(x, opts)
+          : fe.forward(x, opts);
       }
       if (f.size / n !== this.inputSize) {
         throw new RangeError(
@@ -188,8 +188,8 @@ export class SLDAClassifier extends Module {
   }
 
   /** LDA scores [n, numClasses] of inputs `x` (through the feature extractor). */
-  forward(x: tf.Tensor): tf.Tensor2D {
-    return tf.tidy(() => this.predict(this.features(x)));
+  forward(x: tf.Tensor, opts?: ForwardOptions): tf.Tensor2D {
+    return tf.tidy(() => this.predict(this.features(x, opts)));
   }
 
   /** LDA scores [n, numClasses] of features [n, inputSize] (Avalanche's `predict`). */

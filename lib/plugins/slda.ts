@@ -184,7 +184,10 @@ export class StreamingLDA extends Strategy {
     const model = this.model, batch = ctx.batch!;
     model.eval(); // the extractor is fixed: no dropout, as Avalanche's slda_model.eval()
     hooks.callSync("beforeForward", ctx);
-    const features = model.features(batch.x);
+    const features = model.features(batch.x, {
+      taskLabels: batch.t,
+      taskLabelsArray: batch.data.t,
+    });
     ctx.output = model.predict(features);
     hooks.callSync("afterForward", ctx);
     ctx.loss = this.criterion(ctx.output, batch.y);
