@@ -156,6 +156,17 @@ export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/feature
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
 export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";
+export {
+  classCovariancesOf,
+  FeCAMClassifier,
+  invertSymmetric,
+  normalizeCovariance,
+  shrinkCovariance,
+  symmetricPinv,
+} from "./lib/models/fecam.ts";
+export type { FeCAMClassifierOptions, FeCAMState } from "./lib/models/fecam.ts";
+export { SLDAClassifier } from "./lib/models/slda.ts";
+export type { SLDAClassifierOptions, SLDAState } from "./lib/models/slda.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -185,6 +196,7 @@ export type {
   EpochResult,
   EvalResult,
   ExperienceEval,
+  HookRunner,
   RestoreOptions,
   StrategyOptions,
   StrategyState,
@@ -434,6 +446,34 @@ export type {
   BiCPluginOptions,
   BiCPluginState,
 } from "./lib/plugins/bic.ts";
+export { StreamingLDA, streamingLDA } from "./lib/plugins/slda.ts";
+export type { StreamingLDAOptions } from "./lib/plugins/slda.ts";
+export {
+  CurrentDataNCMUpdate,
+  currentDataNCMUpdate,
+  MemoryNCMUpdate,
+  memoryNCMUpdate,
+  NCMOracle,
+  ncmOracle,
+} from "./lib/plugins/update_ncm.ts";
+export type {
+  MemoryNCMUpdateOptions,
+  NCMUpdateOptions,
+  NCMUpdateState,
+} from "./lib/plugins/update_ncm.ts";
+export {
+  CurrentDataFeCAMUpdate,
+  currentDataFeCAMUpdate,
+  FeCAMOracle,
+  fecamOracle,
+  MemoryFeCAMUpdate,
+  memoryFeCAMUpdate,
+} from "./lib/plugins/update_fecam.ts";
+export type {
+  FeCAMUpdateOptions,
+  FeCAMUpdateState,
+  MemoryFeCAMUpdateOptions,
+} from "./lib/plugins/update_fecam.ts";
 
 // Layer 7, notebook display: figures and tables.
 export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";

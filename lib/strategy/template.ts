@@ -198,6 +198,9 @@ const CHECKPOINT_OPTIONS: OptionSpec<NonNullable<TrainOptions["checkpoint"]>> = 
 };
 const RESTORE_OPTIONS: OptionSpec<RestoreOptions> = { experiences: "any" };
 
+/** Runs the plugins' hooks of a name, in order (what {@link Strategy.trainingUpdate} gets). */
+export type HookRunner = Pick<Hooks, "call" | "callSync">;
+
 /** The task routing a model's forward gets for a minibatch. */
 function routing(batch: TensorBatch) {
   return { taskLabels: batch.t, taskLabelsArray: batch.data.t };
@@ -590,18 +593,31 @@ export class Strategy implements StrategySettings {
       ctx.params = this.model.trainableParameters();
       await hooks.call("beforeTrainingIteration", ctx);
       const batch = ctx.batch;
-      // Forward, loss and gradients: on the tape, or without it when nothing needs it (plan()).
-      this.#step!.run(ctx, this.#region, this.#trainScope.keep);
-      await hooks.call("afterBackward", ctx);
-      await hooks.call("beforeUpdate", ctx);
-      tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
-      await hooks.call("afterUpdate", ctx);
+      await this.trainingUpdate(ctx, hooks);
       this.#totals.add(ctx.loss!, ctx.output!, batch.y);
       this.clock.trainIterations++;
       this.clock.epochIteration++;
       await hooks.call("afterTrainingIteration", ctx);
       return batch.n;
     }).finally(() => this.#clearIteration());
+  }
+
+  /**
+   * The update of one training iteration, between `beforeTrainingIteration` and the epoch's
+   * loss and accuracy totals: gradient descent here (forward, loss and gradients, on the tape
+   * or without it when nothing needs it, see {@link Strategy.plan}; then `afterBackward`,
+   * `beforeUpdate`, the optimizer's step and `afterUpdate`). A strategy whose training is not
+   * gradient descent (`StreamingLDA`) overrides it: it must set `ctx.output` and `ctx.loss` for
+   * `ctx.batch`, and calls the hooks it keeps through `hooks` (`callSync` for the ones that are
+   * synchronous in every strategy: beforeForward, afterForward, beforeBackward). Tensors made
+   * here are freed with the iteration's scope.
+   */
+  protected async trainingUpdate(ctx: StrategyContext, hooks: HookRunner): Promise<void> {
+    this.#step!.run(ctx, this.#region, this.#trainScope.keep);
+    await hooks.call("afterBackward", ctx);
+    await hooks.call("beforeUpdate", ctx);
+    tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
+    await hooks.call("afterUpdate", ctx);
   }
 
   /**
