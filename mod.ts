@@ -583,6 +583,8 @@ export {
   loadSweep,
   progressLine,
   readIndex,
+  reproRunConfig,
+  reproSeeds,
   runDir,
   runId,
   runInline,
@@ -592,6 +594,7 @@ export {
   sweep,
   sweepProgress,
   workerCommand,
+  writeSeedsResults,
 } from "./lib/sweep/mod.ts";
 export type {
   EngineOptions,
@@ -599,6 +602,7 @@ export type {
   EngineProgress,
   ExecuteOptions,
   LocalOptions,
+  ReproSeedsOptions,
   RunConfig,
   RunOutcome,
   RunState,

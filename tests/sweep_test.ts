@@ -16,6 +16,8 @@ import { readStatus } from "../lib/sweep/store.ts";
 import { compareRuns } from "../lib/notebook/plots.ts";
 import { groupSummary, groupSummaryMarkdown, summaryTable } from "../lib/notebook/tables.ts";
 import { SHARED_DATA } from "./_helpers.ts";
+import { loadSeedsResults, reproConfig, runReproduction, writeSummary } from "../lib/repro/mod.ts";
+import { reproSeeds, writeSeedsResults } from "../lib/sweep/repro.ts";
 
 await setBackend("blas");
 
@@ -394,7 +396,11 @@ Deno.test({
         progress: "off",
         slurm: { pollSeconds: 0.5, resources: { cpusPerTask: 1, memMB: 2000, timeMinutes: 10 } },
       });
-      assert.deepEqual(slurm.map((r) => r.state), ["done", "done", "done", "done"], String(slurm[0].error));
+      assert.deepEqual(
+        slurm.map((r) => r.state),
+        ["done", "done", "done", "done"],
+        String(slurm[0].error),
+      );
       const local = await sweep(spec, {
         out: join(tmp, "local"),
         engine: "local",
@@ -420,6 +426,53 @@ Deno.test({
           .length,
         1,
       );
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "reproductions over seeds: one run per (reproduction, seed), mean ± std in summary.md" +
+    skipped,
+  ...withData,
+  async fn() {
+    const tmp = await Deno.makeTempDir({ prefix: "perennial-repro-seeds-" });
+    try {
+      const configs = [reproConfig("derpp-split-mnist"), reproConfig("icarl-split-mnist")];
+      const results = await reproSeeds(configs, {
+        mode: "tiny",
+        seeds: [0, 1],
+        out: join(tmp, "runs"),
+        engine: "local",
+        workers: 2,
+        backend: "blas",
+        dataDir: SHARED_DATA,
+      });
+      assert.deepEqual(results.map((r) => [r.name, r.n, r.mode]), [
+        ["derpp-split-mnist", 2, "tiny"],
+        ["icarl-split-mnist", 2, "tiny"],
+      ]);
+      const [a, b] = results[0].seeds.map((s) => s.accuracy);
+      assert.ok(Math.abs(results[0].mean - (a + b) / 2) < 1e-12);
+      assert.ok(Math.abs(results[0].std - Math.abs(a - b) / Math.SQRT2) < 1e-12);
+      // Seed 0 is the single-seed reproduction's run.
+      const single = await runReproduction("derpp-split-mnist", {
+        mode: "tiny",
+        seed: 0,
+        dataDir: SHARED_DATA,
+        progress: "off",
+      });
+      assert.equal(single.accuracy, a);
+      await writeSeedsResults(join(tmp, "results"), results);
+      await writeSummary(join(tmp, "results"));
+      const md = await Deno.readTextFile(join(tmp, "results", "summary.md"));
+      assert.match(md, /## Over seeds/);
+      assert.match(
+        md,
+        /\| derpp-split-mnist \| DER\+\+ \| ≥ 0\.88 \| 0\.\d{4} ± 0\.\d{4} \| 2 \| 0: /,
+      );
+      assert.deepEqual((await loadSeedsResults(join(tmp, "results"))).length, 2);
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }
