@@ -37,6 +37,7 @@ export { runInline, runLocal, workerCommand } from "./local.ts";
 export type { EngineOptions, EngineOutcome, EngineProgress, LocalOptions } from "./local.ts";
 export { progressLine, sweepProgress, type SweepProgressMode } from "./progress.ts";
 export { runSlurm, type SlurmOptions, type SlurmPlan, slurmScript } from "./slurm.ts";
+export { reproRunConfig, reproSeeds, type ReproSeedsOptions, writeSeedsResults } from "./repro.ts";
 
 /** Which engine runs a sweep's runs. */
 export type SweepEngine = "local" | "inline" | "slurm";
