@@ -57,7 +57,13 @@ export class Classifier extends Module implements Cloneable {
   }
 }
 
-function makeHead(kind: HeadKind, inFeatures: number, outputs: number, seed: number): Module {
+/** The output head of `kind` on `inFeatures` features (`outputs` initial units). */
+export function makeHead(
+  kind: HeadKind,
+  inFeatures: number,
+  outputs: number,
+  seed: number,
+): Module {
   switch (kind) {
     case "single":
       return new Linear(inFeatures, outputs, { seed });
@@ -88,7 +94,8 @@ export interface MLPOptions {
   seed?: number;
 }
 
-const HEAD_KINDS = oneOf("single", "incremental", "multi");
+/** The option kind of a {@link HeadKind}. */
+export const HEAD_KINDS = oneOf("single", "incremental", "multi");
 
 /** The keys of {@link multiHeadMLP}'s options (those of {@link mlp} but `head`). */
 const MULTI_HEAD_MLP_OPTIONS: OptionSpec<Omit<MLPOptions, "head">> = {

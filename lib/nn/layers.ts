@@ -15,7 +15,7 @@ import {
   type LinearActivation,
 } from "../backends/fused.ts";
 import { type ForwardOptions, Module } from "./module.ts";
-import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
+import { anyOf, checkOptions, oneOf, type OptionSpec } from "../options.ts";
 
 /** Backends whose own gradient kernels are fast (native matrix products). */
 const NATIVE_GRADS: ReadonlySet<string> = new Set(["blas", "tensorflow"]);
@@ -49,13 +49,32 @@ function convDim(
   size: number,
   k: number,
   stride: number,
-  padding: "same" | "valid",
+  padding: ConvPadding,
 ): { out: number; before: number; after: number } {
+  if (typeof padding === "number") {
+    return {
+      out: Math.floor((size + 2 * padding - k) / stride) + 1,
+      before: padding,
+      after: padding,
+    };
+  }
   if (padding === "valid") return { out: Math.ceil((size - k + 1) / stride), before: 0, after: 0 };
   const out = Math.ceil(size / stride);
   const total = Math.max(0, (out - 1) * stride + k - size);
   const before = Math.floor(total / 2);
   return { out, before, after: total - before };
+}
+
+/** Padding of a convolution: tfjs' "same" or "valid", or PyTorch's zeros on every side. */
+export type ConvPadding = "same" | "valid" | number;
+
+/** `padding` as tfjs' conv2d takes it (a number is the same zeros on both sides of each axis). */
+function tfPadding(
+  padding: ConvPadding,
+): "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]] {
+  return typeof padding === "number"
+    ? [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+    : padding;
 }
 
 /**
@@ -67,7 +86,7 @@ function im2col(
   kh: number,
   kw: number,
   stride: number,
-  padding: "same" | "valid",
+  padding: ConvPadding,
 ): tf.Tensor2D {
   const [n, h, w, c] = x.shape;
   const dh = convDim(h, kh, stride, padding);
@@ -93,37 +112,42 @@ function im2col(
 }
 
 /**
- * conv2d(x, w) + b on NHWC inputs with a gradient that needs no `Conv2DBackpropFilter` kernel
- * (the wasm backend has none): the kernel's gradient is im2col(x)ᵀ · dy, the input's gradient
- * the transposed convolution.
+ * conv2d(x, w) + b on NHWC inputs (no bias when `b` is undefined) with a gradient that needs no
+ * `Conv2DBackpropFilter` kernel (the wasm backend has none): the kernel's gradient is
+ * im2col(x)ᵀ · dy, the input's gradient the transposed convolution.
  */
 export function conv2dOp(
   x: tf.Tensor4D,
   w: tf.Tensor4D,
-  b: tf.Tensor1D,
+  b: tf.Tensor1D | undefined,
   stride = 1,
-  padding: "same" | "valid" = "same",
+  padding: ConvPadding = "same",
 ): tf.Tensor4D {
+  const pad = tfPadding(padding);
   const op = tf.customGrad(
-    ((x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, save: (ts: tf.Tensor[]) => void) => {
+    ((...args: unknown[]) => {
+      const save = args[args.length - 1] as (ts: tf.Tensor[]) => void;
+      const [x, w, b] = args.slice(0, -1) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D?];
       save([x, w]);
+      const y = tf.conv2d(x, w, stride, pad) as tf.Tensor4D;
       return {
-        value: tf.add(tf.conv2d(x, w, stride, padding), b) as tf.Tensor4D,
+        value: b ? tf.add(y, b) as tf.Tensor4D : y,
         gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
           const [sx, sw] = saved as [tf.Tensor4D, tf.Tensor4D];
           const [kh, kw, , cout] = sw.shape;
           const dy2 = tf.reshape(dy, [-1, cout]);
           const cols = im2col(sx, kh, kw, stride, padding);
-          return [
-            tf.conv2dTranspose(dy, sw, sx.shape, stride, padding),
+          const grads = [
+            tf.conv2dTranspose(dy, sw, sx.shape, stride, pad),
             tf.reshape(tf.matMul(tf.transpose(cols), dy2), sw.shape),
-            tf.sum(dy2, 0),
           ];
+          if (b) grads.push(tf.sum(dy2, 0));
+          return grads;
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
-  ) as unknown as (x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D) => tf.Tensor4D;
-  return op(x, w, b);
+  ) as unknown as (...xs: tf.Tensor[]) => tf.Tensor4D;
+  return b ? op(x, w, b) : op(x, w);
 }
 
 /** Options of {@link Linear}. */
@@ -286,8 +310,13 @@ export class Flatten extends Module {
 export interface Conv2dOptions {
   /** Stride in both directions. @default 1 */
   stride?: number;
-  /** @default "same" */
-  padding?: "same" | "valid";
+  /**
+   * tfjs' "same" or "valid", or a number of zero rows and columns on every side (PyTorch's
+   * `padding`; "same" and PyTorch's `padding=1` differ for strided 3×3 kernels). @default "same"
+   */
+  padding?: ConvPadding;
+  /** Add a bias (PyTorch's `bias`). @default true */
+  bias?: boolean;
   /** Initializer seed (default: drawn from the run's seeded Math.random). */
   seed?: number;
 }
@@ -295,14 +324,18 @@ export interface Conv2dOptions {
 /** The keys of {@link Conv2dOptions}, for checking what users pass. */
 const CONV2D_OPTIONS: OptionSpec<Conv2dOptions> = {
   stride: "integer",
-  padding: oneOf("same", "valid"),
+  padding: anyOf(oneOf("same", "valid"), "integer"),
+  bias: "boolean",
   seed: "number",
 };
 
-/** 2-D convolution on NHWC inputs with a [kh, kw, in, out] kernel ("same" or "valid" padding). */
+/**
+ * 2-D convolution on NHWC inputs with a [kh, kw, in, out] kernel ("same", "valid" or numeric
+ * padding), initialized as PyTorch does: uniform in ±1/sqrt(in·k²) for weights and bias.
+ */
 export class Conv2d extends Module {
   weight: tf.Variable;
-  bias: tf.Variable;
+  bias: tf.Variable | undefined;
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
@@ -322,9 +355,14 @@ export class Conv2d extends Module {
         throw new RangeError(`Conv2d ${k} must be a positive integer, got ${v}`);
       }
     }
-    const padding: string = opts.padding ?? "same";
-    if (padding !== "same" && padding !== "valid") {
-      throw new RangeError(`Conv2d padding must be "same" or "valid", got "${padding}"`);
+    const padding: unknown = opts.padding ?? "same";
+    if (
+      padding !== "same" && padding !== "valid" &&
+      !(typeof padding === "number" && Number.isInteger(padding) && padding >= 0)
+    ) {
+      throw new RangeError(
+        `Conv2d padding must be "same", "valid" or an integer ≥ 0, got ${JSON.stringify(padding)}`,
+      );
     }
     const seed = drawSeed(opts.seed);
     const bound = 1 / Math.sqrt(inChannels * kernelSize * kernelSize);
@@ -338,7 +376,7 @@ export class Conv2d extends Module {
         seed,
       ),
     );
-    this.bias = this.param(
+    this.bias = opts.bias === false ? undefined : this.param(
       "bias",
       tf.randomUniform([outChannels], -bound, bound, "float32", seed + 1),
     );
@@ -354,13 +392,13 @@ export class Conv2d extends Module {
     // tfjs-node's native kernel gradient is fast; wasm has none and cpu's is much slower than
     // im2col + matMul.
     if (NATIVE_GRADS.has(tf.getBackend())) {
-      const y = tf.conv2d(x as tf.Tensor4D, this.weight as tf.Tensor4D, stride, padding);
-      return tf.add(y, this.bias);
+      const y = tf.conv2d(x as tf.Tensor4D, this.weight as tf.Tensor4D, stride, tfPadding(padding));
+      return this.bias ? tf.add(y, this.bias) : y;
     }
     return conv2dOp(
       x as tf.Tensor4D,
       this.weight as tf.Tensor4D,
-      this.bias as tf.Tensor1D,
+      this.bias as tf.Tensor1D | undefined,
       stride,
       padding,
     );
