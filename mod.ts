@@ -131,7 +131,12 @@ export {
   MaxPool2d,
   Sequential,
 } from "./lib/nn/layers.ts";
-export type { ActivationName, Conv2dOptions, LinearOptions } from "./lib/nn/layers.ts";
+export type { ActivationName, Conv2dOptions, ConvPadding, LinearOptions } from "./lib/nn/layers.ts";
+export { batchNorm, BatchNorm2d } from "./lib/nn/norm.ts";
+export type { BatchNorm2dOptions, BatchNormOptions, BatchNormParams } from "./lib/nn/norm.ts";
+export { AvgPool2d, GlobalAvgPool2d } from "./lib/nn/pooling.ts";
+export { BasicBlock, ZeroPadShortcut } from "./lib/nn/residual.ts";
+export type { BasicBlockOptions, ShortcutKind } from "./lib/nn/residual.ts";
 export {
   binaryCrossEntropyWithLogits,
   crossEntropy,
@@ -152,6 +157,13 @@ export type { Criterion } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
 export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
 export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
+export { reducedResNet18, resnet32, ResNetBackbone, slimResNet18 } from "./lib/models/resnet.ts";
+export type {
+  ResNet32Options,
+  ResNetSpec,
+  ResNetStage,
+  SlimResNet18Options,
+} from "./lib/models/resnet.ts";
 export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/features.ts";
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";

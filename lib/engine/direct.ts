@@ -118,6 +118,9 @@ export function planDirectStep(model: Module): DirectStep | undefined {
   return typeof step === "string" ? undefined : step;
 }
 
+/** What the reasons say has a tape-free backward. */
+const TAPE_FREE_LAYERS = "only Linear, a ReLU after it, Flatten and inactive Dropout have one";
+
 /**
  * A {@link DirectStep} for `model`, or why there is none (another class or a subclass, other
  * layers, an active dropout, a task-routed head, a backend without the fused kernels): the
@@ -132,7 +135,9 @@ export function directStepFor(model: Module): DirectStep | string {
   }
   const c = model as Classifier;
   if (!isExactly(c.features, Sequential)) {
-    return `the model's features are a ${c.features.constructor.name}, not a Sequential`;
+    return `the model's features are a ${c.features.constructor.name}, not a Sequential of ` +
+      `linear layers (${TAPE_FREE_LAYERS}; convolutions, batch norms and residual blocks train on ` +
+      `the tape)`;
   }
   if (!isExactly(c.classifier, Linear)) {
     return `the model's head is a ${c.classifier.constructor.name}, not a Linear layer`;
@@ -165,7 +170,7 @@ export function directStepFor(model: Module): DirectStep | string {
       continue;
     } else {
       const what = isExactly(l, Activation) ? `a ${l.kind} activation` : `a ${l.constructor.name}`;
-      return `features layer ${i} is ${what}, which has no tape-free backward`;
+      return `features layer ${i} is ${what}, which has no tape-free backward (${TAPE_FREE_LAYERS})`;
     }
   }
   if (!add(c.classifier as Linear, "linear")) return "the head is not named in the model";

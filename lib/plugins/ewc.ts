@@ -223,10 +223,10 @@ function checkLambda(what: string, v: unknown): number {
  *
  * - After each training experience (`afterTrainingExp`) the importances `F_e` are
  *   {@link ewcImportances}: the mean over the experience's training minibatches (the strategy's
- *   batch size, in order, the model in training mode) of the squared gradients of the mean
- *   criterion loss, for every trainable parameter. (Avalanche puts the model in eval mode for
- *   this pass; the two differ only for models with dropout. Training mode matches
- *   the bench's PyTorch reference.)
+ *   batch size, in order, the model in eval mode as Avalanche's `compute_importances`) of the
+ *   squared gradients of the mean criterion loss, for every trainable parameter. Eval mode
+ *   matters for dropout (off) and batch norm (the running statistics normalize, and the pass
+ *   leaves them as training left them); for other models the two modes give the same numbers.
  * - In `beforeBackward` the penalty `λ Σ_e Σ_p F_e,p (θ_p − θ_e,p)²` is added to the loss as the
  *   term `"ewc"` (`"separate"` mode; no ½ factor, as Avalanche). `"online"` mode keeps one running
  *   importance `F = decayFactor·F_old + F_new` anchored at the latest parameters `θ*` and adds
@@ -485,7 +485,7 @@ export class EWCPlugin extends StrategyPlugin {
     const exp = ctx.experience;
     if (!exp) return;
     const wasTraining = ctx.model.training;
-    ctx.model.train();
+    ctx.model.eval();
     let importances: Map<string, tf.Tensor>;
     try {
       importances = ewcImportances(ctx.model, exp.dataset, {

@@ -83,7 +83,9 @@ function freeze(model: Module): void {
  * - `afterTrainingExp`: keeps a frozen copy of the model (`model.clone()`; its parameters are
  *   non-trainable variables, so no gradient reaches them, and it runs in eval mode: Avalanche
  *   deep-copies the model in whatever mode it is, `torch_ref.py` uses eval mode; they differ
- *   only with dropout) and adds the experience's classes to the classes seen for each task label.
+ *   with dropout, and with batch norm, whose teacher here normalizes by its frozen running
+ *   statistics where Avalanche's would use each minibatch's and move its own) and adds the
+ *   experience's classes to the classes seen for each task label.
  * - `beforeBackward`, from the second experience on: adds the term `"lwf"`,
  *   `alpha_k · Σ_tasks KL(softmax(prev/T) ‖ softmax(cur/T))` restricted to the previously seen
  *   classes ({@link distillationLoss}), `k` the index of the experience being trained.
