@@ -298,9 +298,8 @@ Deno.test("BatchNorm2d errors name the bad value and the fix", () => {
     name: "RangeError",
     message: /eps must be > 0/,
   });
-  // deno-lint-ignore no-explicit-any
   assert.throws(
-    () => new BatchNorm2d(3, { momentun: 0.1 } as any),
+    () => new BatchNorm2d(3, { momentun: 0.1 } as unknown as { momentum: number }),
     /unknown option "momentun" \(did you mean "momentum"\?\)/,
   );
   const bn = new BatchNorm2d(3);

@@ -357,11 +357,11 @@ Deno.test("Conv2d forward matches tf.conv2d and its gradient matches tfjs' nativ
       assert.deepEqual(y.shape, [2, 3, 3, 4]);
       assertClose(
         y,
-        tf.add(tf.conv2d(x as tf.Tensor4D, conv.weight as tf.Tensor4D, 2, "same"), conv.bias),
+        tf.add(tf.conv2d(x as tf.Tensor4D, conv.weight as tf.Tensor4D, 2, "same"), conv.bias!),
         1e-5,
       );
       const { grads } = tf.variableGrads(() => tf.sum(tf.square(conv.forward(x))));
-      assert.deepEqual(Object.keys(grads).sort(), [conv.bias.name, conv.weight.name].sort());
+      assert.deepEqual(Object.keys(grads).sort(), [conv.bias!.name, conv.weight.name].sort());
     });
     assert.throws(() => tf.tidy(() => conv.forward(tf.zeros([1, 5, 5, 2]))), {
       name: "RangeError",

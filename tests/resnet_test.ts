@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { classIncremental, taskIncremental } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { extractFeatures } from "../lib/models/features.ts";
-import { IncrementalClassifier, MultiHeadClassifier } from "../lib/models/heads.ts";
+import { IncrementalClassifier, type MultiHeadClassifier } from "../lib/models/heads.ts";
 import type { Classifier } from "../lib/models/mlp.ts";
 import { reducedResNet18, resnet32, ResNetBackbone, slimResNet18 } from "../lib/models/resnet.ts";
 import { Conv2d } from "../lib/nn/layers.ts";
@@ -133,9 +133,8 @@ Deno.test("ResNets: output and feature shapes, parameter counts, flat inputs, na
   assert.throws(() => slimResNet18({ input: [16, 16, 3] }), /smaller than the 4×4 pooling/);
   // deno-lint-ignore no-explicit-any
   assert.throws(() => resnet32({ shortcut: "A" as any }), /shortcut/);
-  // deno-lint-ignore no-explicit-any
   assert.throws(
-    () => slimResNet18({ nF: 20 } as any),
+    () => slimResNet18({ nF: 20 } as unknown as { nf: number }),
     /unknown option "nF" \(did you mean "nf"\?\)/,
   );
   slim.dispose();

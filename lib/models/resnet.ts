@@ -51,7 +51,7 @@ export class ResNetBackbone extends Module {
   readonly bn1: BatchNorm2d;
   readonly stages: Sequential[] = [];
   readonly pool: AvgPool2d;
-  readonly flatten = new Flatten();
+  readonly flatten: Flatten = new Flatten();
   /** Size of the output feature vector. */
   readonly featureSize: number;
 
