@@ -35,6 +35,9 @@ import {
   toArrayDatasets,
 } from "../lib/benchmarks/classic.ts";
 import { Conv2d, Linear } from "../lib/nn/layers.ts";
+import { BatchNorm2d } from "../lib/nn/norm.ts";
+import { BasicBlock } from "../lib/nn/residual.ts";
+import { resnet32, slimResNet18 } from "../lib/models/resnet.ts";
 import { cnn, mlp, multiHeadMLP } from "../lib/models/mlp.ts";
 import { Adam, adam, SGD, sgd } from "../lib/optim/optimizers.ts";
 import { residentBenchmark } from "../lib/engine/resident.ts";
@@ -739,8 +742,30 @@ Deno.test("model and layer options: mlp, multiHeadMLP, cnn, Linear, Conv2d", () 
   throwsExactly(
     () => new Conv2d(1, 2, 3, { padding: "valdi" } as never),
     "RangeError",
-    'Conv2d: padding must be "same" or "valid", got the string "valdi" ' +
+    'Conv2d: padding must be "same" or "valid" or an integer, got the string "valdi" ' +
       '(did you mean "valid"?)',
+  );
+  throwsExactly(
+    () => new BatchNorm2d(4, { epsilon: 1e-3 } as never),
+    "TypeError",
+    'BatchNorm2d: unknown option "epsilon" (did you mean "eps"?)',
+  );
+  throwsExactly(
+    () => new BasicBlock(4, 8, { shortcut: "zero" } as never),
+    "RangeError",
+    'BasicBlock: shortcut must be "conv" or "pad", got the string "zero"',
+  );
+  throwsExactly(
+    () => slimResNet18({ head: "multihead" } as never),
+    "RangeError",
+    'slimResNet18: head must be one of "single", "incremental", "multi", got the string ' +
+      '"multihead" ' +
+      '(did you mean "multi"?)',
+  );
+  throwsExactly(
+    () => resnet32({ shortcuts: "conv" } as never),
+    "TypeError",
+    'resnet32: unknown option "shortcuts" (did you mean "shortcut"?)',
   );
 });
 
