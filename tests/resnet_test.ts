@@ -26,6 +26,7 @@ import { EWCPlugin } from "../lib/plugins/ewc.ts";
 import { LwFPlugin } from "../lib/plugins/lwf.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../lib/checkpoint/files.ts";
 import { checkResume } from "./_helpers.ts";
 import { runTorch, torchMissing, torchNote } from "./_torch.ts";
 
@@ -437,17 +438,27 @@ Deno.test("A slim ResNet trains on CIFAR-shaped synthetic data: the loss goes do
 Deno.test("A ResNet run resumed from a checkpoint ends with the same weights and batch-norm statistics", async () => {
   const train = cifarLike(32, 4, 21), test = cifarLike(16, 4, 22);
   const bench = classIncremental({ train, test, experiences: 2, fixedClassOrder: [0, 1, 2, 3] });
-  const saved = await checkResume({
-    make: (seed) =>
-      naive({
-        model: slimResNet18({ nf: 2, outputs: 4, seed }),
-        optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
-        batchSize: 8,
-        seed: 0,
-      }),
-    train: bench.train,
-    test: bench.test,
-  });
+  const make = (seed: number) =>
+    naive({
+      model: slimResNet18({ nf: 2, outputs: 4, seed }),
+      optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
+      batchSize: 8,
+      seed: 0,
+    });
+  const saved = await checkResume({ make, train: bench.train, test: bench.test });
+  // The checkpoint file (safetensors) holds the same state.
+  const { header, data } = await encodeCheckpoint(saved);
+  const bytes = new Uint8Array(header.length + data.length);
+  bytes.set(header);
+  bytes.set(data, header.length);
+  const [fromJson, fromFile] = [make(5), make(6)];
+  await fromJson.restore(saved);
+  await fromFile.restore((await decodeCheckpoint(bytes)).state);
+  assert.deepEqual(fromFile.model.stateDict(), fromJson.model.stateDict());
+  for (const s of [fromJson, fromFile]) {
+    s.dispose();
+    s.model.dispose();
+  }
   const tensors = saved.model.tensors;
   assert.ok(
     "features.layer3.0.shortcut.1.runningVar" in tensors,

@@ -195,9 +195,10 @@ export function slimResNet18(opts: SlimResNet18Options = {}): Classifier {
 }
 
 /**
- * GEM's and A-GEM's reduced ResNet-18 (`ResNet18(nclasses, nf=20)` in GEM's
- * `model/common.py`, the network A-GEM's code calls `resnet18` with 20 filters): the same
- * network as {@link slimResNet18}, under the name those papers use.
+ * The reduced ResNet-18 of GEM (`ResNet18(nclasses, nf=20)` in GEM's `model/common.py`, checked
+ * line by line: Avalanche's `slim_resnet18.py` is a copy of it), the network A-GEM also uses on
+ * CIFAR: the same network as {@link slimResNet18}, under the name those papers use. (A-GEM's
+ * TensorFlow code was not checked.)
  */
 export function reducedResNet18(opts: SlimResNet18Options = {}): Classifier {
   return slim("reducedResNet18", opts, (seed) => reducedResNet18({ ...opts, seed }));
