@@ -22,6 +22,7 @@ import { BatchNorm2d } from "../lib/nn/norm.ts";
 import { AvgPool2d, GlobalAvgPool2d } from "../lib/nn/pooling.ts";
 import { BasicBlock, ZeroPadShortcut } from "../lib/nn/residual.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
+import { cwrStar } from "../lib/plugins/cwr_star.ts";
 import { EWCPlugin } from "../lib/plugins/ewc.ts";
 import { LwFPlugin } from "../lib/plugins/lwf.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
@@ -516,6 +517,21 @@ Deno.test("Train and eval modes: the template, EWC's importance pass and LwF's t
   assert.notDeepEqual(runningStats(model), before, "training moves the model's");
   assert.deepEqual([...rec.seen.train], [true], "training forwards in train mode");
   assert.deepEqual([...rec.seen.eval], [false], "evaluation forwards in eval mode");
+  s.dispose();
+  model.dispose();
+});
+
+Deno.test("CWR* with a ResNet: the frozen backbone stays in eval mode, its running statistics do not move", async () => {
+  const train = cifarLike(32, 4, 41), test = cifarLike(16, 4, 42);
+  const bench = classIncremental({ train, test, experiences: 2, fixedClassOrder: [0, 1, 2, 3] });
+  const model = slimResNet18({ nf: 2, outputs: 4, seed: 0 });
+  const s = cwrStar({ model, cwrLayerName: "classifier", batchSize: 8, seed: 0 });
+  const initial = runningStats(model);
+  await s.train(bench.train[0]);
+  const before = runningStats(model);
+  assert.notDeepEqual(before, initial, "the first experience trains everything");
+  await s.train(bench.train[1]);
+  assert.deepEqual(runningStats(model), before, "frozen after the first experience, as Avalanche");
   s.dispose();
   model.dispose();
 });
