@@ -26,6 +26,8 @@ export interface Clock {
   epoch: number;
   /** Iterations completed within the current epoch. */
   epochIteration: number;
+  /** Iterations completed within the current experience (Avalanche's `train_exp_iterations`). */
+  experienceIteration: number;
   /** Training iterations since the strategy was created. */
   trainIterations: number;
   /** Eval iterations since the strategy was created. */
@@ -46,8 +48,10 @@ export interface StrategySettings {
   readonly shuffle: boolean;
   /** Whether an epoch's incomplete last training minibatch is dropped. */
   readonly dropLast: boolean;
-  /** Periodic evaluation: -1 never, 0 after each experience, N after every N epochs. */
+  /** Periodic evaluation: -1 never, 0 after each experience, N after every N epochs or iterations. */
   readonly evalEvery: number;
+  /** What `evalEvery` counts: epochs or iterations of the experience. */
+  readonly pevalMode: "epoch" | "iteration";
 }
 
 /**
