@@ -62,6 +62,8 @@ export interface EarlyStoppingState {
   best: number | null;
   bestStep: number | null;
   bestState: ModuleState | null;
+  /** The number of the run's rows when the experience started. */
+  fromRow: number;
 }
 
 /**
@@ -71,7 +73,8 @@ export interface EarlyStoppingState {
  * `valStream` in the run's rows, so the strategy must evaluate that stream periodically:
  * `evalEvery` ≥ 1 with the same `pevalMode`, and `train(exp, { evalStreams: [bench.valid] })`.
  *
- * - `beforeTrainingExp`: forgets the best value, step and weights.
+ * - `beforeTrainingExp`: forgets the best value, step and weights, and the values measured so
+ *   far.
  * - `beforeTrainingEpoch` (or `beforeTrainingIteration` with `pevalMode: "iteration"`): the
  *   first value seen becomes the best, at step 0, with the current weights; afterwards a value
  *   strictly better than the best saves the current weights, and one better by more than
@@ -85,7 +88,9 @@ export interface EarlyStoppingState {
  * Differences: Avalanche loads the best weights when it stops (in iteration mode the stopped
  * iteration still trains after that) and never at an experience's end otherwise; ours loads them
  * at the experience's end, stopped or not (`restoreBest: false`: never), after looking at the
- * last evaluation too. In `"min"` mode the margin is a decrease by more than `margin` (Avalanche
+ * last evaluation too. Avalanche also takes the last value measured before the experience (the
+previous experience's, of other weights than those it then saves); ours waits for one measured
+during the experience. In `"min"` mode the margin is a decrease by more than `margin` (Avalanche
  * compares the signed difference with `margin`, which lets any decrease count).
  *
  * @example
@@ -111,6 +116,8 @@ export class EarlyStoppingPlugin extends StrategyPlugin {
   /** The last value found and how many rows were searched for it. */
   #last: number | undefined;
   #scanned = 0;
+  /** The number of rows when the experience started: only later ones are read. */
+  #fromRow = 0;
 
   /**
    * @param patience epochs (or iterations) without improvement; or all options as an object.
@@ -171,8 +178,11 @@ export class EarlyStoppingPlugin extends StrategyPlugin {
     return this.#bestStep;
   }
 
-  beforeTrainingExp(): void {
+  beforeTrainingExp(ctx: StrategyContext): void {
     this.#best = this.#bestStep = this.#bestState = undefined;
+    // Only values measured during this experience count (see the class's differences).
+    this.#last = undefined;
+    this.#scanned = this.#fromRow = ctx.rows.length;
   }
 
   beforeTrainingEpoch(ctx: StrategyContext): void {
@@ -226,7 +236,7 @@ export class EarlyStoppingPlugin extends StrategyPlugin {
 
   /** The last stream-level value of the metric on the validation stream (rows read once). */
   #lastValue(rows: readonly MetricRow[]): number | undefined {
-    if (rows.length < this.#scanned) this.#scanned = 0; // the rows were restored
+    if (rows.length < this.#scanned) this.#scanned = this.#fromRow = 0; // other rows now
     for (let i = rows.length - 1; i >= this.#scanned; i--) {
       const r = rows[i];
       if (
@@ -247,6 +257,7 @@ export class EarlyStoppingPlugin extends StrategyPlugin {
       best: this.#best ?? null,
       bestStep: this.#bestStep ?? null,
       bestState: this.#bestState ?? null,
+      fromRow: this.#fromRow,
     };
   }
 
@@ -259,7 +270,7 @@ export class EarlyStoppingPlugin extends StrategyPlugin {
     this.#bestStep = s.bestStep ?? undefined;
     this.#bestState = s.bestState ?? undefined;
     this.#last = undefined;
-    this.#scanned = 0;
+    this.#scanned = this.#fromRow = Number(s.fromRow) || 0;
   }
 }
 
