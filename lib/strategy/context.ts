@@ -91,7 +91,10 @@ export interface StrategyContext extends StepState {
    * keeps the tape-free step).
    */
   addLoss(term: tf.Scalar | LossTerm, name?: string): void;
-  /** Asks the loop to stop training the current experience after this iteration. */
+  /**
+   * Asks the loop to stop training the current experience after this iteration (called in
+   * `beforeTrainingEpoch`: before that epoch, which then does not run).
+   */
   stopTraining(): void;
   /** True once {@link StrategyContext.stopTraining} was called for the current experience. */
   readonly stopRequested: boolean;
