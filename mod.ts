@@ -410,8 +410,8 @@ export { earlyStopping, EarlyStoppingPlugin } from "./lib/plugins/early_stopping
 export type { EarlyStoppingOptions, EarlyStoppingState } from "./lib/plugins/early_stopping.ts";
 export {
   cosineAnnealingLR,
-  LRSchedulerPlugin,
   lrScheduler,
+  LRSchedulerPlugin,
   multiStepLR,
   reduceLROnPlateau,
   stepLR,

@@ -61,7 +61,13 @@ Deno.test("cosineAnnealingLR's recursive form follows the closed cosine, down an
 
 Deno.test("reduceLROnPlateau: patience, threshold, cooldown and minLr as PyTorch (by hand)", () => {
   // min mode, rel threshold 0.1: a loss counts as better only below best · 0.9.
-  const s = reduceLROnPlateau({ patience: 1, factor: 0.5, threshold: 0.1, cooldown: 1, minLr: 0.2 });
+  const s = reduceLROnPlateau({
+    patience: 1,
+    factor: 0.5,
+    threshold: 0.1,
+    cooldown: 1,
+    minLr: 0.2,
+  });
   const losses = [1, 0.95, 0.94, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6];
   // step 1: best 1. step 2: 0.95 not < 0.9 → bad 1. step 3: bad 2 > 1 → lr 0.5, cooldown 1.
   // step 4: 0.5 better → best 0.5, bad 0; cooldown 1 → 0. step 5: bad 1. step 6: bad 2 → 0.25,
@@ -80,7 +86,12 @@ Deno.test("reduceLROnPlateau: patience, threshold, cooldown and minLr as PyTorch
     0.2,
     0.2,
   ]);
-  const max = reduceLROnPlateau({ mode: "max", patience: 0, thresholdMode: "abs", threshold: 0.05 });
+  const max = reduceLROnPlateau({
+    mode: "max",
+    patience: 0,
+    thresholdMode: "abs",
+    threshold: 0.05,
+  });
   assert.deepEqual(sequence(max, 1, 3, [0.5, 0.52, 0.6]), [1, 1, 0.1, 0.1]);
 });
 
@@ -125,8 +136,15 @@ const TORCH_CASES: { name: string; ours: () => LRSchedule; torch: string; lr: nu
   {
     name: "ReduceLROnPlateau max abs",
     ours: () =>
-      reduceLROnPlateau({ mode: "max", factor: 0.5, patience: 1, thresholdMode: "abs", minLr: 0.02 }),
-    torch: "ReduceLROnPlateau(opt, mode='max', factor=0.5, patience=1, threshold_mode='abs', min_lr=0.02)",
+      reduceLROnPlateau({
+        mode: "max",
+        factor: 0.5,
+        patience: 1,
+        thresholdMode: "abs",
+        minLr: 0.02,
+      }),
+    torch:
+      "ReduceLROnPlateau(opt, mode='max', factor=0.5, patience=1, threshold_mode='abs', min_lr=0.02)",
     lr: 0.2,
   },
 ];
@@ -150,7 +168,9 @@ Deno.test({
           "seq = [opt.param_groups[0]['lr']]",
           `for i in range(${STEPS}):`,
           "    opt.step()",
-          `    s.step(metrics[i]) if ${c.name.startsWith("ReduceLROnPlateau") ? "True" : "False"} else s.step()`,
+          `    s.step(metrics[i]) if ${
+            c.name.startsWith("ReduceLROnPlateau") ? "True" : "False"
+          } else s.step()`,
           "    seq.append(opt.param_groups[0]['lr'])",
           "out.append(seq)",
         ].join("\n")
@@ -178,7 +198,11 @@ Deno.test("optimizers read lr at every step (a scheduler's change takes effect)"
     tf.tidy(() => opt.step(params, new Map([["p", g]])));
     const second = p.dataSync()[0] - first;
     // SGD: −lr · g (momentum buffer 1.5 on the second step); Adam: −lr (m̂/√v̂ = 1).
-    const want = opt.kind === "adam" ? -0.25 : (opt as { momentum: number }).momentum ? -0.375 : -0.25;
+    const want = opt.kind === "adam"
+      ? -0.25
+      : (opt as { momentum: number }).momentum
+      ? -0.375
+      : -0.25;
     assert.ok(Math.abs(second - want) < 1e-6, `${opt.kind}: second step ${second}, want ${want}`);
     g.dispose();
     p.dispose();
@@ -220,7 +244,9 @@ Deno.test("the plugin steps per epoch, resets after each experience and writes l
   c.dispose();
 
   // By iteration: one row per iteration (40 samples / 16 = 3 minibatches per epoch).
-  const it = make(lrScheduler(stepLR({ stepSize: 4, gamma: 0.5 }), { stepGranularity: "iteration" }));
+  const it = make(
+    lrScheduler(stepLR({ stepSize: 4, gamma: 0.5 }), { stepGranularity: "iteration" }),
+  );
   await it.train(bench.train[0]);
   const perIteration = lrRows(it.rows);
   assert.equal(perIteration.length, 15);
@@ -264,11 +290,17 @@ Deno.test("reduceLROnPlateau on train_loss and val_loss follows the losses in th
     epochs: 4,
     batchSize: 16,
     seed: 0,
-    plugins: [lrScheduler(reduceLROnPlateau({ patience: 0, mode: "max" }), { metric: "train_loss" })],
+    plugins: [
+      lrScheduler(reduceLROnPlateau({ patience: 0, mode: "max" }), { metric: "train_loss" }),
+    ],
   });
   await t.train(bench.train[0]);
   // mode "max" on a falling loss: every step after the first is bad, patience 0 → ×0.1 each.
-  close(t.rows.filter((r) => r.metric === "lr").map((r) => r.value), [0.5, 0.5, 0.05, 0.005], 1e-12);
+  close(
+    t.rows.filter((r) => r.metric === "lr").map((r) => r.value),
+    [0.5, 0.5, 0.05, 0.005],
+    1e-12,
+  );
   t.model.dispose();
   t.dispose();
 });
@@ -282,12 +314,17 @@ Deno.test("a checkpoint mid-schedule restores the schedule: the same lr rows as 
       epochs: 4,
       batchSize: 16,
       seed: 0,
-      plugins: [lrScheduler(cosineAnnealingLR({ tMax: 3 }), { resetEachExperience: false, resetLr: false })],
+      plugins: [
+        lrScheduler(cosineAnnealingLR({ tMax: 3 }), { resetEachExperience: false, resetLr: false }),
+      ],
     });
   const full = make();
   let saved: unknown;
   await full.train(bench.train[0], {
-    checkpoint: { everyEpochs: 2, save: (state, at) => void (at.midExperience && (saved ??= state)) },
+    checkpoint: {
+      everyEpochs: 2,
+      save: (state, at) => void (at.midExperience && (saved ??= state)),
+    },
   });
   await full.train(bench.train[1]);
   const resumed = make();

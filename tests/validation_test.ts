@@ -33,7 +33,11 @@ function countBy(d: { targets: Int32Array }): Record<number, number> {
 }
 
 Deno.test("class-balanced split: ⌊size · n_c⌋ of every class held out, the rest trained on", () => {
-  const b = benchmarkWithValidationStream(unbalanced(), { size: 0.3, classBalanced: true, seed: 3 });
+  const b = benchmarkWithValidationStream(unbalanced(), {
+    size: 0.3,
+    classBalanced: true,
+    seed: 3,
+  });
   assert.equal(b.valid.length, 2);
   assert.equal(b.valid.name, "valid");
   // Classes of 10, 20, 30, 40 samples: 3, 6, 9, 12 held out.

@@ -38,7 +38,9 @@ export interface LRSchedule {
 
 function positive(fn: string, name: string, v: number, integer = false): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-    throw new RangeError(`${fn}: ${name} must be ${integer ? "an integer" : "a number"} > 0, got ${v}`);
+    throw new RangeError(
+      `${fn}: ${name} must be ${integer ? "an integer" : "a number"} > 0, got ${v}`,
+    );
   }
   return v;
 }
@@ -274,9 +276,13 @@ class ReduceLROnPlateau implements LRSchedule {
 
   #isBetter(a: number, best: number): boolean {
     if (this.mode === "min") {
-      return this.thresholdMode === "rel" ? a < best * (1 - this.threshold) : a < best - this.threshold;
+      return this.thresholdMode === "rel"
+        ? a < best * (1 - this.threshold)
+        : a < best - this.threshold;
     }
-    return this.thresholdMode === "rel" ? a > best * (this.threshold + 1) : a > best + this.threshold;
+    return this.thresholdMode === "rel"
+      ? a > best * (this.threshold + 1)
+      : a > best + this.threshold;
   }
 
   step(lr: number, metric?: number): number {
@@ -590,7 +596,8 @@ export class LRSchedulerPlugin extends StrategyPlugin {
     const exp = ctx.experience!;
     const row = lastRow(
       ctx.rows,
-      (r) => r.phase === "eval" && r.metric === "loss" && r.experience === exp.id &&
+      (r) =>
+        r.phase === "eval" && r.metric === "loss" && r.experience === exp.id &&
         r.stream === exp.stream,
     );
     const n = ctx.dataset?.length ?? 0;
@@ -602,7 +609,9 @@ export class LRSchedulerPlugin extends StrategyPlugin {
 
   afterEval(ctx: StrategyContext): void {
     if (this.metric === "val_loss" && this.#wasTraining) {
-      if (this.#trainedSinceEval && !this.#justValidated && this.#stepAllowed(ctx, ctx.clock.epoch)) {
+      if (
+        this.#trainedSinceEval && !this.#justValidated && this.#stepAllowed(ctx, ctx.clock.epoch)
+      ) {
         this.#apply(ctx, this.#lossSum / this.#lossCount);
       }
       this.#lossSum = this.#lossCount = 0;
@@ -676,7 +685,10 @@ export class LRSchedulerPlugin extends StrategyPlugin {
   }
 }
 
-function lastRow(rows: readonly MetricRow[], pick: (r: MetricRow) => boolean): MetricRow | undefined {
+function lastRow(
+  rows: readonly MetricRow[],
+  pick: (r: MetricRow) => boolean,
+): MetricRow | undefined {
   for (let i = rows.length - 1; i >= 0; i--) if (pick(rows[i])) return rows[i];
   return undefined;
 }
@@ -695,7 +707,10 @@ function lastRow(rows: readonly MetricRow[], pick: (r: MetricRow) => boolean): M
  * // after train: strategy.rows.filter((r) => r.metric === "lr")
  * ```
  */
-export function lrScheduler(schedule: LRSchedule, opts: LRSchedulerOptions = {}): LRSchedulerPlugin {
+export function lrScheduler(
+  schedule: LRSchedule,
+  opts: LRSchedulerOptions = {},
+): LRSchedulerPlugin {
   checkOptions("lrScheduler", opts, LR_SCHEDULER_OPTIONS);
   return new LRSchedulerPlugin({ ...opts, schedule });
 }

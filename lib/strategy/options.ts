@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { checkOptions, type OptionKind, oneOf } from "../options.ts";
+import { checkOptions, type OptionKind } from "../options.ts";
 
 /** Each key of `StrategyOptions` with its kind. */
 export const STRATEGY_OPTIONS = {
@@ -24,7 +24,7 @@ export const STRATEGY_OPTIONS = {
   shuffle: "boolean",
   dropLast: "boolean",
   evalEvery: "integer",
-  pevalMode: oneOf("epoch", "iteration"),
+  pevalMode: { oneOf: ["epoch", "iteration"] },
   name: "string",
 } as const satisfies Record<string, OptionKind>;
 

@@ -562,7 +562,8 @@ export class Strategy implements StrategySettings {
     const lastEvaluated = this.evalEvery > 0 && this.pevalMode === "iteration" &&
       this.clock.experienceIteration % this.evalEvery === 0;
     if (
-      this.evalEvery === 0 || (this.pevalMode === "iteration" && this.evalEvery > 0 && !lastEvaluated)
+      this.evalEvery === 0 ||
+      (this.pevalMode === "iteration" && this.evalEvery > 0 && !lastEvaluated)
     ) await this.#periodicEval(evalStreams);
     if (save && (opts.checkpoint!.everyExperience ?? true)) {
       const at = { stream: exp.stream, experience: exp.id, epochsDone: this.clock.epoch };
