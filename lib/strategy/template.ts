@@ -152,8 +152,9 @@ export interface TrainOptions {
   /**
    * Evaluate `evalStreams` once before training (after the `beforeTraining` hooks), as
    * Avalanche's periodic evaluation does before each `train` call: before the first experience,
-   * it gives the baseline of `forwardTransfer` (rows with `trainExperience` −1). Skipped when
-   * resuming in the middle of an experience. @default false
+   * it gives the baseline of `forwardTransfer` (rows with `trainExperience` −1). Avalanche does
+   * it whenever `eval_every` > −1 (`do_initial`); ours only when asked, so existing runs keep
+   * their rows. Skipped when resuming in the middle of an experience. @default false
    */
   evalBefore?: boolean;
   /**
