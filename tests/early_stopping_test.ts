@@ -8,6 +8,8 @@ import { mlp } from "../lib/models/mlp.ts";
 import type { ModuleState } from "../lib/nn/module.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import { earlyStopping, EarlyStoppingPlugin } from "../lib/plugins/early_stopping.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../lib/checkpoint/files.ts";
+import type { StrategyState } from "../lib/strategy/template.ts";
 import type { StrategyContext } from "../lib/strategy/context.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
@@ -170,6 +172,47 @@ Deno.test("with a real validation stream and periodic evaluation, each experienc
   s.model.dispose();
   s.dispose();
   assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("resumed mid-experience from a checkpoint file, it stops and restores as a run never stopped", async () => {
+  const bench = benchmarkWithValidationStream(toyBenchmark({ n: 160 }), {
+    size: 0.25,
+    classBalanced: true,
+    seed: 0,
+  });
+  const make = () =>
+    naive({
+      model: mlp({ input: 64, hidden: [16], outputs: 4, seed: 0 }),
+      optimizer: sgd({ lr: 0.02, momentum: 0.9 }),
+      epochs: 30,
+      batchSize: 8,
+      evalEvery: 1,
+      seed: 0,
+      plugins: [earlyStopping({ patience: 3 })],
+    });
+  const full = make();
+  const states: StrategyState[] = [];
+  for (const exp of bench.train) {
+    await full.train(exp, {
+      evalStreams: [bench.valid![exp.id]],
+      checkpoint: { everyEpochs: 1, save: (st, at) => void (at.midExperience && states.push(st)) },
+    });
+  }
+  // A state of the second experience, after its best was found (through the file format).
+  const mid = states.filter((st) => st.position!.experience === 1)[2];
+  const saved = mid.plugins["0:EarlyStoppingPlugin"] as { bestState: unknown; best: number };
+  assert.ok(saved.bestState && saved.best > 0, "the state holds best weights");
+  const { header, data } = await encodeCheckpoint(mid);
+  const file = new Uint8Array([...header, ...data]);
+  const restored = (await decodeCheckpoint(file)).state;
+  const resumed = make();
+  await resumed.train(bench.train[1], { evalStreams: [bench.valid![1]], resume: restored });
+  assert.deepEqual(resumed.rows, full.rows);
+  assert.equal(JSON.stringify(resumed.model.stateDict()), JSON.stringify(full.model.stateDict()));
+  for (const s of [full, resumed]) {
+    s.model.dispose();
+    s.dispose();
+  }
 });
 
 Deno.test("state round-trips through JSON; bad settings are errors", () => {

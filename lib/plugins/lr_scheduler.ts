@@ -581,7 +581,11 @@ export class LRSchedulerPlugin extends StrategyPlugin {
     const epoch = ctx.clock.epoch - 1;
     if (this.metric === "train_loss") {
       // The epoch's mean loss, weighted by minibatch size: the loop's own row.
-      const row = lastRow(ctx.rows, (r) => r.phase === "train" && r.metric === "loss");
+      const row = lastRow(
+        ctx.rows,
+        (r) =>
+          r.phase === "train" && r.metric === "loss" && r.at === undefined && r.epoch === epoch,
+      );
       if (row) {
         this.#lossSum += row.value;
         this.#lossCount += 1;
