@@ -559,13 +559,11 @@ export class Strategy implements StrategySettings {
     }
     await this.#hooks.call("afterTrainingExp", ctx);
     this.clock.trainExperiences++;
-    // Iteration mode also evaluates at the experience's end (Avalanche's final periodic eval).
-    const lastEvaluated = this.evalEvery > 0 && this.pevalMode === "iteration" &&
-      this.clock.experienceIteration % this.evalEvery === 0;
-    if (
-      this.evalEvery === 0 ||
-      (this.pevalMode === "iteration" && this.evalEvery > 0 && !lastEvaluated)
-    ) await this.#periodicEval(evalStreams);
+    // By iteration, also at the experience's end (Avalanche's final periodic evaluation) unless
+    // its last iteration was just evaluated.
+    const atEnd = this.evalEvery === 0 || (this.pevalMode === "iteration" && this.evalEvery > 0 &&
+      this.clock.experienceIteration % this.evalEvery !== 0);
+    if (atEnd) await this.#periodicEval(evalStreams);
     if (save && (opts.checkpoint!.everyExperience ?? true)) {
       const at = { stream: exp.stream, experience: exp.id, epochsDone: this.clock.epoch };
       await save(this.checkpoint(), { ...at, midExperience: false });
