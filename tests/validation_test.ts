@@ -70,13 +70,16 @@ Deno.test("same seed, same split; another seed, another one", () => {
   }
 });
 
-Deno.test("random split: the first ⌊size · n⌋ samples without shuffle, a count when size ≥ 1", () => {
+Deno.test("random split: the last ⌊size · n⌋ samples without shuffle (Avalanche), or the first", () => {
   const base = unbalanced();
   const b = benchmarkWithValidationStream(base, { size: 0.1 });
-  // Experience 0 has 30 samples: the first 3 (in dataset order) are held out.
+  // Experience 0 has 30 samples: the last 3 (in dataset order) are held out, as Avalanche 0.6.
   const order0 = ids(base.train[0].dataset);
-  assert.deepEqual(ids(b.valid[0].dataset), order0.slice(0, 3));
-  assert.deepEqual(ids(b.train[0].dataset), order0.slice(3));
+  assert.deepEqual(ids(b.valid[0].dataset), order0.slice(27));
+  assert.deepEqual(ids(b.train[0].dataset), order0.slice(0, 27));
+  const f = benchmarkWithValidationStream(base, { size: 0.1, heldOut: "first" });
+  assert.deepEqual(ids(f.valid[0].dataset), order0.slice(0, 3));
+  assert.deepEqual(ids(f.train[0].dataset), order0.slice(3));
   const c = benchmarkWithValidationStream(base, { size: 5, shuffle: true, seed: 1 });
   assert.deepEqual(c.valid.map((e) => e.dataset.length), [5, 5]);
   assert.deepEqual(c.train.map((e) => e.dataset.length), [25, 65]);

@@ -7,7 +7,7 @@
  */
 import type { Dataset } from "../data/dataset.ts";
 import { type Benchmark, type Experience, makeStream, withDataset } from "../data/experience.ts";
-import { checkOptions, type OptionSpec } from "../options.ts";
+import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
 import { Rng } from "../random.ts";
 
 /** Options of {@link benchmarkWithValidationStream}. */
@@ -27,9 +27,15 @@ export interface ValidationStreamOptions {
   seed?: number;
   /**
    * Random split only: shuffle the indices before cutting; without it the validation part is
-   * the first samples of the experience, in dataset order. @default false
+   * the last samples of the experience (see `heldOut`), in dataset order. @default false
    */
   shuffle?: boolean;
+  /**
+   * Random split only: which end of the (shuffled or not) order is held out: `"last"`, as
+   * Avalanche, or `"first"` (what the reproductions' `validationSize` has always used).
+   * @default "last"
+   */
+  heldOut?: "last" | "first";
 }
 
 const VALIDATION_OPTIONS: OptionSpec<ValidationStreamOptions> = {
@@ -37,6 +43,7 @@ const VALIDATION_OPTIONS: OptionSpec<ValidationStreamOptions> = {
   classBalanced: "boolean",
   seed: "number",
   shuffle: "boolean",
+  heldOut: oneOf("last", "first"),
 };
 
 /** A benchmark with its validation stream. */
@@ -49,11 +56,11 @@ export type WithValidation<B extends Benchmark> = B & { readonly valid: Benchmar
  * task labels and extra fields, with `stream` `"valid"`.
  *
  * As Avalanche 0.6 (`benchmark_with_validation_stream`, checked line by line):
- * - random split (default): the indices `0..n−1`, shuffled when `shuffle` (Avalanche draws a
- *   `torch.randperm` from `seed`, ours from our seeded generator: the same sizes, other
- *   samples); the first `⌊size · n⌋` (or `size`) go to validation, the rest, in order, to
- *   training;
- * - class-balanced split: the indices shuffled, then class by class (in the experience's class
+ * - random split (default, `split_validation_random`): the indices `0..n−1`, shuffled when
+ *   `shuffle` (Avalanche draws a `torch.randperm` from `seed`, ours from our seeded generator:
+ *   the same sizes, other samples); the last `⌊size · n⌋` (or `size`) go to validation, the
+ *   first ones, in order, to training (`heldOut: "first"` holds out the first ones instead);
+ * - class-balanced split (`split_validation_class_balanced`): the indices shuffled, then class by class (in the experience's class
  *   order) the first `⌊size · n_c⌋` of that class to validation, the rest to training; both
  *   parts are grouped by class, as Avalanche's. Avalanche shuffles here with the global
  *   generator even when a seed is given; ours always uses `seed`.
@@ -106,7 +113,7 @@ export function benchmarkWithValidationStream<B extends Benchmark>(
   for (const e of benchmark.train) {
     const { train, valid } = classBalanced
       ? classBalancedSplit(e.dataset, e.classes, size, rng)
-      : randomSplit(e.dataset.length, size, opts.shuffle ?? false, rng);
+      : randomSplit(e.dataset.length, size, opts.shuffle ?? false, opts.heldOut ?? "last", rng);
     for (const [part, idx] of [["training", train], ["validation", valid]] as const) {
       if (idx.length === 0) {
         throw new RangeError(
@@ -123,11 +130,12 @@ export function benchmarkWithValidationStream<B extends Benchmark>(
   return { ...benchmark, train, valid, classesPerExperience: train.map((e) => e.classes) };
 }
 
-/** Avalanche's `random_validation_split_strategy`: the first indices (shuffled or not) held out. */
+/** Avalanche's `split_validation_random`: the last (or first) indices, shuffled or not, held out. */
 function randomSplit(
   n: number,
   size: number,
   shuffle: boolean,
+  heldOut: "last" | "first",
   rng: Rng,
 ): { train: Int32Array; valid: Int32Array } {
   const order = shuffle ? rng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
@@ -137,7 +145,9 @@ function randomSplit(
       `benchmarkWithValidationStream: size ${size} is more than the ${n} samples of an experience`,
     );
   }
-  return { train: order.slice(held), valid: order.slice(0, held) };
+  return heldOut === "last"
+    ? { train: order.slice(0, n - held), valid: order.slice(n - held) }
+    : { train: order.slice(held), valid: order.slice(0, held) };
 }
 
 /** Avalanche's `class_balanced_split_strategy`: per class, the first of a shuffled order held out. */

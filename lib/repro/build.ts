@@ -132,10 +132,11 @@ export async function loadBenchmark(
 
 /**
  * The benchmark with the first `⌊fraction · n⌋` samples of each training experience (in dataset
- * order) removed, as the training stream Avalanche's `benchmark_with_validation_stream(benchmark,
- * fraction)` leaves with its default split (`shuffle=False`: the validation experience takes the
- * first indices): {@link benchmarkWithValidationStream} with `shuffle: false`, whose `valid`
- * stream holds the samples removed. The test stream is unchanged.
+ * order) held out: {@link benchmarkWithValidationStream} with `shuffle: false` and
+ * `heldOut: "first"`, whose `valid` stream holds the samples removed. The test stream is
+ * unchanged. Avalanche's `benchmark_with_validation_stream(benchmark, fraction)` holds out the
+ * last ones instead (its training part is the first `n − ⌊fraction · n⌋`); the reproductions
+ * were run with this split, kept so that their numbers stay.
  *
  * @example
  * ```ts
@@ -156,7 +157,11 @@ export function holdOutValidation(benchmark: Benchmark, fraction: number): Bench
     );
   }
   if (fraction === 0) return benchmark;
-  return benchmarkWithValidationStream(benchmark, { size: fraction, shuffle: false });
+  return benchmarkWithValidationStream(benchmark, {
+    size: fraction,
+    shuffle: false,
+    heldOut: "first",
+  });
 }
 
 /**
