@@ -15,6 +15,7 @@ import {
   stepLR,
 } from "../lib/plugins/lr_scheduler.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import { inMemoryLogger } from "../lib/loggers/in_memory.ts";
 import { toyBenchmark } from "./_helpers.ts";
 
 /** The learning rates of `steps` steps from `lr` (the first one is `lr`), PyTorch-style. */
@@ -254,6 +255,24 @@ Deno.test("the plugin steps per epoch, resets after each experience and writes l
   it.model.dispose();
   it.dispose();
   assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+});
+
+Deno.test("loggers given to the plugin receive the lr rows", async () => {
+  const bench = toyBenchmark();
+  const logger = inMemoryLogger();
+  const s = naive({
+    model: mlp({ input: 64, hidden: [8], outputs: 4, seed: 0 }),
+    optimizer: sgd({ lr: 0.1 }),
+    epochs: 3,
+    batchSize: 16,
+    seed: 0,
+    plugins: [lrScheduler(multiStepLR({ milestones: [2] }), { loggers: [logger] })],
+  });
+  await s.train(bench.train[0]);
+  close(logger.rows.map((r) => r.value), [0.1, 0.1, 0.01]);
+  assert.deepEqual(logger.rows, s.rows.filter((r) => r.metric === "lr"));
+  s.model.dispose();
+  s.dispose();
 });
 
 Deno.test("reduceLROnPlateau on train_loss and val_loss follows the losses in the rows", async () => {

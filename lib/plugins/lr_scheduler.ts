@@ -7,6 +7,7 @@
  * @module
  */
 import type { MetricRow } from "../data/rows.ts";
+import type { Logger } from "../loggers/logger.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { checkOptions, oneOf, type OptionSpec } from "../options.ts";
@@ -402,6 +403,11 @@ export interface LRSchedulerOptions {
   firstExpOnly?: boolean;
   /** Step only during each experience's first epoch (Avalanche's `first_epoch_only`). @default false */
   firstEpochOnly?: boolean;
+  /**
+   * Loggers that also receive the `lr` rows (the evaluator's loggers get its metrics' rows only:
+   * pass the same ones here to see the learning rate there). @default []
+   */
+  loggers?: readonly Logger[];
 }
 
 const LR_SCHEDULER_OPTIONS: OptionSpec<LRSchedulerOptions> = {
@@ -411,6 +417,7 @@ const LR_SCHEDULER_OPTIONS: OptionSpec<LRSchedulerOptions> = {
   metric: oneOf("train_loss", "val_loss"),
   firstExpOnly: "boolean",
   firstEpochOnly: "boolean",
+  loggers: "array",
 };
 
 /** Plain-data state of {@link LRSchedulerPlugin}. */
@@ -439,7 +446,8 @@ function isSchedule(s: unknown): s is LRSchedule {
  *   optimizer's when training first starts;
  * - `afterTrainingEpoch` (epoch granularity) or `afterTrainingIteration` (iteration
  *   granularity) steps the schedule, unless `metric` is `"val_loss"`; before it, a row
- *   `{ metric: "lr", phase: "train" }` records the learning rate that epoch or iteration used;
+ *   `{ metric: "lr", phase: "train" }` records the learning rate that epoch or iteration used
+ *   (in the run's rows, and handed to `loggers`);
  * - `"train_loss"`: the mean loss since the last step weighted by minibatch size, as
  *   Avalanche's rolling `Mean` (by epoch: the epoch's loss row, read back once per epoch; by
  *   iteration: each iteration's loss is read back);
@@ -468,6 +476,7 @@ export class LRSchedulerPlugin extends StrategyPlugin {
   readonly stepGranularity: "epoch" | "iteration";
   readonly firstEpochOnly: boolean;
   readonly firstExpOnly: boolean;
+  readonly loggers: readonly Logger[];
   #baseLr: number | undefined;
   #lossSum = 0;
   #lossCount = 0;
@@ -525,6 +534,7 @@ export class LRSchedulerPlugin extends StrategyPlugin {
     this.stepGranularity = o.stepGranularity ?? "epoch";
     this.firstEpochOnly = o.firstEpochOnly ?? false;
     this.firstExpOnly = o.firstExpOnly ?? false;
+    this.loggers = [...(o.loggers ?? [])];
     if (this.schedule.needsMetric && this.metric === undefined) {
       throw new RangeError(
         `${this.schedule.name} steps on a metric: pass metric: "train_loss" or "val_loss"`,
@@ -564,7 +574,7 @@ export class LRSchedulerPlugin extends StrategyPlugin {
     this.#justValidated = false;
   }
 
-  afterTrainingIteration(ctx: StrategyContext): void {
+  async afterTrainingIteration(ctx: StrategyContext): Promise<void> {
     this.#trainedSinceEval = true;
     if (this.stepGranularity !== "iteration") return;
     const n = ctx.batch!.n;
@@ -572,11 +582,11 @@ export class LRSchedulerPlugin extends StrategyPlugin {
       this.#lossSum += ctx.loss!.dataSync()[0] * n;
       this.#lossCount += n;
     }
-    this.#record(ctx, ctx.clock.epoch);
+    await this.#record(ctx, ctx.clock.epoch);
     if (this.metric !== "val_loss") this.#trainStep(ctx, ctx.clock.epoch);
   }
 
-  afterTrainingEpoch(ctx: StrategyContext): void {
+  async afterTrainingEpoch(ctx: StrategyContext): Promise<void> {
     if (this.stepGranularity !== "epoch") return;
     const epoch = ctx.clock.epoch - 1;
     if (this.metric === "train_loss") {
@@ -591,7 +601,7 @@ export class LRSchedulerPlugin extends StrategyPlugin {
         this.#lossCount += 1;
       }
     }
-    this.#record(ctx, epoch);
+    await this.#record(ctx, epoch);
     if (this.metric !== "val_loss") this.#trainStep(ctx, epoch);
   }
 
@@ -647,9 +657,9 @@ export class LRSchedulerPlugin extends StrategyPlugin {
   }
 
   /** A row with the learning rate the epoch (or iteration) just finished used. */
-  #record(ctx: StrategyContext, epoch: number): void {
+  async #record(ctx: StrategyContext, epoch: number): Promise<void> {
     const exp = ctx.experience!;
-    ctx.rows.push({
+    const row: MetricRow = {
       metric: "lr",
       phase: "train",
       stream: exp.stream,
@@ -660,7 +670,9 @@ export class LRSchedulerPlugin extends StrategyPlugin {
       trainExperience: ctx.clock.trainExperiences,
       value: ctx.optimizer.lr,
       at: this.stepGranularity === "epoch" ? "epoch" : "minibatch",
-    });
+    };
+    ctx.rows.push(row);
+    for (const l of this.loggers) await l.log?.([row], ctx);
   }
 
   state(): LRSchedulerState {
