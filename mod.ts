@@ -98,6 +98,8 @@ export type {
   SplitOnlineOptions,
   SubsampleOptions,
 } from "./lib/benchmarks/generators.ts";
+export { benchmarkWithValidationStream } from "./lib/benchmarks/validation.ts";
+export type { ValidationStreamOptions, WithValidation } from "./lib/benchmarks/validation.ts";
 export { randomPermutations, rotateImages } from "./lib/benchmarks/transforms.ts";
 export type { ImageGeometry } from "./lib/benchmarks/transforms.ts";
 export {
@@ -416,6 +418,26 @@ export type {
 } from "./lib/plugins/synaptic_intelligence.ts";
 export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
 export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+export { earlyStopping, EarlyStoppingPlugin } from "./lib/plugins/early_stopping.ts";
+export type { EarlyStoppingOptions, EarlyStoppingState } from "./lib/plugins/early_stopping.ts";
+export {
+  cosineAnnealingLR,
+  lrScheduler,
+  LRSchedulerPlugin,
+  multiStepLR,
+  reduceLROnPlateau,
+  stepLR,
+} from "./lib/plugins/lr_scheduler.ts";
+export type {
+  CosineAnnealingLROptions,
+  LRSchedule,
+  LRSchedulerOptions,
+  LRSchedulerState,
+  MultiStepLROptions,
+  ReduceLROnPlateauOptions,
+  ScheduleState,
+  StepLROptions,
+} from "./lib/plugins/lr_scheduler.ts";
 export {
   der,
   DER_ALPHA,

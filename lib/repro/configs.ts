@@ -61,10 +61,10 @@ export interface BenchmarkSpec {
    */
   onlineExperienceSize?: number;
   /**
-   * Fraction of each training experience held out as a validation stream (never trained on), as
-   * Avalanche's `benchmark_with_validation_stream(benchmark, validationSize)` with its default
-   * split (no shuffle): the first ⌊validationSize · n⌋ samples of the experience, in dataset
-   * order, leave the training experience. @default 0 (no validation split)
+   * Fraction of each training experience held out as a validation stream (never trained on),
+   * by `holdOutValidation`: the first ⌊validationSize · n⌋ samples of the experience, in dataset
+   * order, leave the training experience (Avalanche's `benchmark_with_validation_stream(benchmark,
+   * validationSize)`, without shuffle, holds out the last ones). @default 0 (no validation split)
    */
   validationSize?: number;
   /**
