@@ -164,7 +164,8 @@ export class PNNLayer extends Module {
   readonly columns: ModuleList<PNNColumn>;
   /** Column of each task label (Avalanche's `task_to_module_idx`). */
   readonly taskToModuleIdx: Map<number, number> = new Map();
-  readonly #seed: number;
+  /** Seed of the columns' initializers (column k: seed + 7919·k); restored with the structure. */
+  #seed: number;
 
   constructor(
     readonly inFeatures: number,
@@ -241,7 +242,7 @@ export class PNNLayer extends Module {
   }
 
   override structure(): Record<string, unknown> {
-    return { columns: this.numColumns, tasks: [...this.taskToModuleIdx] };
+    return { columns: this.numColumns, tasks: [...this.taskToModuleIdx], seed: this.#seed };
   }
 
   override loadStructure(s: Record<string, unknown>): void {
@@ -255,6 +256,8 @@ export class PNNLayer extends Module {
           `into a new model`,
       );
     }
+    // The columns a restored run adds later are initialized as the uninterrupted run's.
+    if (Number.isInteger(s.seed)) this.#seed = s.seed as number;
     while (this.numColumns < n) this.#addColumn();
     this.taskToModuleIdx.clear();
     for (const [t, c] of (s.tasks as [number, number][] | undefined) ?? []) {
