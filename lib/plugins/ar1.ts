@@ -101,7 +101,8 @@ function fromPlain(p: AR1State["rm"], what: string): LatentMemory | undefined {
  *   their part (this plugin calls their hooks: SI first, then CWR*, as Avalanche lists them).
  * - **From the second experience**: the parameters before `freezeBelowLayer` are frozen, the
  *   optimizer's state is reset (Avalanche builds a new SGD), and each minibatch holds
- *   `b = ⌊N / ⌊(N + rmSz) / batchSize⌋⌋` new samples (`N` the experience's size) and the next
+ *   `b = ⌊N / ⌊(N + M) / batchSize⌋⌋` new samples (`N` the experience's size, `M` the memory's)
+ *   and the next
  *   `batchSize − b` memory activations in memory order (iteration `i` takes the slice
  *   `[i·(batchSize − b), (i+1)·(batchSize − b))`), fed to the upper part. CWR*'s class counts of
  *   the experience include the memory's, and its output layer is reset for all those classes.
@@ -116,8 +117,12 @@ function fromPlain(p: AR1State["rm"], what: string): LatentMemory | undefined {
  *
  * Differences from Avalanche: each stored activation keeps the label of its own sample
  * (Avalanche's `_after_training_exp` takes labels from the dataset by positions of the shuffled
- * loader's order, which pairs activations with other samples' labels), and the minibatch split
- * guards against a zero divisor. Batch renormalization (Avalanche replaces MobileNet's batch norm
+ * loader's order, which pairs activations with other samples' labels); the minibatch split uses
+ * the memory's size `M` where Avalanche uses `rmSz`, so that, as its docstring intends, an epoch
+ * on the new data is also one pass over the memory (with `rmSz`, a memory not yet full runs out
+ * before the epoch ends and the last minibatches have no replay: on Split MNIST with 1000
+ * samples per experience, final accuracy 0.43 instead of 0.70); and the split guards against a
+ * zero divisor. Batch renormalization (Avalanche replaces MobileNet's batch norm
  * layers by batch renorm ones and tunes them per experience) is left out: the models here have
  * no batch normalization layer, so none of its options exist.
  *
@@ -259,7 +264,8 @@ export class AR1Plugin extends StrategyPlugin {
       for (const c of this.#rm.y) counts.set(c, (counts.get(c) ?? 0) + 1);
       this.cwr.includeClassCounts(counts);
       const n = ctx.dataset!.length, mb = ctx.settings.batchSize;
-      const cur = Math.max(1, Math.floor(n / Math.max(1, Math.floor((n + this.rmSz) / mb))));
+      const m = this.#rm.y.length;
+      const cur = Math.max(1, Math.floor(n / Math.max(1, Math.floor((n + m) / mb))));
       this.#replayMb = Math.max(0, mb - cur);
       ctx.dataLoader = new DatasetLoader(ctx.dataset!, {
         batchSize: Math.min(cur, n),
@@ -284,7 +290,7 @@ export class AR1Plugin extends StrategyPlugin {
       const acts = tf.tidy(() => this.lower(batch.x));
       const values = acts.dataSync() as Float32Array;
       const shape = acts.shape.slice(1);
-      acts.dispose();
+      if (acts !== batch.x) acts.dispose(); // an empty lower part returns the inputs themselves
       const cur = this.#cur ??= { shape, x: [], y: [] };
       const size = shape.reduce((a, b) => a * b, 1);
       for (let i = 0; i < batch.n; i++) {
