@@ -17,11 +17,10 @@ Deno.test("AR1 latent replay: memory of own-labelled activations, minibatch spli
   const bench = toyBenchmark({ n: 120, classes: 6, experiences: 3 }); // 40 training samples each
   const model = mlp({ input: 64, hidden: [8], outputs: 6, seed: 0 });
   const seen: { exp: number; n: number; replay: number; lossGap: number }[] = [];
-  let plugin: AR1Plugin | undefined;
   const spy: Plugin = {
     name: "spy",
     beforeBackward(ctx) {
-      const p = plugin!, rm = p.memory, batch = ctx.batch!;
+      const p = s.plugins[0] as AR1Plugin, rm = p.memory, batch = ctx.batch!;
       let lossGap = 0;
       if (ctx.clock.trainExperiences > 0 && rm) {
         // The loss must be the criterion's mean over new and replayed samples together.
@@ -36,7 +35,12 @@ Deno.test("AR1 latent replay: memory of own-labelled activations, minibatch spli
         lossGap = Math.abs(expected - ctx.loss!.dataSync()[0]);
         assert.ok(ctx.lossTerms.has("latentReplay"));
       }
-      seen.push({ exp: ctx.clock.trainExperiences, n: batch.n, replay: p.replayBatchSize, lossGap });
+      seen.push({
+        exp: ctx.clock.trainExperiences,
+        n: batch.n,
+        replay: p.replayBatchSize,
+        lossGap,
+      });
     },
   };
   const s = ar1({
@@ -49,14 +53,14 @@ Deno.test("AR1 latent replay: memory of own-labelled activations, minibatch spli
     lr: 0.05,
     plugins: [spy],
   });
-  plugin = s.plugins[0] as AR1Plugin;
+  const plugin = s.plugins[0] as AR1Plugin;
   const trainX = bench.train.map((e) => {
     const d = e.dataset;
     return d.batch(Int32Array.from({ length: d.length }, (_, i) => i));
   });
   /** Index of the training sample of experience k whose inputs are row j of the memory. */
   const owner = (k: number, j: number) => {
-    const rm = plugin!.memory!;
+    const rm = plugin.memory!;
     const row = rm.x.slice(j * 64, (j + 1) * 64);
     const b = trainX[k];
     for (let i = 0; i < b.n; i++) {
@@ -111,7 +115,16 @@ Deno.test("AR1: the layers below the latent layer freeze after the first experie
       }
     },
   };
-  const s = ar1({ model, latentLayerNum: 2, rmSz: 20, ewcLambda: 0.1, batchSize: 10, seed: 0, lr: 0.05, plugins: [spy] });
+  const s = ar1({
+    model,
+    latentLayerNum: 2,
+    rmSz: 20,
+    ewcLambda: 0.1,
+    batchSize: 10,
+    seed: 0,
+    lr: 0.05,
+    plugins: [spy],
+  });
   const plugin = s.plugins[0] as AR1Plugin;
   assert.deepEqual([...plugin.frozenParameters], ["features.0.weight", "features.0.bias"]);
   assert.deepEqual(plugin.si!.excludedParameters, ["classifier"]);

@@ -84,11 +84,15 @@ Deno.test("FromScratchTraining: a grown head is reset too, its new units keep th
     name: "spy",
     beforeTrainingExp(ctx) {
       if (ctx.clock.trainExperiences === 1) {
-        atStart = Float32Array.from(ctx.model.namedParameters().get("classifier.classifier.weight")!.dataSync());
+        atStart = Float32Array.from(
+          ctx.model.namedParameters().get("classifier.classifier.weight")!.dataSync(),
+        );
       }
     },
   };
-  initialHead = Float32Array.from(model.namedParameters().get("classifier.classifier.weight")!.dataSync());
+  initialHead = Float32Array.from(
+    model.namedParameters().get("classifier.classifier.weight")!.dataSync(),
+  );
   const s = naive({ model, batchSize: 10, seed: 0, plugins: [plugin, spy] });
   await s.train(bench.train[0]);
   const grownBefore = model.namedParameters().get("classifier.classifier.weight")!;

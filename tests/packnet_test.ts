@@ -69,9 +69,11 @@ Deno.test("PackNet pruning, masks, forward by task and masked gradients, by hand
   assert.throws(() => model.prune(0.5), /already pruned/);
   const x = tf.tensor2d([[1, 2]]);
   const run = (t: number | undefined) =>
-    Array.from(tf.tidy(() =>
-      model.forward(x, t === undefined ? undefined : { taskLabelsArray: Int32Array.of(t) })
-    ).dataSync());
+    Array.from(
+      tf.tidy(() =>
+        model.forward(x, t === undefined ? undefined : { taskLabelsArray: Int32Array.of(t) })
+      ).dataSync(),
+    );
   model.eval();
   // Task 0, kept weights only: h = relu([1·1 + .1, 2·(−2) − .1]) = [1.1, 0]; out = [.33, .5].
   const close = (a: number[], b: number[]) =>
@@ -160,7 +162,17 @@ Deno.test("PackNet: old tasks' outputs stay bit-identical; masks halve the free 
   }
   assert.ok(start <= base);
   // Pruning happens at the start of the last epoch of each experience.
-  assert.deepEqual(pruned.map(([, , p]) => p), [false, false, true, false, false, true, false, false, true]);
+  assert.deepEqual(pruned.map(([, , p]) => p), [
+    false,
+    false,
+    true,
+    false,
+    false,
+    true,
+    false,
+    false,
+    true,
+  ]);
   assert.equal(model.taskCount, 3);
   // The layers' biases and task 0's head are the ones of the end of task 0.
   const r = await s.eval(bench.test);
@@ -184,13 +196,19 @@ Deno.test("PackNet checkpoint: masks and task count come back; resumed run match
     test: bench.test,
     evalEach: true,
   });
-  const st = saved.model.structure!.packnet as { taskCount: number; taskIndex: Record<string, number[]> };
+  const st = saved.model.structure!.packnet as {
+    taskCount: number;
+    taskIndex: Record<string, number[]>;
+  };
   assert.equal(st.taskCount, 1);
   assert.equal(st.taskIndex["features.0"].filter((k) => k === 0).length, 256);
   // A bad structure is refused before anything changes.
   const m = packNetModel({ input: 64, hidden: [8], outputs: 2, head: "multi", seed: 0 });
   assert.throws(
-    () => m.loadStructure({ packnet: { taskCount: 1, pruned: false, taskIndex: { "features.0": [0] } } }),
+    () =>
+      m.loadStructure({
+        packnet: { taskCount: 1, pruned: false, taskIndex: { "features.0": [0] } },
+      }),
     /1 task indices for features\.0, the layer has 512 weights/,
   );
   m.dispose();
@@ -217,7 +235,10 @@ Deno.test("PackNet: errors name the bad value and the fix", async () => {
   );
   const tasks = toyTasks(2);
   const s = packNet({ model, postPruneEpochs: 1, epochs: 1, batchSize: 10, seed: 0 });
-  await assert.rejects(() => s.train(tasks.train[0]), /must be less than the strategy's epochs \(1\): give epochs ≥ 2/);
+  await assert.rejects(
+    () => s.train(tasks.train[0]),
+    /must be less than the strategy's epochs \(1\): give epochs ≥ 2/,
+  );
   s.dispose();
   // Class-incremental: the second experience has task label 0 again.
   const ci = toyBenchmark({ n: 80, experiences: 2 });
@@ -249,9 +270,12 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
       seed: 3,
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
     };
-    const s = kind === "naive"
-      ? naive({ model, ...common })
-      : packNet({ model: model as PackNetModel, postPruneEpochs: 1, pruneProportion: 0.5, ...common });
+    const s = kind === "naive" ? naive({ model, ...common }) : packNet({
+      model: model as PackNetModel,
+      postPruneEpochs: 1,
+      pruneProportion: 0.5,
+      ...common,
+    });
     for (const exp of bench.train) await s.train(exp);
     const r = await s.eval(bench.test);
     s.dispose();
@@ -263,8 +287,15 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
   console.log(
     `task-incremental Split MNIST, mean accuracy: Naive ${base.meanAccuracy.toFixed(3)} [${
       base.experiences.map((e) => e.accuracy.toFixed(2))
-    }], PackNet ${ours.meanAccuracy.toFixed(3)} [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+    }], PackNet ${ours.meanAccuracy.toFixed(3)} [${
+      ours.experiences.map((e) => e.accuracy.toFixed(2))
+    }]`,
   );
-  assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.03, `${ours.meanAccuracy} vs ${base.meanAccuracy}`);
-  for (const e of ours.experiences) assert.ok(e.accuracy > 0.9, `task ${e.experience}: ${e.accuracy}`);
+  assert.ok(
+    ours.meanAccuracy > base.meanAccuracy + 0.03,
+    `${ours.meanAccuracy} vs ${base.meanAccuracy}`,
+  );
+  for (const e of ours.experiences) {
+    assert.ok(e.accuracy > 0.9, `task ${e.experience}: ${e.accuracy}`);
+  }
 });

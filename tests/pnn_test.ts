@@ -37,7 +37,10 @@ function fakeExp(id: number, task: number): Experience {
   return { id, taskLabel: task, taskLabels: [task], classes: [0, 1] } as unknown as Experience;
 }
 
-function set(model: { namedParameters(): Map<string, tf.Variable> }, values: Record<string, number[][] | number[]>) {
+function set(
+  model: { namedParameters(): Map<string, tf.Variable> },
+  values: Record<string, number[][] | number[]>,
+) {
   const params = model.namedParameters();
   for (const [name, v] of Object.entries(values)) {
     const p = params.get(name);
@@ -65,11 +68,21 @@ Deno.test("PNN adapters by hand: linear sums one layer per column, MLP scales, c
   // [3·1 + 0, 3·2 + 1] + [2·(−1) + 1, 2·0.5 + 0] = [2, 8]
   close(tf.tidy(() => lin.forwardLateral([x0, x1])!).dataSync(), [2, 8], "linear");
   const mlpAd = new MLPAdapter(1, 1, 2, 0);
-  set(mlpAd, { alphas: [2, -1], "V.weight": [[1], [1]], "V.bias": [0], "U.weight": [[3]], "U.bias": [0.5] });
+  set(mlpAd, {
+    alphas: [2, -1],
+    "V.weight": [[1], [1]],
+    "V.bias": [0],
+    "U.weight": [[3]],
+    "U.bias": [0.5],
+  });
   // [2·3, −1·2] = [6, −2] → V: 4 → relu 4 → U: 12.5
   close(tf.tidy(() => mlpAd.forwardLateral([x0, x1])!).dataSync(), [12.5], "mlp");
   assert.equal(new MLPAdapter(3, 2, 0).forwardLateral([]), undefined);
-  assert.equal(new MLPAdapter(3, 2, 0).namedParameters().size, 0, "the first column has no adapter");
+  assert.equal(
+    new MLPAdapter(3, 2, 0).namedParameters().size,
+    0,
+    "the first column has no adapter",
+  );
   assert.throws(() => lin.forwardLateral([x0]), /2 previous columns got 1 inputs/);
   tf.dispose([x0, x1]);
   lin.dispose();
@@ -77,7 +90,13 @@ Deno.test("PNN adapters by hand: linear sums one layer per column, MLP scales, c
 });
 
 Deno.test("PNN lateral connections through two layers and two columns, by hand", () => {
-  const model = pnn({ numLayers: 2, inFeatures: 1, hiddenFeaturesPerColumn: 1, adapter: "linear", seed: 0 });
+  const model = pnn({
+    numLayers: 2,
+    inFeatures: 1,
+    hiddenFeaturesPerColumn: 1,
+    adapter: "linear",
+    seed: 0,
+  });
   model.adapt(fakeExp(0, 0), true);
   model.adapt(fakeExp(1, 1), true);
   assert.equal(model.numColumns, 2);
@@ -114,16 +133,19 @@ Deno.test("PNN lateral connections through two layers and two columns, by hand",
   close(both.dataSync(), [3.5, -2.5, 6, 0], "mixed");
   both.dispose();
   // Only the newest columns learn (and the heads).
-  assert.deepEqual([...model.trainableParameters().keys()].filter((n) => !n.startsWith("classifier")), [
-    "layers.0.columns.1.itoh.weight",
-    "layers.0.columns.1.itoh.bias",
-    "layers.0.columns.1.adapter.latLayers.0.weight",
-    "layers.0.columns.1.adapter.latLayers.0.bias",
-    "layers.1.columns.1.itoh.weight",
-    "layers.1.columns.1.itoh.bias",
-    "layers.1.columns.1.adapter.latLayers.0.weight",
-    "layers.1.columns.1.adapter.latLayers.0.bias",
-  ]);
+  assert.deepEqual(
+    [...model.trainableParameters().keys()].filter((n) => !n.startsWith("classifier")),
+    [
+      "layers.0.columns.1.itoh.weight",
+      "layers.0.columns.1.itoh.bias",
+      "layers.0.columns.1.adapter.latLayers.0.weight",
+      "layers.0.columns.1.adapter.latLayers.0.bias",
+      "layers.1.columns.1.itoh.weight",
+      "layers.1.columns.1.itoh.bias",
+      "layers.1.columns.1.adapter.latLayers.0.weight",
+      "layers.1.columns.1.adapter.latLayers.0.bias",
+    ],
+  );
   // Gradients of task 1's first output through the lateral connections:
   // d/d lat(layer 1) = h00 · head1[0][0] = 2; d/d lat(layer 0) = x · itoh1(layer 1) · 1 = 2 · 2.
   const trainable = model.trainableParameters();
@@ -201,7 +223,10 @@ Deno.test("PNN: old columns and old tasks' outputs do not change; one column per
       assert.deepEqual(task0(), after0!.out, `task 0's outputs after task ${k}`);
     }
     // Beyond the parameters and the optimizer's slots, nothing accumulates.
-    const slots = Object.values(s.optimizer.state().slots).reduce((a, m) => a + Object.keys(m).length, 0);
+    const slots = Object.values(s.optimizer.state().slots).reduce(
+      (a, m) => a + Object.keys(m).length,
+      0,
+    );
     extra.push(tf.memory().numTensors - model.namedParameters().size - slots);
   }
   assert.ok(extra.every((e) => e === extra[0]), `${extra}`);
@@ -229,16 +254,25 @@ Deno.test("PNN checkpoint: columns and task mapping come back; resumed run match
     evalEach: true,
     afterRestore: (s) => assert.equal((s.model as PNN).numColumns, 2),
   });
-  const layers = saved.model.structure!.layers as Record<string, { columns: number; tasks: number[][] }>;
+  const layers = saved.model.structure!.layers as Record<
+    string,
+    { columns: number; tasks: number[][] }
+  >;
   assert.deepEqual(layers["0"].columns, 2);
   assert.deepEqual(layers["0"].tasks, [[0, 0], [1, 1]]);
 });
 
 Deno.test("PNN: errors name the bad value and the fix", () => {
-  assert.throws(() => pnn({ numLayer: 2 } as never), /unknown option "numLayer" \(did you mean "numLayers"\?\)/);
+  assert.throws(
+    () => pnn({ numLayer: 2 } as never),
+    /unknown option "numLayer" \(did you mean "numLayers"\?\)/,
+  );
   assert.throws(() => pnn({ adapter: "conv" } as never), /adapter/);
   assert.throws(() => new PNN(0), /numLayers must be a positive integer, got 0/);
-  assert.throws(() => new PNN(1, 784, 100, "gru" as never), /adapter must be "mlp" or "linear", got gru/);
+  assert.throws(
+    () => new PNN(1, 784, 100, "gru" as never),
+    /adapter must be "mlp" or "linear", got gru/,
+  );
   const plain = mlp({ input: 4, hidden: [2], seed: 0 });
   assert.throws(() => pnnStrategy({ model: plain as never }), /needs a PNN model/);
   const net = pnn({ inFeatures: 4, hiddenFeaturesPerColumn: 2, seed: 0 });
@@ -297,8 +331,15 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
   console.log(
     `task-incremental Split MNIST, mean accuracy: Naive ${base.meanAccuracy.toFixed(3)} [${
       base.experiences.map((e) => e.accuracy.toFixed(2))
-    }], PNN ${ours.meanAccuracy.toFixed(3)} [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+    }], PNN ${ours.meanAccuracy.toFixed(3)} [${
+      ours.experiences.map((e) => e.accuracy.toFixed(2))
+    }]`,
   );
-  assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.03, `${ours.meanAccuracy} vs ${base.meanAccuracy}`);
-  for (const e of ours.experiences) assert.ok(e.accuracy > 0.9, `task ${e.experience}: ${e.accuracy}`);
+  assert.ok(
+    ours.meanAccuracy > base.meanAccuracy + 0.03,
+    `${ours.meanAccuracy} vs ${base.meanAccuracy}`,
+  );
+  for (const e of ours.experiences) {
+    assert.ok(e.accuracy > 0.9, `task ${e.experience}: ${e.accuracy}`);
+  }
 });

@@ -86,7 +86,10 @@ export class MLPAdapter extends Module {
     );
     // Avalanche: torch.randn(num_prev_modules).
     this.alphas = this.param("alphas", tf.randomNormal([numPrevModules], 0, 1, "float32", s + 5));
-    this.U = this.child("U", new Linear(outFeaturesPerColumn, outFeaturesPerColumn, { seed: s + 7 }));
+    this.U = this.child(
+      "U",
+      new Linear(outFeaturesPerColumn, outFeaturesPerColumn, { seed: s + 7 }),
+    );
   }
 
   /** `U(relu(V([α_0 xs[0], α_1 xs[1], ...])))`, or undefined for the first column. */

@@ -85,7 +85,9 @@ function fromPlain(p: AR1State["rm"], what: string): LatentMemory | undefined {
   if (p === null || p === undefined) return undefined;
   const size = p.shape.reduce((a, b) => a * b, 1);
   if (!Array.isArray(p.x) || !Array.isArray(p.y) || p.x.length !== p.y.length * size) {
-    throw new RangeError(`The AR1 state's ${what} is damaged: ${p.y?.length} labels, ${p.x?.length} values`);
+    throw new RangeError(
+      `The AR1 state's ${what} is damaged: ${p.y?.length} labels, ${p.x?.length} values`,
+    );
   }
   return { shape: [...p.shape], x: Float32Array.from(p.x), y: Int32Array.from(p.y) };
 }
@@ -187,9 +189,10 @@ export class AR1Plugin extends StrategyPlugin {
     }
     const names = [...model.namedParameters().keys()];
     const upper = new Set([
-      ...layers.slice(this.latentLayerNum).flatMap((l, i) =>
-        [...l.namedParameters(`features.${this.latentLayerNum + i}.`).keys()]
-      ),
+      ...layers.slice(this.latentLayerNum).flatMap((
+        l,
+        i,
+      ) => [...l.namedParameters(`features.${this.latentLayerNum + i}.`).keys()]),
       ...model.classifier.namedParameters("classifier.").keys(),
     ]);
     this.freezeBelowLayer = opts.freezeBelowLayer ?? names.find((n) => upper.has(n));
@@ -378,7 +381,11 @@ export class AR1Plugin extends StrategyPlugin {
     return {
       rm: toPlain(this.#rm),
       cur: this.#cur
-        ? { shape: [...this.#cur.shape], x: this.#cur.x.flatMap((r) => Array.from(r)), y: [...this.#cur.y] }
+        ? {
+          shape: [...this.#cur.shape],
+          x: this.#cur.x.flatMap((r) => Array.from(r)),
+          y: [...this.#cur.y],
+        }
         : null,
       cwr: this.cwr.state(),
       si: this.si ? this.si.state() : null,

@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type Module, type TensorState } from "../nn/module.ts";
+import type { Module, TensorState } from "../nn/module.ts";
 import { checkTensorState } from "../nn/module.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";

@@ -193,7 +193,7 @@ export function packNet(opts: PackNetOptions): Strategy {
   const { postPruneEpochs, pruneProportion, ...rest } = opts;
   if (!(rest.model instanceof PackNetModel)) {
     throw new TypeError(
-      "packNet needs model: a PackNetModel (packNetModel({ hidden: [400], head: \"multi\" }))",
+      'packNet needs model: a PackNetModel (packNetModel({ hidden: [400], head: "multi" }))',
     );
   }
   return withPlugin("PackNet", new PackNetPlugin({ postPruneEpochs, pruneProportion }), rest);
