@@ -10,6 +10,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import { ar1, AR1Plugin, ar1Plugin } from "../lib/plugins/ar1.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import type { StrategyState } from "../lib/strategy/template.ts";
 import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 Deno.test("AR1 latent replay: memory of own-labelled activations, minibatch split, concatenated loss", async () => {
@@ -185,6 +186,48 @@ Deno.test("AR1 checkpoint (memory, CWR*, SI) and no tensor growth", async () => 
   s.dispose();
   model.dispose();
   assert.equal(tf.memory().numTensors, start);
+});
+
+Deno.test("AR1 resumed in the middle of an experience keeps the activations collected before", async () => {
+  const bench = toyBenchmark({ n: 120, classes: 6, experiences: 3 });
+  const make = (seed: number) =>
+    ar1({
+      model: mlp({ input: 64, hidden: [8, 8], outputs: 6, seed }),
+      latentLayerNum: 2,
+      rmSz: 16,
+      ewcLambda: 0.5,
+      batchSize: 10,
+      epochs: 2,
+      seed: 0,
+    });
+  const full = make(1);
+  for (const exp of bench.train) await full.train(exp);
+  const first = make(1);
+  await first.train(bench.train[0]);
+  let saved: StrategyState | undefined;
+  await first.train(bench.train[1], {
+    checkpoint: {
+      everyEpochs: 1,
+      everyExperience: false,
+      save: (state, at) => {
+        if (at.midExperience) saved = JSON.parse(JSON.stringify(state));
+      },
+    },
+  });
+  const cur = (saved!.plugins["0:AR1Plugin"] as { cur: { y: number[] } }).cur;
+  assert.equal(cur.y.length, 40, "the first epoch's activations are in the state");
+  const resumed = make(99);
+  await resumed.train(bench.train[1], { resume: saved });
+  await resumed.train(bench.train[2]);
+  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
+  assert.deepEqual(
+    (resumed.plugins[0] as AR1Plugin).memory,
+    (full.plugins[0] as AR1Plugin).memory,
+  );
+  for (const s of [full, first, resumed]) {
+    s.dispose();
+    s.model.dispose();
+  }
 });
 
 Deno.test("AR1: errors name the bad value and the fix", () => {
