@@ -13,6 +13,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import { packNet, PackNetPlugin, packNetPlugin } from "../lib/plugins/packnet.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import type { StrategyState } from "../lib/strategy/template.ts";
 import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 /** Task-incremental toy stream: 8×8 synthetic images, 2 classes (0, 1) per task. */
@@ -212,6 +213,44 @@ Deno.test("PackNet checkpoint: masks and task count come back; resumed run match
     /1 task indices for features\.0, the layer has 512 weights/,
   );
   m.dispose();
+});
+
+Deno.test("PackNet resumed after pruning, in the middle of an experience, matches", async () => {
+  const bench = toyTasks(2);
+  const make = (seed: number) =>
+    packNet({
+      model: packNetModel({ input: 64, hidden: [8], outputs: 2, head: "multi", seed }),
+      postPruneEpochs: 2,
+      epochs: 4,
+      batchSize: 10,
+      seed: 0,
+    });
+  // Both runs make every task's head first (a head added after a restore would take its initial
+  // values from the resumed model's own seed).
+  const full = make(1);
+  await full.eval(bench.test);
+  for (const exp of bench.train) await full.train(exp);
+  const first = make(1);
+  await first.eval(bench.test);
+  const saved: StrategyState[] = [];
+  await first.train(bench.train[0], {
+    checkpoint: {
+      everyEpochs: 1,
+      everyExperience: false,
+      save: (state) => void saved.push(JSON.parse(JSON.stringify(state))),
+    },
+  });
+  // After epochs 1, 2 and 3 of 4; pruning comes before the third (4 − 2 epochs done).
+  const flags = saved.map((st) => (st.model.structure!.packnet as { pruned: boolean }).pruned);
+  assert.deepEqual(flags, [false, false, true]);
+  const resumed = make(99);
+  await resumed.train(bench.train[0], { resume: saved[2] });
+  await resumed.train(bench.train[1]);
+  assert.deepEqual(resumed.model.stateDict(), full.model.stateDict());
+  for (const s of [full, first, resumed]) {
+    s.dispose();
+    s.model.dispose();
+  }
 });
 
 Deno.test("PackNet: errors name the bad value and the fix", async () => {
