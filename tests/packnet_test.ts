@@ -301,7 +301,9 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
   });
   const bench = subsample(full, { trainPerExperience: 500, testPerExperience: 200, seed: 0 });
   const run = async (kind: "naive" | "packnet") => {
-    const opts = { input: 784, hidden: [200], outputs: 2, head: "multi" as const, seed: 1 };
+    // Two hidden layers at lr 0.05: Naive forgets visibly even with a head per task (with one
+    // layer at lr 0.01 it keeps 0.98, and there is little to protect).
+    const opts = { input: 784, hidden: [200, 200], outputs: 2, head: "multi" as const, seed: 1 };
     const model = kind === "naive" ? mlp(opts) : packNetModel(opts);
     const common = {
       epochs: 3,
@@ -331,7 +333,7 @@ Deno.test({ name: realName, ignore: !SHARED_DATA }, async () => {
     }]`,
   );
   assert.ok(
-    ours.meanAccuracy > base.meanAccuracy + 0.03,
+    ours.meanAccuracy > base.meanAccuracy + 0.05,
     `${ours.meanAccuracy} vs ${base.meanAccuracy}`,
   );
   for (const e of ours.experiences) {
