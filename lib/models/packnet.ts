@@ -58,7 +58,7 @@ const maskedWeight = tf.customGrad(
  *   hook `grad * unfrozen_mask`); the weights of earlier tasks are held exactly by
  *   {@link PackNetModel.enforceFrozen} after each update (weight decay or optimizer state could
  *   move them otherwise). Biases learn only on the first task and are frozen afterwards, as in
- *   Avalanche and the paper.
+ *   Avalanche (`_freeze_pruned` sets `bias.requires_grad = False`).
  * - {@link PackNetModel.prune}: the `proportion` smallest-magnitude free weights of each layer
  *   become pruned (ties by position); the kept ones are fine-tuned afterwards.
  * - {@link PackNetModel.freezePruned}: the task's kept weights are frozen, the pruned ones are
