@@ -169,6 +169,10 @@ export {
 export type { FeCAMClassifierOptions, FeCAMState } from "./lib/models/fecam.ts";
 export { SLDAClassifier } from "./lib/models/slda.ts";
 export type { SLDAClassifierOptions, SLDAState } from "./lib/models/slda.ts";
+export { PackNetModel, packNetModel, PRUNED_CODE } from "./lib/models/packnet.ts";
+export type { PackNetLayer, PackNetStructure } from "./lib/models/packnet.ts";
+export { LinearAdapter, MLPAdapter, PNN, pnn, PNNColumn, PNNLayer } from "./lib/models/pnn.ts";
+export type { PNNAdapter, PNNOptions } from "./lib/models/pnn.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -351,6 +355,26 @@ export type {
   CWRStarPluginOptions,
   CWRStarState,
 } from "./lib/plugins/cwr_star.ts";
+export { ar1, AR1Plugin, ar1Plugin } from "./lib/plugins/ar1.ts";
+export type { AR1Options, AR1PluginOptions, AR1State, LatentMemory } from "./lib/plugins/ar1.ts";
+export { packNet, PackNetPlugin, packNetPlugin } from "./lib/plugins/packnet.ts";
+export type {
+  PackNetOptions,
+  PackNetPluginOptions,
+  PruneProportion,
+} from "./lib/plugins/packnet.ts";
+export { pnnStrategy } from "./lib/plugins/pnn.ts";
+export type { PNNStrategyOptions } from "./lib/plugins/pnn.ts";
+export {
+  fromScratchTraining,
+  FromScratchTrainingPlugin,
+  fromScratchTrainingPlugin,
+} from "./lib/plugins/from_scratch_training.ts";
+export type {
+  FromScratchTrainingOptions,
+  FromScratchTrainingPluginOptions,
+  FromScratchTrainingState,
+} from "./lib/plugins/from_scratch_training.ts";
 export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
 export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
 export {
