@@ -85,13 +85,13 @@ Deno.test("random split: the last ⌊size · n⌋ samples without shuffle (Avala
   assert.deepEqual(c.train.map((e) => e.dataset.length), [25, 65]);
 });
 
-Deno.test("holdOutValidation is the unshuffled split: the same training stream as before", () => {
+Deno.test("holdOutValidation is Avalanche's unshuffled split: the last samples held out", () => {
   const base = toyBenchmark({ n: 200 });
   const v = holdOutValidation(base, 0.05);
   for (const [k, e] of base.train.entries()) {
     const n = e.dataset.length, held = Math.floor(0.05 * n);
-    // As its earlier code: the samples held..n−1 of the experience, in order.
-    const want = ids(e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i)));
+    // As benchmark_with_validation_stream without shuffle: training keeps 0..n−held−1, in order.
+    const want = ids(e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => i)));
     assert.deepEqual(ids(v.train[k].dataset), want);
     assert.deepEqual(v.train[k].classes, e.classes);
     assert.equal(v.valid![k].dataset.length, held);

@@ -135,12 +135,11 @@ export async function loadBenchmark(
 }
 
 /**
- * The benchmark with the first `⌊fraction · n⌋` samples of each training experience (in dataset
- * order) held out: {@link benchmarkWithValidationStream} with `shuffle: false` and
- * `heldOut: "first"`, whose `valid` stream holds the samples removed. The test stream is
- * unchanged. Avalanche's `benchmark_with_validation_stream(benchmark, fraction)` holds out the
- * last ones instead (its training part is the first `n − ⌊fraction · n⌋`); the reproductions
- * were run with this split, kept so that their numbers stay.
+ * The benchmark with the last `⌊fraction · n⌋` samples of each training experience (in dataset
+ * order) held out, as Avalanche's `benchmark_with_validation_stream(benchmark, fraction)` with its
+ * default split (`shuffle=False`: the training part keeps the first `n − ⌊fraction · n⌋`
+ * indices): {@link benchmarkWithValidationStream} with `shuffle: false`, whose `valid` stream
+ * holds the samples removed. The test stream is unchanged.
  *
  * @example
  * ```ts
@@ -164,7 +163,6 @@ export function holdOutValidation(benchmark: Benchmark, fraction: number): Bench
   return benchmarkWithValidationStream(benchmark, {
     size: fraction,
     shuffle: false,
-    heldOut: "first",
   });
 }
 
