@@ -98,6 +98,8 @@ export type {
   SplitOnlineOptions,
   SubsampleOptions,
 } from "./lib/benchmarks/generators.ts";
+export { benchmarkWithValidationStream } from "./lib/benchmarks/validation.ts";
+export type { ValidationStreamOptions, WithValidation } from "./lib/benchmarks/validation.ts";
 export { randomPermutations, rotateImages } from "./lib/benchmarks/transforms.ts";
 export type { ImageGeometry } from "./lib/benchmarks/transforms.ts";
 export {
@@ -179,6 +181,10 @@ export {
 export type { FeCAMClassifierOptions, FeCAMState } from "./lib/models/fecam.ts";
 export { SLDAClassifier } from "./lib/models/slda.ts";
 export type { SLDAClassifierOptions, SLDAState } from "./lib/models/slda.ts";
+export { PackNetModel, packNetModel, PRUNED_CODE } from "./lib/models/packnet.ts";
+export type { PackNetLayer, PackNetStructure } from "./lib/models/packnet.ts";
+export { LinearAdapter, MLPAdapter, PNN, pnn, PNNColumn, PNNLayer } from "./lib/models/pnn.ts";
+export type { PNNAdapter, PNNOptions } from "./lib/models/pnn.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -361,6 +367,26 @@ export type {
   CWRStarPluginOptions,
   CWRStarState,
 } from "./lib/plugins/cwr_star.ts";
+export { ar1, AR1Plugin, ar1Plugin } from "./lib/plugins/ar1.ts";
+export type { AR1Options, AR1PluginOptions, AR1State, LatentMemory } from "./lib/plugins/ar1.ts";
+export { packNet, PackNetPlugin, packNetPlugin } from "./lib/plugins/packnet.ts";
+export type {
+  PackNetOptions,
+  PackNetPluginOptions,
+  PruneProportion,
+} from "./lib/plugins/packnet.ts";
+export { pnnStrategy } from "./lib/plugins/pnn.ts";
+export type { PNNStrategyOptions } from "./lib/plugins/pnn.ts";
+export {
+  fromScratchTraining,
+  FromScratchTrainingPlugin,
+  fromScratchTrainingPlugin,
+} from "./lib/plugins/from_scratch_training.ts";
+export type {
+  FromScratchTrainingOptions,
+  FromScratchTrainingPluginOptions,
+  FromScratchTrainingState,
+} from "./lib/plugins/from_scratch_training.ts";
 export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
 export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
 export {
@@ -428,6 +454,26 @@ export type {
 } from "./lib/plugins/synaptic_intelligence.ts";
 export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
 export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+export { earlyStopping, EarlyStoppingPlugin } from "./lib/plugins/early_stopping.ts";
+export type { EarlyStoppingOptions, EarlyStoppingState } from "./lib/plugins/early_stopping.ts";
+export {
+  cosineAnnealingLR,
+  lrScheduler,
+  LRSchedulerPlugin,
+  multiStepLR,
+  reduceLROnPlateau,
+  stepLR,
+} from "./lib/plugins/lr_scheduler.ts";
+export type {
+  CosineAnnealingLROptions,
+  LRSchedule,
+  LRSchedulerOptions,
+  LRSchedulerState,
+  MultiStepLROptions,
+  ReduceLROnPlateauOptions,
+  ScheduleState,
+  StepLROptions,
+} from "./lib/plugins/lr_scheduler.ts";
 export {
   der,
   DER_ALPHA,

@@ -7,8 +7,9 @@
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
 import { permutedMNIST, splitFMNIST, splitMNIST } from "../benchmarks/classic.ts";
-import { type Benchmark, type Experience, makeStream, withDataset } from "../data/experience.ts";
+import type { Benchmark, Experience } from "../data/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
+import { benchmarkWithValidationStream } from "../benchmarks/validation.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
 import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";
 import { agem } from "../plugins/agem.ts";
@@ -134,10 +135,11 @@ export async function loadBenchmark(
 }
 
 /**
- * The benchmark with the first `⌊fraction · n⌋` samples of each training experience (in dataset
- * order) removed, as the training stream Avalanche's `benchmark_with_validation_stream(benchmark,
- * fraction)` leaves with its default split (`shuffle=False`: the validation experience takes the
- * first indices). The test stream is unchanged.
+ * The benchmark with the last `⌊fraction · n⌋` samples of each training experience (in dataset
+ * order) held out, as Avalanche's `benchmark_with_validation_stream(benchmark, fraction)` with its
+ * default split (`shuffle=False`: the training part keeps the first `n − ⌊fraction · n⌋`
+ * indices): {@link benchmarkWithValidationStream} with `shuffle: false`, whose `valid` stream
+ * holds the samples removed. The test stream is unchanged.
  *
  * @example
  * ```ts
@@ -148,7 +150,7 @@ export async function loadBenchmark(
  *   test: syntheticImages({ n: 100, classes: 10, seed: 2 }) };
  * const b = await splitMNIST({ data, experiences: 5 });
  * const v = holdOutValidation(b, 0.05);
- * console.assert(v.train[0].dataset.length === 40 - 2);
+ * console.assert(v.train[0].dataset.length === 40 - 2 && v.valid?.[0].dataset.length === 2);
  * ```
  */
 export function holdOutValidation(benchmark: Benchmark, fraction: number): Benchmark {
@@ -157,19 +159,11 @@ export function holdOutValidation(benchmark: Benchmark, fraction: number): Bench
       `validationSize must be a fraction in [0, 1), got ${String(fraction)}: e.g. 0.05`,
     );
   }
-  const train = makeStream(
-    benchmark.train.name,
-    benchmark.train.map((e) => {
-      const n = e.dataset.length;
-      const held = Math.floor(fraction * n);
-      if (held === 0) return e;
-      return withDataset(
-        e,
-        e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i)),
-      );
-    }),
-  );
-  return { ...benchmark, train, classesPerExperience: train.map((e) => e.classes) };
+  if (fraction === 0) return benchmark;
+  return benchmarkWithValidationStream(benchmark, {
+    size: fraction,
+    shuffle: false,
+  });
 }
 
 /**
