@@ -19,6 +19,11 @@
  * --resident train,test|test|train|none (the streams held as float32 tensors made before each
  * run, as the reference makes its own; default both, `none` converts the bytes per minibatch).
  *
+ * `--model slimresnet18|resnet32` measures the vision workload instead (lib/bench/vision.ts: the
+ * ResNet trained and evaluated on CIFAR-shaped inputs at each of `--batches`, default 10,128;
+ * with `--torch`, `torch_ref_resnet.py` runs the same work at 1 and 2 threads and the ratios
+ * against its best setting of each batch size are printed).
+ *
  * `--sweep` measures the sweep engine instead: the workload's naive and replay runs for seeds
  * 0..3 (8 runs, `--seeds` to change), first one after another in this process (the inline
  * engine), then through the local engine's worker processes (`--workers`, default the cores;
@@ -32,7 +37,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { defaultCacheDir } from "../../datasets/mod.ts";
-import { type BackendName, BACKENDS } from "../backend.ts";
+import { type BackendName, BACKENDS, setBackend } from "../backend.ts";
 import {
   BENCH_STRATEGIES,
   compareWithTorch,
@@ -40,7 +45,8 @@ import {
   runBench,
   type TorchOutput,
 } from "../bench/workload.ts";
-import { intFlag } from "./args.ts";
+import { intFlag, intListFlag } from "./args.ts";
+import { runVisionBench } from "../bench/vision.ts";
 import { BENCH_WORKLOAD } from "../bench/workload.ts";
 import { sweep, type SweepRun, type SweepSpec } from "../sweep/mod.ts";
 
@@ -62,7 +68,8 @@ const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
 }]
        [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
        [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]
-       deno task bench --sweep [--seeds 0,1,2,3] [--workers N] [--threads N] [--backend blas]`;
+       deno task bench --sweep [--seeds 0,1,2,3] [--workers N] [--threads N] [--backend blas]
+       deno task bench --model slimresnet18|resnet32 [--batches 10,128] [--backend ...] [--torch]`;
 
 /** Interpreter that runs the PyTorch reference. */
 export const PYTHON = "/usr/bin/python3";
@@ -73,6 +80,10 @@ export const TORCH_REF: string = join(SHARED_DIR, "bench", "torch_ref.py");
 /** The PyTorch reference of the strategies `torch_ref.py` lacks (DER++, ER-ACE), kept here. */
 export const TORCH_REF_REPLAY: string = fileURLToPath(
   new URL("../bench/torch_ref_replay.py", import.meta.url),
+);
+/** The PyTorch reference of the vision workload (`--model`), beside lib/bench/vision.ts. */
+export const TORCH_REF_RESNET: string = fileURLToPath(
+  new URL("../bench/torch_ref_resnet.py", import.meta.url),
 );
 /** Strategies whose reference is {@link TORCH_REF_REPLAY}; the others' is {@link TORCH_REF}. */
 export const TORCH_REF_REPLAY_STRATEGIES: readonly string[] = Object.freeze(["derpp", "erace"]);
@@ -359,6 +370,8 @@ async function main(): Promise<void> {
       torch: { type: "boolean" },
       resident: { type: "string" },
       sweep: { type: "boolean" },
+      model: { type: "string" },
+      batches: { type: "string" },
       seeds: { type: "string" },
       workers: { type: "string" },
       threads: { type: "string" },
@@ -367,6 +380,53 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.model) {
+    const batches = intListFlag("batches", values.batches, [10, 128]);
+    const info = await setBackend(
+      values.backend === undefined ? "auto" : checkBackend(values.backend),
+    );
+    err(
+      `perennial bench: ${values.model} on CIFAR-shaped inputs, batches ${batches.join(", ")}, ` +
+        `backend ${info.name}`,
+    );
+    const ours = await runVisionBench({ model: values.model, batches, log: err });
+    for (const r of ours) console.log(JSON.stringify(r));
+    if (values.torch) {
+      if (!(await torchAvailable())) {
+        err(`--torch: ${PYTHON} cannot import torch; skipping the PyTorch reference`);
+        return;
+      }
+      err(`torch_ref_resnet.py ${values.model} (threads 1 and 2, the best of each batch size)`);
+      const out = await new Deno.Command(PYTHON, {
+        args: [TORCH_REF_RESNET, "--model", values.model, "--batches", batches.join(",")],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      if (!out.success) throw new Error(`torch_ref_resnet.py exited with code ${out.code}`);
+      const ref = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+        best: Record<
+          string,
+          { train_samples_per_s: number; eval_samples_per_s: number; threads: number }
+        >;
+        torch: string;
+      };
+      for (const r of ours) {
+        const t = ref.best[String(r.batch)];
+        console.log(JSON.stringify({
+          reference: "torch",
+          model: r.model,
+          batch: r.batch,
+          torch: ref.torch,
+          torch_threads: t.threads,
+          torch_train_samples_per_s: t.train_samples_per_s,
+          torch_eval_samples_per_s: t.eval_samples_per_s,
+          ratio_train: Number((r.train_samples_per_s / t.train_samples_per_s).toFixed(3)),
+          ratio_eval: Number((r.eval_samples_per_s / t.eval_samples_per_s).toFixed(3)),
+        }));
+      }
+    }
     return;
   }
   if (values.sweep) {
