@@ -29,6 +29,7 @@ import {
   runReproduction,
   saveResult,
   scaleConfig,
+  targetText,
   verdictText,
   writeSummary,
 } from "../repro/mod.ts";
@@ -63,7 +64,7 @@ export function defaultDataDir(flag?: string): string | undefined {
 function listText(): string {
   const lines = REPRODUCTIONS.map((r) => {
     const q = scaleConfig(r, "quick");
-    return `${r.name.padEnd(26)} target ≥ ${r.target.toFixed(2)}  ${r.title}\n` +
+    return `${r.name.padEnd(26)} target ${targetText(r)}  ${r.title}\n` +
       `${"".padEnd(26)} quick: ${q.reductions.join("; ")}`;
   });
   return lines.join("\n");
