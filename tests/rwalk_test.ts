@@ -46,7 +46,11 @@ function linearGrad(
 Deno.test("RWalk's Fisher, KL-weighted path scores and penalty weights match a hand computation", async () => {
   const inputs = 3, names = ["classifier.weight", "classifier.bias"];
   const model = mlp({ input: inputs, hidden: [], outputs: 2, seed: 0 });
-  const xs = [[1, 0.5, -1], [0.2, -1, 2], [-0.5, 1, 0.3], [2, 0.1, 0.4], [-1, -1, 1], [0.3, 2, -0.2]];
+  const xs = [[1, 0.5, -1], [0.2, -1, 2], [-0.5, 1, 0.3], [2, 0.1, 0.4], [-1, -1, 1], [
+    0.3,
+    2,
+    -0.2,
+  ]];
   const exps = [[0, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 0]].map((y, id) =>
     makeExperience(
       "train",
@@ -143,7 +147,10 @@ Deno.test("RWalk's Fisher, KL-weighted path scores and penalty weights match a h
       // P = F / max F + relu(S) / max S.
       values(plugin.penalties.get(n)!).forEach((v, i) => {
         const hand = F![p][i] / maxF + Math.max(0, past![p][i]) / maxS;
-        assert.ok(Math.abs(v - hand) <= 1e-3, `P ${n}[${i}] after experience ${k}: ${v} vs ${hand}`);
+        assert.ok(
+          Math.abs(v - hand) <= 1e-3,
+          `P ${n}[${i}] after experience ${k}: ${v} vs ${hand}`,
+        );
       });
       assert.deepEqual(values(plugin.anchors.get(n)!), values(model.namedParameters().get(n)!));
       // The current experience's scores start again from 0.
@@ -251,7 +258,10 @@ Deno.test("RWalk checkpoint: runs resumed after an experience and mid-experience
   const first = make(1);
   await first.train(bench.train[0]);
   await first.train(bench.train[1], {
-    checkpoint: { everyEpochs: 1, save: (state) => void states.push(JSON.parse(JSON.stringify(state))) },
+    checkpoint: {
+      everyEpochs: 1,
+      save: (state) => void states.push(JSON.parse(JSON.stringify(state))),
+    },
   });
   const mid = make(99);
   // deno-lint-ignore no-explicit-any

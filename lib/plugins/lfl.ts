@@ -283,7 +283,9 @@ export interface LFLOptions extends StrategyOptions, LFLPluginOptions {}
 export function lfl(opts: LFLOptions): Strategy {
   checkOptions("lfl", opts, { ...STRATEGY_OPTIONS, ...LFL_PLUGIN_OPTIONS });
   const { lambdaE, ...rest } = opts;
-  if (lambdaE === undefined) throw new TypeError("lfl needs lambdaE: pass e.g. { lambdaE: 0.0001 }");
+  if (lambdaE === undefined) {
+    throw new TypeError("lfl needs lambdaE: pass e.g. { lambdaE: 0.0001 }");
+  }
   const plugin: Plugin = lflPlugin({ lambdaE });
   return withPlugin("LFL", plugin, rest);
 }

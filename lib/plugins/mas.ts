@@ -46,23 +46,25 @@ export interface MASImportanceOptions {
  * The mean of the L2 norms of the rows of `out` (`[n, k]`), with the gradient
  * `out_i / (n ‖out_i‖)` (0 for a zero row, where the norm has no gradient: PyTorch's subgradient).
  */
-const meanRowNorm = tf.customGrad(((out: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
-  const norms = tf.sqrt(tf.sum(tf.square(out), 1));
-  save([out, norms]);
-  return {
-    value: tf.mean(norms),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [o, nrm] = saved;
-      const n = o.shape[0];
-      const inv = tf.where(
-        tf.greater(nrm, 0),
-        tf.div(1, tf.mul(nrm, n)),
-        tf.zerosLike(nrm),
-      );
-      return tf.mul(tf.mul(o, tf.expandDims(inv, 1)), dy);
-    },
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (out: tf.Tensor) => tf.Scalar;
+const meanRowNorm = tf.customGrad(
+  ((out: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+    const norms = tf.sqrt(tf.sum(tf.square(out), 1));
+    save([out, norms]);
+    return {
+      value: tf.mean(norms),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [o, nrm] = saved;
+        const n = o.shape[0];
+        const inv = tf.where(
+          tf.greater(nrm, 0),
+          tf.div(1, tf.mul(nrm, n)),
+          tf.zerosLike(nrm),
+        );
+        return tf.mul(tf.mul(o, tf.expandDims(inv, 1)), dy);
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0],
+) as unknown as (out: tf.Tensor) => tf.Scalar;
 
 /**
  * MAS importances: for every trainable parameter θ of `model`, the mean over the samples of

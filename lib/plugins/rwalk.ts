@@ -355,7 +355,9 @@ export class RWalkPlugin extends StrategyPlugin {
         })),
       );
     }
-    for (const [n, s] of this.#checkpointScores) setKept(this.#checkpointScores, n, tf.zerosLike(s));
+    for (const [n, s] of this.#checkpointScores) {
+      setKept(this.#checkpointScores, n, tf.zerosLike(s));
+    }
     this.#experiences++;
   }
 

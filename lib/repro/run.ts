@@ -335,7 +335,9 @@ export async function runReproduction(
     source: setting.source,
     mode,
     target: setting.target,
-    ...(setting.experienceTarget === undefined ? {} : { experienceTarget: setting.experienceTarget }),
+    ...(setting.experienceTarget === undefined
+      ? {}
+      : { experienceTarget: setting.experienceTarget }),
     reached: reachesTargets(run.accuracy, run.matrix, setting),
     setting,
   };
