@@ -97,8 +97,12 @@ function maxOf(m: ReadonlyMap<string, tf.Tensor>): number {
  * mode is restored. Avalanche divides by a maximum of 0 (a NaN penalty); here that term is 0.
  * Parameters created later (a new head) start with L = S = 0 and θ_ckpt at their value, and
  * parameters that grew keep their data on the old slice (new units: 0, anchored where they are).
- * The authors' code is not in our sources; the paper's Eq. 7 sums over Δt the loss changes
- * computed at every step, as here.
+ * The authors' code (facebookresearch/agem, `model/model.py`, TensorFlow) departs from both in
+ * details Avalanche does not follow, nor do we: each Δt interval's score is passed through a relu
+ * before it is summed (here, as Avalanche, the relu is applied to the total), its denominator is
+ * `ξ + F·Δθ²` with ξ = 0.001 (here `½F·Δθ² + ε`, the paper's Eq. 7 with Avalanche's ε), the
+ * Fisher and the scores are min-max normalized (here divided by their maxima, as Avalanche), and
+ * the first task's scores are doubled before the running average.
  *
  * @example
  * ```ts ignore
