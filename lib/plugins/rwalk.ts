@@ -243,6 +243,8 @@ export class RWalkPlugin extends StrategyPlugin {
     }
     this.#iterParams = new Map();
     for (const [n, p] of params) {
+      // A parameter created since the experience started (a new head) starts its walk here.
+      if (!this.#checkpointParams.has(n)) this.#checkpointParams.set(n, tf.keep(tf.clone(p)));
       const g = this.#iterGrad.get(n) ?? tf.zerosLike(p);
       this.#iterGrad.set(n, g);
       this.#iterParams.set(n, tf.clone(p));
