@@ -2,6 +2,7 @@ import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
+import { registerBlasBackend } from "../lib/backends/blas.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { permutedMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
@@ -197,16 +198,33 @@ async function trainBits(tape: boolean) {
   return { params, losses, steps: [...steps] };
 }
 
-Deno.test("RWalk trains bit for bit the same with and without the tape", async () => {
-  const before = tf.memory().numTensors;
-  const free = await trainBits(false);
-  const tape = await trainBits(true);
-  assert.deepEqual(free.steps, ["tape-free"], "RWalk's penalty has a tape-free form");
-  assert.deepEqual(tape.steps, ["tape"]);
-  assert.deepEqual(free.losses, tape.losses);
-  for (const [name, bits] of tape.params) assert.deepEqual(free.params.get(name), bits, name);
-  assert.equal(tf.memory().numTensors, before, "no tensor left behind");
-});
+const blas = await registerBlasBackend();
+
+for (const backend of ["wasm", "blas"] as const) {
+  const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
+  Deno.test({
+    name: `RWalk trains bit for bit the same with and without the tape (${backend})` +
+      (skip ? ` (skipped: ${skip})` : ""),
+    ignore: skip !== undefined,
+    fn: async () => {
+      await setBackend(backend);
+      try {
+        const before = tf.memory().numTensors;
+        const free = await trainBits(false);
+        const tape = await trainBits(true);
+        assert.deepEqual(free.steps, ["tape-free"], "RWalk's penalty has a tape-free form");
+        assert.deepEqual(tape.steps, ["tape"]);
+        assert.deepEqual(free.losses, tape.losses);
+        for (const [name, bits] of tape.params) {
+          assert.deepEqual(free.params.get(name), bits, name);
+        }
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+      } finally {
+        await setBackend("wasm");
+      }
+    },
+  });
+}
 
 Deno.test("RWalk options are checked with messages that name the fix", () => {
   assert.throws(() => new RWalkPlugin(-1), /RWalk ewcLambda must be a finite number ≥ 0, got -1/);
