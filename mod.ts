@@ -98,6 +98,8 @@ export type {
   SplitOnlineOptions,
   SubsampleOptions,
 } from "./lib/benchmarks/generators.ts";
+export { benchmarkWithValidationStream } from "./lib/benchmarks/validation.ts";
+export type { ValidationStreamOptions, WithValidation } from "./lib/benchmarks/validation.ts";
 export { randomPermutations, rotateImages } from "./lib/benchmarks/transforms.ts";
 export type { ImageGeometry } from "./lib/benchmarks/transforms.ts";
 export {
@@ -156,6 +158,21 @@ export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/feature
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
 export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";
+export {
+  classCovariancesOf,
+  FeCAMClassifier,
+  invertSymmetric,
+  normalizeCovariance,
+  shrinkCovariance,
+  symmetricPinv,
+} from "./lib/models/fecam.ts";
+export type { FeCAMClassifierOptions, FeCAMState } from "./lib/models/fecam.ts";
+export { SLDAClassifier } from "./lib/models/slda.ts";
+export type { SLDAClassifierOptions, SLDAState } from "./lib/models/slda.ts";
+export { PackNetModel, packNetModel, PRUNED_CODE } from "./lib/models/packnet.ts";
+export type { PackNetLayer, PackNetStructure } from "./lib/models/packnet.ts";
+export { LinearAdapter, MLPAdapter, PNN, pnn, PNNColumn, PNNLayer } from "./lib/models/pnn.ts";
+export type { PNNAdapter, PNNOptions } from "./lib/models/pnn.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -185,6 +202,7 @@ export type {
   EpochResult,
   EvalResult,
   ExperienceEval,
+  HookRunner,
   RestoreOptions,
   StrategyOptions,
   StrategyState,
@@ -337,6 +355,26 @@ export type {
   CWRStarPluginOptions,
   CWRStarState,
 } from "./lib/plugins/cwr_star.ts";
+export { ar1, AR1Plugin, ar1Plugin } from "./lib/plugins/ar1.ts";
+export type { AR1Options, AR1PluginOptions, AR1State, LatentMemory } from "./lib/plugins/ar1.ts";
+export { packNet, PackNetPlugin, packNetPlugin } from "./lib/plugins/packnet.ts";
+export type {
+  PackNetOptions,
+  PackNetPluginOptions,
+  PruneProportion,
+} from "./lib/plugins/packnet.ts";
+export { pnnStrategy } from "./lib/plugins/pnn.ts";
+export type { PNNStrategyOptions } from "./lib/plugins/pnn.ts";
+export {
+  fromScratchTraining,
+  FromScratchTrainingPlugin,
+  fromScratchTrainingPlugin,
+} from "./lib/plugins/from_scratch_training.ts";
+export type {
+  FromScratchTrainingOptions,
+  FromScratchTrainingPluginOptions,
+  FromScratchTrainingState,
+} from "./lib/plugins/from_scratch_training.ts";
 export { cope, CoPEPlugin, copePlugin, PPPloss } from "./lib/plugins/cope.ts";
 export type { CoPEOptions, CoPEPluginOptions, CoPEState } from "./lib/plugins/cope.ts";
 export {
@@ -404,6 +442,26 @@ export type {
 } from "./lib/plugins/synaptic_intelligence.ts";
 export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
 export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+export { earlyStopping, EarlyStoppingPlugin } from "./lib/plugins/early_stopping.ts";
+export type { EarlyStoppingOptions, EarlyStoppingState } from "./lib/plugins/early_stopping.ts";
+export {
+  cosineAnnealingLR,
+  lrScheduler,
+  LRSchedulerPlugin,
+  multiStepLR,
+  reduceLROnPlateau,
+  stepLR,
+} from "./lib/plugins/lr_scheduler.ts";
+export type {
+  CosineAnnealingLROptions,
+  LRSchedule,
+  LRSchedulerOptions,
+  LRSchedulerState,
+  MultiStepLROptions,
+  ReduceLROnPlateauOptions,
+  ScheduleState,
+  StepLROptions,
+} from "./lib/plugins/lr_scheduler.ts";
 export { mas, masImportances, MASPlugin, masPlugin } from "./lib/plugins/mas.ts";
 export type {
   MASImportanceOptions,
@@ -445,6 +503,34 @@ export type {
   BiCPluginOptions,
   BiCPluginState,
 } from "./lib/plugins/bic.ts";
+export { StreamingLDA, streamingLDA } from "./lib/plugins/slda.ts";
+export type { StreamingLDAOptions } from "./lib/plugins/slda.ts";
+export {
+  CurrentDataNCMUpdate,
+  currentDataNCMUpdate,
+  MemoryNCMUpdate,
+  memoryNCMUpdate,
+  NCMOracle,
+  ncmOracle,
+} from "./lib/plugins/update_ncm.ts";
+export type {
+  MemoryNCMUpdateOptions,
+  NCMUpdateOptions,
+  NCMUpdateState,
+} from "./lib/plugins/update_ncm.ts";
+export {
+  CurrentDataFeCAMUpdate,
+  currentDataFeCAMUpdate,
+  FeCAMOracle,
+  fecamOracle,
+  MemoryFeCAMUpdate,
+  memoryFeCAMUpdate,
+} from "./lib/plugins/update_fecam.ts";
+export type {
+  FeCAMUpdateOptions,
+  FeCAMUpdateState,
+  MemoryFeCAMUpdateOptions,
+} from "./lib/plugins/update_fecam.ts";
 
 // Layer 7, notebook display: figures and tables.
 export { display, isJupyter, JUPYTER_DISPLAY } from "./lib/notebook/display.ts";
@@ -471,7 +557,12 @@ export type {
 export {
   filterRows,
   forgettingPerExperience,
+  formatMeanStd,
+  groupSummary,
+  groupSummaryColumns,
+  groupSummaryMarkdown,
   loadDanfo,
+  meanStd,
   ROW_COLUMNS,
   rowsFrom,
   runSummary,
@@ -486,12 +577,15 @@ export type {
   Danfo,
   DataFrame,
   FrameLike,
+  GroupSummary,
   Matrix,
+  MeanStd,
   MetricTable,
   NamedRun,
   RowFilter,
   RowSource,
   RunSummary,
+  SummaryOptions,
   TableFormatOptions,
   TableOptions,
 } from "./lib/notebook/tables.ts";
@@ -537,3 +631,49 @@ export type {
   RunTrainResult,
   SavedCheckpoint,
 } from "./lib/checkpoint/resumable.ts";
+
+// Layer 7, sweeps: many seeds and settings on every core or on Slurm, a folder per run.
+export {
+  canonicalJSON,
+  executeRun,
+  expandSweep,
+  loadSweep,
+  progressLine,
+  readIndex,
+  reproRunConfig,
+  reproSeeds,
+  runDir,
+  runId,
+  runInline,
+  runLocal,
+  runSlurm,
+  slurmScript,
+  sweep,
+  sweepProgress,
+  workerCommand,
+  writeSeedsResults,
+} from "./lib/sweep/mod.ts";
+export type {
+  EngineOptions,
+  EngineOutcome,
+  EngineProgress,
+  ExecuteOptions,
+  LocalOptions,
+  ReproSeedsOptions,
+  RunConfig,
+  RunOutcome,
+  RunState,
+  RunStatus,
+  SlurmOptions,
+  SlurmPlan,
+  StoredResult,
+  SweepEngine,
+  SweepIndex,
+  SweepOptions,
+  SweepProgressMode,
+  SweepResources,
+  SweepRun,
+  SweepRunPlan,
+  SweepSpec,
+  SweepStrategy,
+} from "./lib/sweep/mod.ts";

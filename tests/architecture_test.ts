@@ -49,8 +49,9 @@ const UNITS: Unit[] = [
   { name: "notebook", layer: 7, paths: ["lib/notebook/"] },
   { name: "repro", layer: 7, paths: ["lib/repro/"], peers: ["notebook"] },
   { name: "bench", layer: 7, paths: ["lib/bench/"] },
-  { name: "cli", layer: 7, paths: ["lib/cli/"], peers: ["notebook", "repro", "bench"] },
+  { name: "cli", layer: 7, paths: ["lib/cli/"], peers: ["notebook", "repro", "bench", "sweep"] },
   { name: "checkpoint", layer: 7, paths: ["lib/checkpoint/"] },
+  { name: "sweep", layer: 7, paths: ["lib/sweep/"], peers: ["notebook", "repro", "checkpoint"] },
   // 8. The public entry point re-exports the layers; nothing in the library imports it.
   { name: "mod", layer: 8, paths: ["mod.ts"] },
 ];

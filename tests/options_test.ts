@@ -123,7 +123,8 @@ async function rejectsExactly(p: () => Promise<unknown>, name: string, message: 
 type Of<S> = { [K in keyof S]?: unknown };
 
 const STRATEGY_KEYS = '"model", "optimizer", "criterion", "epochs", "batchSize", ' +
-  '"evalBatchSize", "plugins", "evaluator", "seed", "shuffle", "dropLast", "evalEvery", "name"';
+  '"evalBatchSize", "plugins", "evaluator", "seed", "shuffle", "dropLast", "evalEvery", ' +
+  '"pevalMode", "name"';
 
 // ---------------------------------------------------------------------------------------------
 // The validator

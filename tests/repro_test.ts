@@ -54,10 +54,14 @@ const SYNTHETIC = {
 Deno.test("every reproduction has a unique name, a target and a buildable setting", () => {
   const names = REPRODUCTIONS.map((r) => r.name);
   assert.equal(new Set(names).size, names.length);
-  assert.equal(REPRODUCTIONS.length, 14);
+  assert.equal(REPRODUCTIONS.length, 16);
   for (const r of REPRODUCTIONS) {
     assert.ok(r.target > 0 && r.target < 1, `${r.name} target ${r.target}`);
-    assert.match(r.source, /^https:\/\/github\.com\/ContinualAI\/continual-learning-baselines\//);
+    // The baselines' setting, or (DER++, iCaRL: no baseline on MNIST) the authors' published one.
+    assert.match(
+      r.source,
+      /^https:\/\/github\.com\/(ContinualAI\/continual-learning-baselines|aimagelab\/mammoth)\//,
+    );
     assert.ok(STRATEGY_KEYS.includes(r.strategy), r.strategy);
     const model = buildModel(r.model, 0);
     const s = buildStrategy(r.strategy, {
@@ -88,6 +92,37 @@ Deno.test("the published settings of the targets table", () => {
   assert.equal(reproConfig("ewc-permuted-mnist").params.mode, "separate");
   assert.equal(reproConfig("agem-permuted-mnist").benchmark.experiences, 17);
   assert.equal(reproConfig("gem-permuted-mnist").params.patternsPerExperience, 1000);
+  // Mammoth's seq-mnist best_args, buffer 500.
+  const derpp = reproConfig("derpp-split-mnist");
+  assert.deepEqual(
+    [
+      derpp.optimizer.lr,
+      derpp.batchSize,
+      derpp.epochs,
+      derpp.model.hidden,
+      derpp.benchmark.normalize,
+    ],
+    [0.03, 10, 1, [100, 100], false],
+  );
+  assert.deepEqual(derpp.params, { memSize: 500, batchSizeMem: 10, alpha: 1, beta: 0.5 });
+  const icarl = reproConfig("icarl-split-mnist");
+  assert.deepEqual([icarl.optimizer.lr, icarl.batchSize, icarl.params.memSize], [0.1, 10, 500]);
+});
+
+Deno.test("normalize: false keeps the pixels in [0, 1] (Mammoth's seq-mnist)", async () => {
+  const range = async (normalize?: boolean) => {
+    const { benchmark } = await loadBenchmark(
+      { name: "splitMNIST", experiences: 5, normalize },
+      { data: SYNTHETIC },
+    );
+    const d = benchmark.train[0].dataset;
+    const v = d.batch(Int32Array.from([0, 1, 2])).x;
+    return [Math.min(...v), Math.max(...v)];
+  };
+  const [lo, hi] = await range(false);
+  assert.ok(lo >= 0 && hi <= 1 && hi > 0.5, `[${lo}, ${hi}]`);
+  const [nlo] = await range();
+  assert.ok(nlo < 0, "normalized by default");
 });
 
 Deno.test("reproConfig names the known reproductions when a name is unknown", () => {
@@ -162,7 +197,7 @@ Deno.test("loadBenchmark cuts online experiences and subsamples", async () => {
   assert.deepEqual(p.groups.map((g) => g.length), [1, 1]);
 });
 
-Deno.test("validationSize holds out the first ⌊f·n⌋ samples of each training experience (online replay: 0.05)", async () => {
+Deno.test("validationSize holds out the last ⌊f·n⌋ samples of each training experience (online replay: 0.05)", async () => {
   assert.equal(reproConfig("online-replay-split-mnist").benchmark.validationSize, 0.05);
   const spec = {
     name: "splitMNIST" as const,
@@ -177,10 +212,10 @@ Deno.test("validationSize holds out the first ⌊f·n⌋ samples of each trainin
     const cut = Math.floor(0.05 * a.length);
     assert.ok(cut > 0);
     assert.equal(b.length, a.length - cut);
-    assert.deepEqual([...b.targets], [...a.targets].slice(cut));
+    // As Avalanche's split without shuffle: training keeps the first n − ⌊f·n⌋ samples.
+    assert.deepEqual([...b.targets], [...a.targets].slice(0, a.length - cut));
     const idx = Int32Array.from({ length: b.length }, (_, i) => i);
-    const shifted = Int32Array.from({ length: b.length }, (_, i) => cut + i);
-    assert.deepEqual(b.batch(idx).x, a.batch(shifted).x);
+    assert.deepEqual(b.batch(idx).x, a.batch(idx).x);
     assert.equal(held.benchmark.test[k].dataset.length, full.benchmark.test[k].dataset.length);
   }
   const online = await loadBenchmark(

@@ -20,6 +20,7 @@ import type {
   RestoreOptions,
   Strategy,
   StrategyState,
+  TrainOptions,
   TrainResult,
 } from "../strategy/template.ts";
 import { type CheckpointFile, readCheckpoint, saveCheckpoint } from "./files.ts";
@@ -328,7 +329,7 @@ export class ResumableRun {
    */
   async train(
     experiences: Experience | Iterable<Experience>,
-    opts: { evalStreams?: (Experience | Iterable<Experience>)[] } = {},
+    opts: Pick<TrainOptions, "evalStreams" | "evalBefore"> = {},
   ): Promise<RunTrainResult> {
     this.#begin("run.train");
     try {
@@ -340,7 +341,7 @@ export class ResumableRun {
 
   async #train(
     list: Experience[],
-    opts: { evalStreams?: (Experience | Iterable<Experience>)[] },
+    opts: Pick<TrainOptions, "evalStreams" | "evalBefore">,
   ): Promise<RunTrainResult> {
     const s = this.strategy, c = this.#call, refs = list.map(ref);
     const rec = this.#recorded(c, "train", refs);
@@ -377,6 +378,7 @@ export class ResumableRun {
     };
     const result = await s.train(list.slice(from), {
       evalStreams: opts.evalStreams,
+      evalBefore: opts.evalBefore,
       resume,
       restore: this.#opts.restore,
       checkpoint,

@@ -19,6 +19,12 @@
  * --resident train,test|test|train|none (the streams held as float32 tensors made before each
  * run, as the reference makes its own; default both, `none` converts the bytes per minibatch).
  *
+ * `--sweep` measures the sweep engine instead: the workload's naive and replay runs for seeds
+ * 0..3 (8 runs, `--seeds` to change), first one after another in this process (the inline
+ * engine), then through the local engine's worker processes (`--workers`, default the cores;
+ * `--threads` BLAS threads each, default cores / workers); prints both wall times, their ratio,
+ * and whether every run gave the same numbers both ways.
+ *
  * @module
  */
 import { existsSync } from "node:fs";
@@ -35,6 +41,8 @@ import {
   type TorchOutput,
 } from "../bench/workload.ts";
 import { intFlag } from "./args.ts";
+import { BENCH_WORKLOAD } from "../bench/workload.ts";
+import { sweep, type SweepRun, type SweepSpec } from "../sweep/mod.ts";
 
 export {
   BENCH_STRATEGIES,
@@ -53,7 +61,8 @@ const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
        [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
-       [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]`;
+       [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]
+       deno task bench --sweep [--seeds 0,1,2,3] [--workers N] [--threads N] [--backend blas]`;
 
 /** Interpreter that runs the PyTorch reference. */
 export const PYTHON = "/usr/bin/python3";
@@ -239,6 +248,102 @@ async function torchDataDir(
   return fm;
 }
 
+/** The bench workload's naive and replay runs as a sweep (see `--sweep`). */
+export function benchSweepSpec(seeds: readonly number[], backend: BackendName): SweepSpec {
+  const w = BENCH_WORKLOAD;
+  return {
+    name: "bench-sweep",
+    benchmark: {
+      name: "splitFashionMNIST",
+      experiences: w.experiences,
+      fixedClassOrder: [...w.classOrder],
+    },
+    model: { hidden: [...w.hidden], outputs: w.outputs },
+    optimizer: { name: "sgd", lr: w.lr, momentum: w.momentum },
+    epochs: w.epochs,
+    batchSize: w.batchSize,
+    strategies: [
+      { strategy: "naive", label: "naive" },
+      // As the bench's replay: 500 samples, experience-balanced, 128 replayed per minibatch.
+      {
+        strategy: "replay",
+        label: "replay",
+        params: { memSize: 500, storagePolicy: "experienceBalanced", batchSizeMem: 128 },
+      },
+    ],
+    seeds: [...seeds],
+    backend,
+  };
+}
+
+/** What `bench --sweep` prints. */
+export interface SweepBenchLine {
+  bench: "sweep";
+  runs: number;
+  backend: BackendName;
+  cores: number;
+  workers: number | null;
+  threads: number | null;
+  inline_wall_s: number;
+  local_wall_s: number;
+  /** local / inline wall time (the target is ≤ 0.7 on two cores). */
+  ratio: number;
+  /** Every run gave the same accuracy matrix in both engines. */
+  identical: boolean;
+  final_accuracy: Record<string, number>;
+}
+
+/** Runs the workload's sweep inline and through the local engine (see `--sweep`). */
+export async function sweepBench(opts: {
+  seeds: readonly number[];
+  backend: BackendName;
+  dataDir?: string;
+  workers?: number;
+  threads?: number;
+}): Promise<SweepBenchLine> {
+  const spec = benchSweepSpec(opts.seeds, opts.backend);
+  const tmp = await Deno.makeTempDir({ prefix: "perennial-bench-sweep-" });
+  try {
+    const time = async (engine: "inline" | "local"): Promise<[number, SweepRun[]]> => {
+      err(`bench --sweep: ${engine} engine, ${spec.strategies.length * opts.seeds.length} runs`);
+      const t0 = performance.now();
+      const runs = await sweep(spec, {
+        out: join(tmp, engine),
+        engine,
+        dataDir: opts.dataDir,
+        progress: "lines",
+        ...(engine === "local" && opts.workers ? { workers: opts.workers } : {}),
+        ...(engine === "local" && opts.threads ? { threads: opts.threads } : {}),
+      });
+      const failed = runs.filter((r) => r.state !== "done");
+      if (failed.length) {
+        throw new Error(`bench --sweep: ${failed.length} run(s) failed: ${failed[0].error}`);
+      }
+      return [(performance.now() - t0) / 1000, runs];
+    };
+    const [inlineS, a] = await time("inline");
+    const [localS, b] = await time("local");
+    const same = a.every((r, i) => JSON.stringify(r.matrix) === JSON.stringify(b[i].matrix));
+    const finals: Record<string, number> = {};
+    for (const r of a) finals[`${r.label}/${r.seed}`] = Number(r.accuracy.toFixed(4));
+    return {
+      bench: "sweep",
+      runs: a.length,
+      backend: opts.backend,
+      cores: navigator.hardwareConcurrency,
+      workers: opts.workers ?? null,
+      threads: opts.threads ?? null,
+      inline_wall_s: Number(inlineS.toFixed(2)),
+      local_wall_s: Number(localS.toFixed(2)),
+      ratio: Number((localS / inlineS).toFixed(3)),
+      identical: same,
+      final_accuracy: finals,
+    };
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -253,11 +358,29 @@ async function main(): Promise<void> {
       "test-limit": { type: "string" },
       torch: { type: "boolean" },
       resident: { type: "string" },
+      sweep: { type: "boolean" },
+      seeds: { type: "string" },
+      workers: { type: "string" },
+      threads: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.sweep) {
+    const seeds = values.seeds === undefined
+      ? [0, 1, 2, 3]
+      : values.seeds.split(",").map((v) => intFlag("seeds", v.trim(), 0, 0));
+    const line = await sweepBench({
+      seeds,
+      backend: values.backend === undefined ? "blas" : checkBackend(values.backend),
+      dataDir: defaultDataDir(values.data),
+      ...(values.workers ? { workers: intFlag("workers", values.workers, 1) } : {}),
+      ...(values.threads ? { threads: intFlag("threads", values.threads, 1) } : {}),
+    });
+    console.log(JSON.stringify(line));
     return;
   }
   const strategies = resolveStrategies(values.strategies?.split(","));

@@ -11,7 +11,10 @@
  * Flags: `--all`, `--list`, `--quick` / `--tiny` (reduced runs), `--data DIR` (default
  * $PERENNIAL_DATA, else a shared datasets folder beside the repository when present, else the
  * cache or a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|blas|wasm|cpu`,
- * `--svg` (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target).
+ * `--svg` (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target),
+ * `--seeds 0,1,2` (every reproduction for each seed through the sweep engine: `--engine
+ * local|inline|slurm`, `--workers N`, `--threads N`; runs cached in `runs/repro-seeds/<mode>/`,
+ * mean ± std per reproduction in `<out>/seeds.json` and `<out>/summary.md`).
  *
  * @module
  */
@@ -29,13 +32,17 @@ import {
   runReproduction,
   saveResult,
   scaleConfig,
+  seedsTable,
   targetText,
   verdictText,
   writeSummary,
 } from "../repro/mod.ts";
+import { reproSeeds, writeSeedsResults } from "../sweep/repro.ts";
+import { sweepProgress } from "../sweep/progress.ts";
 
 const USAGE = `Usage: deno task repro <name...> | --all | --list
-       [--quick | --tiny] [--data DIR] [--out DIR] [--seed 0]
+       [--quick | --tiny] [--data DIR] [--out DIR] [--seed 0 | --seeds 0,1,2]
+       [--engine local|inline|slurm] [--workers N] [--threads N]
        [--backend auto|node|blas|wasm|cpu] [--svg] [--check]
 Reproductions: ${REPRODUCTIONS.map((r) => r.name).join(", ")}`;
 
@@ -85,6 +92,10 @@ async function main(): Promise<number> {
       backend: { type: "string" },
       svg: { type: "boolean" },
       check: { type: "boolean" },
+      seeds: { type: "string" },
+      engine: { type: "string" },
+      workers: { type: "string" },
+      threads: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -113,6 +124,45 @@ async function main(): Promise<number> {
   }
   const out = values.out ?? `${ROOT}${DEFAULT_OUT[mode]}`;
   const dataDir = defaultDataDir(values.data);
+  if (values.seeds !== undefined) {
+    if (values.seed !== undefined) throw new RangeError("--seed and --seeds exclude each other");
+    const seeds = values.seeds.split(",").map((v) => intFlag("seeds", v.trim(), 0, 0));
+    const engine = (values.engine ?? "local") as "local" | "inline" | "slurm";
+    if (!["local", "inline", "slurm"].includes(engine)) {
+      throw new RangeError(`--engine must be local, inline or slurm, got "${values.engine}"`);
+    }
+    const sweepDir = `${ROOT}runs/repro-seeds/${mode}`;
+    console.log(
+      `perennial repro: ${configs.length} reproduction(s) × seeds ${seeds.join(", ")}, ${mode} ` +
+        `mode, ${engine} engine, runs in ${sweepDir}, summary in ${out}`,
+    );
+    const results = await reproSeeds(configs, {
+      mode,
+      seeds,
+      out: sweepDir,
+      engine,
+      backend: backendName,
+      ...(dataDir ? { dataDir } : {}),
+      ...(values.workers ? { workers: intFlag("workers", values.workers, 1) } : {}),
+      ...(values.threads ? { threads: intFlag("threads", values.threads, 1) } : {}),
+      onProgress: sweepProgress(`repro-${mode}`, "auto"),
+    });
+    await writeSeedsResults(out, results);
+    await writeSummary(out);
+    console.log(`\nOver seeds (${mode} mode; ${out}/summary.md):`);
+    console.log(String(seedsTable(results)));
+    for (const r of results) {
+      for (const s of r.seeds) {
+        if (s.error) console.error(`${r.name} seed ${s.seed} failed: ${s.error}`);
+      }
+    }
+    const missed = results.filter((r) => r.mode === "full" && !r.reached);
+    if (values.check && missed.length) {
+      console.error(`targets missed: ${missed.map((r) => r.name).join(", ")}`);
+      return 1;
+    }
+    return results.some((r) => r.n < r.seeds.length) ? 1 : 0;
+  }
   const backend = await setBackend(backendName);
   console.log(
     `perennial repro: ${configs.length} reproduction(s), ${mode} mode, backend ${backend.name}, ` +

@@ -48,11 +48,16 @@ export interface Stream extends ReadonlyArray<Experience> {
   readonly name: string;
 }
 
-/** A benchmark: a training stream and a test stream of the same length. */
+/** A benchmark: a training stream and a test stream of the same length (and maybe a validation one). */
 export interface Benchmark {
   readonly info: BenchmarkInfo;
   readonly train: Stream;
   readonly test: Stream;
+  /**
+   * Samples held out of each training experience, experience by experience (stream name
+   * `"valid"`), when the benchmark has them (`benchmarkWithValidationStream`).
+   */
+  readonly valid?: Stream;
   /** Classes of each training experience, in stream order. */
   readonly classesPerExperience: readonly (readonly number[])[];
   /** For class-incremental benchmarks: the original class of each position in the order used. */

@@ -110,12 +110,14 @@ export class NCMClassifier {
   /** Replaces every mean (Avalanche's `replace_class_means_dict`). */
   replaceClassMeansDict(means: ReadonlyMap<number, ArrayLike<number>>): void {
     this.#means = new Map();
-    this.updateClassMeansDict(means, 0);
+    this.updateClassMeansDict(means, 1);
   }
 
   /**
-   * Sets the means of the classes in `means` (Avalanche's `update_class_means_dict`): a class
-   * that has one already gets `momentum · old + (1 − momentum) · new`; the others are left alone.
+   * Sets the means of the classes in `means` (Avalanche 0.6's `update_class_means_dict`): a
+   * class that has a mean already (not all zeros) gets `momentum · new + (1 − momentum) · old`
+   * (1: replace, 0: keep the old one); a new class gets its mean; the classes not in `means`
+   * are left alone.
    */
   updateClassMeansDict(means: ReadonlyMap<number, ArrayLike<number>>, momentum = 0.5): void {
     if (!(momentum >= 0 && momentum <= 1)) {
@@ -132,8 +134,8 @@ export class NCMClassifier {
       const old = this.#means.get(c);
       this.#means.set(
         c,
-        old && momentum > 0
-          ? Float32Array.from(old, (v, k) => momentum * v + (1 - momentum) * m[k])
+        old && momentum < 1 && old.some((v) => v !== 0)
+          ? Float32Array.from(old, (v, k) => momentum * m[k] + (1 - momentum) * v)
           : Float32Array.from(m),
       );
     }

@@ -562,6 +562,12 @@ export interface CompareOptions extends ChartOptions {
   average?: "seen" | "all";
   /** Stream of the eval rows. @default "test" */
   stream?: string;
+  /**
+   * Group the runs by these fields (`"label"`, `"strategy"`, a sweep setting such as
+   * `"params.memSize"`) and draw each group's mean with a ± one standard deviation band (curves)
+   * or error bar (bars), over its runs (seeds, usually). Without it, one line or bar per run.
+   */
+  by?: readonly string[];
 }
 
 function runNames(runs: readonly NamedRun[]): string[] {
@@ -600,10 +606,12 @@ export function compareRuns(runs: readonly NamedRun[], options: CompareOptions =
     stat: oneOf("accuracy", "forgetting", "bwt"),
     average: "string",
     stream: "string",
+    by: "array",
   });
   if (!Array.isArray(runs) || runs.length === 0) {
     throw new RangeError("compareRuns needs a non-empty array of runs ({ name, rows })");
   }
+  if (options.by) return compareGroups(runs, options);
   const kind = keyword(options.kind ?? "curves", "kind", ["curves", "bars"]);
   const stat = keyword(options.stat ?? "accuracy", "stat", ["accuracy", "forgetting", "bwt"]);
   const avgOf = keyword(options.average ?? "seen", "average", ["seen", "all"]);
@@ -674,4 +682,122 @@ export function compareRuns(runs: readonly NamedRun[], options: CompareOptions =
       Plot.dot(points, { x: "x", y: "y", fill: "series", r: 3 }),
     ],
   }, { label: "average accuracy by run", title: options.title, legend });
+}
+
+/** A run's field for grouping: its own property, else its `setting`'s (sweep runs). */
+function groupField(run: NamedRun, field: string): unknown {
+  const r = run as unknown as Record<string, unknown>;
+  if (field in r) return r[field];
+  const setting = r.setting as Record<string, unknown> | undefined;
+  return setting && field in setting ? setting[field] : undefined;
+}
+
+function meanAndStd(values: readonly number[]): { mean: number; std: number; n: number } {
+  const v = values.filter(Number.isFinite);
+  if (v.length === 0) return { mean: NaN, std: NaN, n: 0 };
+  const mean = v.reduce((a, b) => a + b, 0) / v.length;
+  const std = v.length > 1
+    ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1))
+    : 0;
+  return { mean, std, n: v.length };
+}
+
+/** {@link compareRuns} with `by`: each group's mean, with a ± one std band or error bar. */
+function compareGroups(runs: readonly NamedRun[], options: CompareOptions): Figure {
+  const by = options.by!;
+  const kind = keyword(options.kind ?? "curves", "kind", ["curves", "bars"]);
+  const stat = keyword(options.stat ?? "accuracy", "stat", ["accuracy", "forgetting", "bwt"]);
+  const avgOf = keyword(options.average ?? "seen", "average", ["seen", "all"]);
+  const stream = options.stream ?? "test";
+  const groups = new Map<string, NamedRun[]>();
+  for (const r of runs) {
+    const name = by.map((f) => String(groupField(r, f) ?? "")).join(" · ");
+    if (!groups.has(name)) groups.set(name, []);
+    groups.get(name)!.push(r);
+  }
+  const names = [...groups.keys()];
+  const palette = colors(names.length);
+  const legend = capLegend(names.map((label, i) => ({
+    label: `${label} (n=${groups.get(label)!.length})`,
+    color: palette[i],
+  })));
+  if (kind === "bars") {
+    const key = stat === "accuracy" ? "finalAccuracy" : stat;
+    const data = names.map((name) => {
+      const m = meanAndStd(
+        groups.get(name)!.map((r) => runSummary(matrixOf(rowsOf(r), stream))[key]),
+      );
+      return {
+        run: name,
+        v: m.mean,
+        lo: m.mean - m.std,
+        hi: m.mean + m.std,
+        label: fmt(m.mean, 3),
+      };
+    }).filter((d) => Number.isFinite(d.v));
+    const frame = layout(options, []);
+    const yLabel =
+      { accuracy: "Final average accuracy", forgetting: "Forgetting", bwt: "BWT" }[stat];
+    return renderPlot({
+      ...frame,
+      x: { label: null, domain: names },
+      y: stat === "accuracy"
+        ? { label: `${yLabel} (mean ± std)`, domain: [0, 1], grid: true }
+        : { label: `${yLabel} (mean ± std)`, grid: true, zero: true },
+      color: { type: "ordinal", domain: names, range: palette },
+      marks: [
+        Plot.barY(data, { x: "run", y: "v", fill: "run", fillOpacity: 0.85 }),
+        Plot.ruleX(data, {
+          x: "run",
+          y1: "lo",
+          y2: "hi",
+          stroke: "currentColor",
+          strokeWidth: 1.5,
+        }),
+        Plot.tickY(data, { x: "run", y: "lo", stroke: "currentColor" }),
+        Plot.tickY(data, { x: "run", y: "hi", stroke: "currentColor" }),
+        Plot.ruleY([0]),
+      ],
+    }, { label: `${stat} by group (mean ± std)`, title: options.title });
+  }
+  const points: { x: number; y: number; lo: number; hi: number; series: string }[] = [];
+  for (const name of names) {
+    const matrices = groups.get(name)!.map((r) => matrixOf(rowsOf(r), stream));
+    const rows = Math.max(0, ...matrices.map((m) => m.length));
+    for (let i = 0; i < rows; i++) {
+      const per = matrices.map((m) => {
+        const row = m[i];
+        if (!row) return NaN;
+        const vals = (avgOf === "seen" ? row.slice(0, i + 1) : row).filter(Number.isFinite);
+        return vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : NaN;
+      });
+      const m = meanAndStd(per);
+      if (m.n > 0) {
+        points.push({ x: i, y: m.mean, lo: m.mean - m.std, hi: m.mean + m.std, series: name });
+      }
+    }
+  }
+  if (points.length === 0) {
+    throw new RangeError(`No run has eval accuracy rows on stream "${stream}"`);
+  }
+  const frame = layout(options, legend);
+  const ticks = integerTicks(points.map((p) => p.x));
+  return renderPlot({
+    ...frame,
+    x: { label: X_LABELS.trainExperience, ...(ticks ? { ticks, tickFormat: "d" } : {}) },
+    y: { label: "Average accuracy (mean ± std)", domain: [0, 1], grid: true },
+    color: { type: "ordinal", domain: names, range: palette },
+    marks: [
+      Plot.areaY(points, {
+        x: "x",
+        y1: "lo",
+        y2: "hi",
+        z: "series",
+        fill: "series",
+        fillOpacity: 0.18,
+      }),
+      Plot.line(points, { x: "x", y: "y", z: "series", stroke: "series", strokeWidth: 2 }),
+      Plot.dot(points, { x: "x", y: "y", fill: "series", r: 3 }),
+    ],
+  }, { label: "average accuracy by group (mean ± std)", title: options.title, legend });
 }

@@ -441,25 +441,210 @@ export interface NamedRun {
   readonly rows: readonly MetricRow[];
 }
 
+/** Options of {@link summaryTable} and {@link groupSummary}. */
+export interface SummaryOptions {
+  /** Stream of the eval rows. @default "test" */
+  stream?: string;
+  /**
+   * Group the runs by these fields and give mean ± std over each group (seeds, usually): a
+   * field of the run (`"label"`, `"strategy"`, ...) or of its `setting` (`"params.memSize"`).
+   * Without it, one row per run.
+   */
+  by?: readonly string[];
+}
+
+/** A group of runs summarized by {@link groupSummary}: its keys, size, and means and stds. */
+export interface GroupSummary {
+  /** The values of the `by` fields. */
+  keys: Record<string, unknown>;
+  /** Runs in the group. */
+  n: number;
+  /** Mean and sample standard deviation (n − 1; NaN for one run) of each statistic. */
+  finalAccuracy: MeanStd;
+  forgetting: MeanStd;
+  bwt: MeanStd;
+  /** Final accuracy over the whole test stream, for runs that carry it (`accuracy`). */
+  accuracy: MeanStd;
+  /** Seconds of training, for runs that carry it (`trainSeconds`). */
+  trainSeconds: MeanStd;
+}
+
+/** A mean and a sample standard deviation. */
+export interface MeanStd {
+  mean: number;
+  std: number;
+}
+
+/**
+ * The mean and sample standard deviation (n − 1) of the finite values; NaN without any, std
+ * NaN with one.
+ *
+ * @example
+ * ```ts
+ * import { meanStd } from "./tables.ts";
+ * const { mean, std } = meanStd([1, 2, 3, NaN]);
+ * console.assert(mean === 2 && std === 1);
+ * ```
+ */
+export function meanStd(values: readonly number[]): MeanStd {
+  const v = values.filter(Number.isFinite);
+  if (v.length === 0) return { mean: NaN, std: NaN };
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  if (v.length === 1) return { mean: m, std: NaN };
+  const ss = v.reduce((a, b) => a + (b - m) ** 2, 0);
+  return { mean: m, std: Math.sqrt(ss / (v.length - 1)) };
+}
+
+/** A run's field for grouping: its own property, else its `setting`'s (sweep runs). */
+function fieldOf(run: NamedRun, field: string): unknown {
+  const r = run as unknown as Record<string, unknown>;
+  if (field in r) return r[field];
+  const setting = r.setting as Record<string, unknown> | undefined;
+  return setting && field in setting ? setting[field] : undefined;
+}
+
+function numberField(run: NamedRun, field: string): number {
+  const v = (run as unknown as Record<string, unknown>)[field];
+  return typeof v === "number" ? v : NaN;
+}
+
+/**
+ * Groups runs by the values of `by` (in order of first appearance) and summarizes each group:
+ * mean ± std over its runs of the final average accuracy, forgetting and BWT (from each run's
+ * accuracy matrix on `stream`), and of `accuracy` and `trainSeconds` where runs carry them (a
+ * sweep's runs do). Plain data: what {@link summaryTable} shows and the CLI writes as CSV or
+ * Markdown.
+ *
+ * @example Two seeds of one strategy
+ * ```ts
+ * import { groupSummary } from "./tables.ts";
+ * const row = (trainExperience: number, experience: number, value: number) => ({
+ *   metric: "accuracy", phase: "eval" as const, stream: "test", experience, task: null,
+ *   epoch: null, iteration: null, trainExperience, value,
+ * });
+ * const run = (seed: number, a: number) =>
+ *   ({ name: "Replay", label: "Replay", seed, rows: [row(0, 0, 0.9), row(1, 0, a), row(1, 1, 0.9)] });
+ * const [g] = groupSummary([run(0, 0.7), run(1, 0.5)], { by: ["label"] });
+ * console.assert(g.n === 2 && Math.abs(g.finalAccuracy.mean - 0.75) < 1e-12);
+ * console.assert(Math.abs(g.finalAccuracy.std - Math.sqrt(0.005)) < 1e-12);
+ * ```
+ */
+export function groupSummary(
+  runs: readonly NamedRun[],
+  options: SummaryOptions = {},
+): GroupSummary[] {
+  checkOptions("groupSummary", options, { stream: "string", by: "array" });
+  if (!Array.isArray(runs)) {
+    throw new TypeError(
+      `groupSummary expects an array of runs { name, rows }, got ${kindOf(runs)}`,
+    );
+  }
+  const by = options.by ?? ["name"];
+  for (const f of by) {
+    if (typeof f !== "string") throw new TypeError(`by: field names are strings, got ${kindOf(f)}`);
+  }
+  const groups = new Map<string, { keys: Record<string, unknown>; runs: NamedRun[] }>();
+  for (const r of runs) {
+    const keys = Object.fromEntries(by.map((f) => [f, fieldOf(r, f)]));
+    const k = JSON.stringify(by.map((f) => keys[f]));
+    if (!groups.has(k)) groups.set(k, { keys, runs: [] });
+    groups.get(k)!.runs.push(r);
+  }
+  return [...groups.values()].map(({ keys, runs: g }) => {
+    const sums = g.map((r) => runSummary(rowsOf(r), options.stream));
+    return {
+      keys,
+      n: g.length,
+      finalAccuracy: meanStd(sums.map((s) => s.finalAccuracy)),
+      forgetting: meanStd(sums.map((s) => s.forgetting)),
+      bwt: meanStd(sums.map((s) => s.bwt)),
+      accuracy: meanStd(g.map((r) => numberField(r, "accuracy"))),
+      trainSeconds: meanStd(g.map((r) => numberField(r, "trainSeconds"))),
+    };
+  });
+}
+
+/** "0.8123 ± 0.0101" (the std left out for one run, "n/a" without a value). */
+export function formatMeanStd(v: MeanStd, decimals = 4): string {
+  if (!Number.isFinite(v.mean)) return "n/a";
+  return Number.isFinite(v.std)
+    ? `${v.mean.toFixed(decimals)} ± ${v.std.toFixed(decimals)}`
+    : v.mean.toFixed(decimals);
+}
+
+const GROUP_STATS = ["finalAccuracy", "accuracy", "forgetting", "bwt", "trainSeconds"] as const;
+
+/**
+ * {@link groupSummary} as text columns: the `by` fields, `n`, and "mean ± std" of each
+ * statistic some run has (for Markdown and CSV).
+ */
+export function groupSummaryColumns(
+  groups: readonly GroupSummary[],
+  by: readonly string[],
+): { columns: string[]; values: string[][] } {
+  const stats = GROUP_STATS.filter((s) => groups.some((g) => Number.isFinite(g[s].mean)));
+  return {
+    columns: [...by, "n", ...stats],
+    values: groups.map((g) => [
+      ...by.map((f) => String(g.keys[f] ?? "")),
+      String(g.n),
+      ...stats.map((s) => formatMeanStd(g[s], s === "trainSeconds" ? 1 : 4)),
+    ]),
+  };
+}
+
+/** A Markdown table of {@link groupSummaryColumns}. */
+export function groupSummaryMarkdown(
+  groups: readonly GroupSummary[],
+  by: readonly string[],
+): string {
+  const { columns, values } = groupSummaryColumns(groups, by);
+  const esc = (s: string) => s.replace(/\|/g, "\\|");
+  return [
+    `| ${columns.map(esc).join(" | ")} |`,
+    `| ${columns.map(() => "---").join(" | ")} |`,
+    ...values.map((r) => `| ${r.map(esc).join(" | ")} |`),
+  ].join("\n") + "\n";
+}
+
 /**
  * One row per run: `run`, `experiences`, `finalAccuracy`, `forgetting` (average, Chaudhry),
- * `bwt`, computed from each run's accuracy matrix on `stream`.
+ * `bwt`, computed from each run's accuracy matrix on `stream`. With `by`, one row per group of
+ * runs ({@link groupSummary}): the `by` fields, `n`, and the mean and sample std of each
+ * statistic (`finalAccuracy`, `finalAccuracyStd`, ...; `accuracy` and `trainSeconds` for runs
+ * that carry them, as a sweep's do).
  *
  * @example Comparing strategies
  * ```ts ignore
  * import { summaryTable } from "./tables.ts";
  * summaryTable([naiveRun, ewcRun]); // strategies are { name, rows }
+ * summaryTable(await loadSweep("runs/sweeps/demo"), { by: ["label"] }); // mean ± std over seeds
  * ```
  */
 export function summaryTable(
   runs: readonly NamedRun[],
-  options: { stream?: string } = {},
+  options: SummaryOptions = {},
 ): DataFrame {
-  checkOptions("summaryTable", options, { stream: "string" });
+  checkOptions("summaryTable", options, { stream: "string", by: "array" });
   if (!Array.isArray(runs)) {
     throw new TypeError(`summaryTable expects an array of { name, rows }, got ${kindOf(runs)}`);
   }
   const dfd = danfoSync();
+  if (options.by) {
+    const by = options.by;
+    const groups = groupSummary(runs, options);
+    const stats = GROUP_STATS.filter((s) => groups.some((g) => Number.isFinite(g[s].mean)));
+    const cols = [...by, "n", ...stats.flatMap((s) => [s, `${s}Std`])];
+    if (groups.length === 0) return new dfd.DataFrame([], { columns: cols });
+    const data: Record<string, unknown[]> = {};
+    for (const f of by) data[f] = groups.map((g) => String(g.keys[f] ?? ""));
+    data.n = groups.map((g) => g.n);
+    for (const s of stats) {
+      data[s] = groups.map((g) => g[s].mean);
+      data[`${s}Std`] = groups.map((g) => g[s].std);
+    }
+    return new dfd.DataFrame(data, { columns: cols });
+  }
   const cols = ["run", "experiences", "finalAccuracy", "forgetting", "bwt"];
   if (runs.length === 0) return new dfd.DataFrame([], { columns: cols });
   const sums = runs.map((r) => runSummary(rowsOf(r), options.stream));

@@ -226,6 +226,28 @@ export class CWRStarPlugin extends StrategyPlugin {
     this.#applyFreeze(ctx);
   }
 
+  /**
+   * Adds `counts` (samples per class) to the current experience's counts and resets the output
+   * layer again for every class that now has samples: how AR1 counts the samples of its latent
+   * replay memory (Avalanche's `cur_j[c] += count`, `reset_weights(cur_class)`), called after
+   * `beforeTrainingExp`.
+   */
+  includeClassCounts(counts: ReadonlyMap<number, number>): void {
+    const layer = this.layer;
+    const cur = new Map(this.#cur);
+    for (const [c, n] of counts) {
+      if (!Number.isInteger(c) || c < 0 || c >= layer.outFeatures) {
+        throw new RangeError(
+          `CWR*: class ${c} has no unit in the output layer "${this.cwrLayerName}" ` +
+            `(${layer.outFeatures} units)`,
+        );
+      }
+      cur.set(c, (cur.get(c) ?? 0) + n);
+    }
+    this.#cur = new Map([...cur].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]));
+    this.#resetWeights();
+  }
+
   beforeTrainingIteration(ctx: StrategyContext): void {
     if (!this.#frozen(ctx)) return;
     this.#applyFreeze(ctx);

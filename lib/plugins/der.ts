@@ -349,7 +349,7 @@ function checkWeight(name: string, v: unknown): number {
  * Mammoth's is the paper's algorithm: one buffer filled by reservoir sampling during training
  * (so the logits are those along the optimization trajectory, the "dark knowledge" the paper is
  * about), and two independent minibatches, which Avalanche's comments list as a difference from
- * the authors' code. The buffer's forward passes run inside the gradient tape (the plugin does
+ * the authors' code. The buffer's forward pass runs inside the gradient tape (the plugin does
  * not declare `tapeFree`: its terms depend on the parameters through other inputs).
  *
  * Incremental heads: Mammoth's head has every class from the start, so stored logits are always
@@ -371,7 +371,7 @@ export class DERPlugin extends StrategyPlugin {
   readonly beta: number;
   /** The reservoir of samples and logits. */
   readonly buffer: LogitsReservoir;
-  #staging = [new StagingArray(), new StagingArray()];
+  #staging = new StagingArray();
 
   /**
    * Avalanche 0.6's order: `(memSize = 200, batchSizeMem, alpha = 0.1, beta = 0)`, or all
@@ -410,26 +410,41 @@ export class DERPlugin extends StrategyPlugin {
   }
 
   /** The model's output for buffer samples, with their tensors. */
-  #forward(ctx: StrategyContext, slots: Int32Array, k: number): [tf.Tensor, MemoryTensors] {
-    const mt = this.buffer.memory.tensors(slots, this.#staging[k]);
+  #forward(ctx: StrategyContext, slots: Int32Array): [tf.Tensor, MemoryTensors] {
+    const mt = this.buffer.memory.tensors(slots, this.#staging);
     return [ctx.model.forward(mt.x, { taskLabels: mt.t, taskLabelsArray: mt.tArray }), mt];
   }
 
-  /** Adds the terms `"der"` (alpha · MSE on stored logits) and `"derpp"` (beta · CE). */
+  /**
+   * Adds the terms `"der"` (alpha · MSE on stored logits) and `"derpp"` (beta · CE). With both
+   * weights, the two buffer minibatches (drawn independently, as Mammoth's two `get_data`
+   * calls) go through the model in one forward pass of their rows stacked, whose output rows
+   * are then split between the two terms: the same values as two passes (the model treats
+   * each sample on its own), with one larger product a layer instead of two.
+   */
   beforeBackward(ctx: StrategyContext): void {
     if (this.buffer.size === 0 || !ctx.batch) return;
     const k = this.batchSizeMem ?? ctx.settings.batchSize;
-    if (this.alpha > 0) {
-      const slots = this.buffer.sample(k, ctx.rng);
-      const [out] = this.#forward(ctx, slots, 0);
-      const { values, widths } = this.buffer.logitsOf(slots);
-      const logits = tf.tensor2d(values, [slots.length, this.buffer.width]);
-      ctx.addLoss(tf.mul(derLogitsLoss(out, logits, widths), this.alpha) as tf.Scalar, "der");
+    const slots1 = this.alpha > 0 ? this.buffer.sample(k, ctx.rng) : new Int32Array(0);
+    const slots2 = this.beta > 0 ? this.buffer.sample(k, ctx.rng) : new Int32Array(0);
+    const n1 = slots1.length, n2 = slots2.length;
+    const slots = n2 === 0 ? slots1 : n1 === 0 ? slots2 : new Int32Array(n1 + n2);
+    if (n1 > 0 && n2 > 0) {
+      slots.set(slots1);
+      slots.set(slots2, n1);
     }
-    if (this.beta > 0) {
-      const slots = this.buffer.sample(k, ctx.rng);
-      const [out, mt] = this.#forward(ctx, slots, 1);
-      ctx.addLoss(tf.mul(ctx.criterion(out, mt.y), this.beta) as tf.Scalar, "derpp");
+    const [out, mt] = this.#forward(ctx, slots);
+    const rows = (t: tf.Tensor, start: number, n: number) =>
+      n === out.shape[0] ? t : tf.slice(t, start, n);
+    if (n1 > 0) {
+      const { values, widths } = this.buffer.logitsOf(slots1);
+      const logits = tf.tensor2d(values, [n1, this.buffer.width]);
+      const term = derLogitsLoss(rows(out, 0, n1), logits, widths);
+      ctx.addLoss(tf.mul(term, this.alpha) as tf.Scalar, "der");
+    }
+    if (n2 > 0) {
+      const y = rows(mt.y, n1, n2) as tf.Tensor1D;
+      ctx.addLoss(tf.mul(ctx.criterion(rows(out, n1, n2), y), this.beta) as tf.Scalar, "derpp");
     }
   }
 

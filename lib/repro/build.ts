@@ -6,18 +6,21 @@
  * @module
  */
 import type { ImageDataset } from "../../datasets/mod.ts";
-import { permutedMNIST, splitMNIST } from "../benchmarks/classic.ts";
-import { type Benchmark, type Experience, makeStream, withDataset } from "../data/experience.ts";
+import { permutedMNIST, splitFMNIST, splitMNIST } from "../benchmarks/classic.ts";
+import type { Benchmark, Experience } from "../data/experience.ts";
 import { splitOnline, subsample } from "../benchmarks/generators.ts";
+import { benchmarkWithValidationStream } from "../benchmarks/validation.ts";
 import { type Classifier, mlp } from "../models/mlp.ts";
 import { adam, type Optimizer, sgd } from "../optim/optimizers.ts";
 import { agem } from "../plugins/agem.ts";
 import { cope } from "../plugins/cope.ts";
 import { cwrStar } from "../plugins/cwr_star.ts";
+import { derpp } from "../plugins/der.ts";
 import { ewc } from "../plugins/ewc.ts";
 import { gdumb } from "../plugins/gdumb.ts";
 import { gem } from "../plugins/gem.ts";
 import { gss } from "../plugins/gss.ts";
+import { icarl } from "../plugins/icarl.ts";
 import { lfl } from "../plugins/lfl.ts";
 import { lwf } from "../plugins/lwf.ts";
 import { mas } from "../plugins/mas.ts";
@@ -91,12 +94,13 @@ export async function loadBenchmark(
   const seed = opts.seed ?? 0;
   const source = { dataDir: opts.dataDir, data: opts.data };
   let benchmark: Benchmark;
-  if (spec.name === "splitMNIST") {
-    benchmark = await splitMNIST({
+  if (spec.name === "splitMNIST" || spec.name === "splitFashionMNIST") {
+    benchmark = await (spec.name === "splitMNIST" ? splitMNIST : splitFMNIST)({
       ...source,
       experiences: spec.experiences,
       seed,
       fixedClassOrder: spec.fixedClassOrder,
+      normalize: spec.normalize,
       returnTaskId: spec.taskIncremental ?? false,
       classIdsFromZeroInEachExp: spec.taskIncremental ?? false,
     });
@@ -105,12 +109,13 @@ export async function loadBenchmark(
       ...source,
       experiences: spec.experiences,
       seed,
+      normalize: spec.normalize,
       returnTaskId: spec.taskIncremental ?? false,
     });
   } else {
     throw new RangeError(
-      `Unknown benchmark ${JSON.stringify((spec as { name: unknown }).name)}: use "splitMNIST" ` +
-        `or "permutedMNIST"`,
+      `Unknown benchmark ${JSON.stringify((spec as { name: unknown }).name)}: use "splitMNIST", ` +
+        `"splitFashionMNIST" or "permutedMNIST"`,
     );
   }
   if (spec.validationSize !== undefined && spec.validationSize !== 0) {
@@ -133,10 +138,11 @@ export async function loadBenchmark(
 }
 
 /**
- * The benchmark with the first `⌊fraction · n⌋` samples of each training experience (in dataset
- * order) removed, as the training stream Avalanche's `benchmark_with_validation_stream(benchmark,
- * fraction)` leaves with its default split (`shuffle=False`: the validation experience takes the
- * first indices). The test stream is unchanged.
+ * The benchmark with the last `⌊fraction · n⌋` samples of each training experience (in dataset
+ * order) held out, as Avalanche's `benchmark_with_validation_stream(benchmark, fraction)` with its
+ * default split (`shuffle=False`: the training part keeps the first `n − ⌊fraction · n⌋`
+ * indices): {@link benchmarkWithValidationStream} with `shuffle: false`, whose `valid` stream
+ * holds the samples removed. The test stream is unchanged.
  *
  * @example
  * ```ts
@@ -147,7 +153,7 @@ export async function loadBenchmark(
  *   test: syntheticImages({ n: 100, classes: 10, seed: 2 }) };
  * const b = await splitMNIST({ data, experiences: 5 });
  * const v = holdOutValidation(b, 0.05);
- * console.assert(v.train[0].dataset.length === 40 - 2);
+ * console.assert(v.train[0].dataset.length === 40 - 2 && v.valid?.[0].dataset.length === 2);
  * ```
  */
 export function holdOutValidation(benchmark: Benchmark, fraction: number): Benchmark {
@@ -156,19 +162,11 @@ export function holdOutValidation(benchmark: Benchmark, fraction: number): Bench
       `validationSize must be a fraction in [0, 1), got ${String(fraction)}: e.g. 0.05`,
     );
   }
-  const train = makeStream(
-    benchmark.train.name,
-    benchmark.train.map((e) => {
-      const n = e.dataset.length;
-      const held = Math.floor(fraction * n);
-      if (held === 0) return e;
-      return withDataset(
-        e,
-        e.dataset.subset(Int32Array.from({ length: n - held }, (_, i) => held + i)),
-      );
-    }),
-  );
-  return { ...benchmark, train, classesPerExperience: train.map((e) => e.classes) };
+  if (fraction === 0) return benchmark;
+  return benchmarkWithValidationStream(benchmark, {
+    size: fraction,
+    shuffle: false,
+  });
 }
 
 /**
@@ -247,6 +245,8 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     agem: { patternsPerExperience: 256, sampleSize: 256 },
     mir: { memSize: 200, subsample: 200, batchSizeMem: 10 },
     gss: { memSize: 200, memStrength: 5 },
+    derpp: { memSize: 200, alpha: 0.1, beta: 0.5 },
+    icarl: { memSize: 2000 },
     mas: { lambdaReg: 1, alpha: 0.5 },
     rwalk: { ewcLambda: 0.1, ewcAlpha: 0.9, deltaT: 10 },
     lfl: { lambdaE: 0.0001 },
@@ -258,6 +258,7 @@ const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>>
   cope: ["pSize", "maxIterPerBatch", "initAdaptive"],
   ewc: ["decayFactor"],
   gss: ["inputSize"],
+  derpp: ["batchSizeMem"],
 };
 
 /** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
@@ -450,6 +451,18 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
         memStrength: num(key, p, "memStrength"),
         inputSize: inputSize as readonly number[] | undefined,
       });
+    }
+    case "derpp":
+      return derpp({
+        ...base,
+        memSize: num(key, p, "memSize"),
+        batchSizeMem: optNum(p, "batchSizeMem"),
+        alpha: num(key, p, "alpha"),
+        beta: num(key, p, "beta"),
+      });
+    case "icarl": {
+      const { criterion: _c, ...rest } = base;
+      return icarl({ ...rest, memSize: num(key, p, "memSize") });
     }
     case "mas":
       return mas({ ...base, lambdaReg: num(key, p, "lambdaReg"), alpha: num(key, p, "alpha") });

@@ -14,7 +14,8 @@ import { accuracyCurves, accuracyMatrixHeatmap } from "../notebook/plots.ts";
 import type { Figure } from "../notebook/render.ts";
 import { toHTML, toText } from "../notebook/tables.ts";
 import type { Plugin } from "../strategy/plugin.ts";
-import type { EpochResult } from "../strategy/template.ts";
+import type { Experience, Stream } from "../data/experience.ts";
+import type { EpochResult, EvalResult, Strategy, TrainResult } from "../strategy/template.ts";
 import {
   buildModel,
   buildOptimizer,
@@ -45,6 +46,7 @@ const REPRO_RUN_OPTIONS: OptionSpec<ReproRunOptions> = {
   seed: "number",
   progress: PROGRESS_MODES,
   write: "function",
+  runner: "function",
   mode: oneOf("full", "quick", "tiny"),
 };
 
@@ -69,6 +71,17 @@ export interface ExperimentOptions {
   progress?: RunProgressOptions["mode"];
   /** Where progress goes in terminal and line modes. @default stderr */
   write?: (text: string) => void;
+  /**
+   * What makes the run's `train` and `eval` calls, given the strategy: the strategy itself by
+   * default; a resumable run (`lib/checkpoint/resumable.ts`) to checkpoint and resume them.
+   */
+  runner?: (strategy: Strategy) => Promise<ExperimentRunner>;
+}
+
+/** What makes an experiment's calls (see {@link ExperimentOptions.runner}). */
+export interface ExperimentRunner {
+  train(experiences: Experience[]): Promise<TrainResult>;
+  eval(stream: Stream): Promise<EvalResult>;
 }
 
 /** Options of {@link runReproduction}. */
@@ -213,6 +226,7 @@ export async function runExperiment(
     seed: "number",
     progress: PROGRESS_MODES,
     write: "function",
+    runner: "function",
   });
   const started = performance.now();
   const startedAt = new Date().toISOString();
@@ -246,10 +260,11 @@ export async function runExperiment(
   const experiences: ExperienceRecord[] = [];
   let finalAccuracy = NaN;
   try {
+    const calls: ExperimentRunner = opts.runner ? await opts.runner(strategy) : strategy;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
-      const train = await strategy.train(group);
-      const res = await strategy.eval(benchmark.test);
+      const train = await calls.train(group);
+      const res = await calls.eval(benchmark.test);
       for (const r of res.rows) {
         if (r.phase === "eval") rows.push({ ...r, trainExperience: i, iteration: null });
       }
@@ -638,26 +653,102 @@ export async function loadResults(root: string): Promise<ReproResult[]> {
   return out.sort((a, b) => order(a.name) - order(b.name) || a.name.localeCompare(b.name));
 }
 
+/** The file of a results folder that holds the reproductions over seeds (a `SeedsResult[]`). */
+export const SEEDS_FILE = "seeds.json";
+
+/** A reproduction run for several seeds (what `deno task repro --seeds` stores). */
+export interface SeedsResult {
+  name: string;
+  /** The strategy's label. */
+  label: string;
+  mode: ReproMode;
+  target: number;
+  /** The final test-stream accuracy of each seed (NaN, with the error, for a failed run). */
+  seeds: { seed: number; accuracy: number; error?: string }[];
+  /** Seeds that finished. */
+  n: number;
+  /** Mean and sample standard deviation (n − 1) of their accuracies. */
+  mean: number;
+  std: number;
+  /** Every seed finished and the mean reaches the target. */
+  reached: boolean;
+}
+
+/** Reads `<root>/seeds.json`, or [] when there is none. */
+export async function loadSeedsResults(root: string): Promise<SeedsResult[]> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${root}/${SEEDS_FILE}`)) as SeedsResult[];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
 /**
- * Writes `summary.csv` and `summary.md` in `root` from every result found there; returns the
- * results.
+ * The reproductions over seeds as a table: target, mean ± std, n, the seeds' accuracies, and
+ * whether the mean reaches the target.
+ */
+export function seedsTable(results: readonly SeedsResult[]): TableDisplay {
+  return tableDisplay(
+    ["reproduction", "strategy", "target", "mean ± std", "n", "seeds", "reached", "mode"],
+    results.map((r) => [
+      r.name,
+      r.label,
+      `≥ ${r.target.toFixed(2)}`,
+      Number.isFinite(r.std)
+        ? `${r.mean.toFixed(4)} ± ${r.std.toFixed(4)}`
+        : Number.isFinite(r.mean)
+        ? r.mean.toFixed(4)
+        : "n/a",
+      r.n,
+      r.seeds.map((s) =>
+        `${s.seed}: ${Number.isFinite(s.accuracy) ? s.accuracy.toFixed(4) : "failed"}`
+      )
+        .join(", "),
+      r.mode === "full" ? (r.reached ? "yes" : "no") : "n/a (not a full run)",
+      r.mode,
+    ]),
+  );
+}
+
+/**
+ * Writes `summary.csv` and `summary.md` in `root` from every result found there (and, in
+ * `summary.md`, the reproductions over seeds of `seeds.json`); returns the results.
  */
 export async function writeSummary(root: string): Promise<ReproResult[]> {
   const results = await loadResults(root);
+  const seeds = await loadSeedsResults(root);
   const table = reproSummaryTable(results);
   await Deno.mkdir(root, { recursive: true });
   await Deno.writeTextFile(`${root}/summary.csv`, toCSV(table.columns, table.values));
-  const md = [
+  const md: string[] = [
     "# Reproductions",
     "",
     "Final top-1 accuracy on the whole test stream after the last experience, against the",
-    "targets of ContinualAI's continual-learning-baselines. Written by `deno task repro`.",
+    "targets of ContinualAI's continual-learning-baselines (DER++ and iCaRL, which have no " +
+    "baseline on MNIST: the authors' published Mammoth settings, targets from their paper). " +
+    "Written by `deno task repro`.",
     "",
     `| ${table.columns.join(" | ")} |`,
     `| ${table.columns.map(() => "---").join(" | ")} |`,
     ...table.values.map((r) => `| ${r.map((v) => String(v)).join(" | ")} |`),
     "",
-  ].join("\n");
-  await Deno.writeTextFile(`${root}/summary.md`, md);
+  ];
+  if (seeds.length) {
+    const t = seedsTable(seeds);
+    md.push(
+      "## Over seeds",
+      "",
+      "The same reproductions for several seeds (`deno task repro --seeds 0,1,2`): mean ± " +
+        "sample standard deviation of the final test-stream accuracy; reached when the mean is " +
+        "at least the target.",
+      "",
+      `| ${t.columns.join(" | ")} |`,
+      `| ${t.columns.map(() => "---").join(" | ")} |`,
+      ...t.values.map((r) => `| ${r.map((v) => String(v)).join(" | ")} |`),
+      "",
+    );
+  }
+  await Deno.writeTextFile(`${root}/summary.md`, md.join("\n"));
   return results;
 }

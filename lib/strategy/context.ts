@@ -26,6 +26,8 @@ export interface Clock {
   epoch: number;
   /** Iterations completed within the current epoch. */
   epochIteration: number;
+  /** Iterations completed within the current experience (Avalanche's `train_exp_iterations`). */
+  experienceIteration: number;
   /** Training iterations since the strategy was created. */
   trainIterations: number;
   /** Eval iterations since the strategy was created. */
@@ -46,8 +48,10 @@ export interface StrategySettings {
   readonly shuffle: boolean;
   /** Whether an epoch's incomplete last training minibatch is dropped. */
   readonly dropLast: boolean;
-  /** Periodic evaluation: -1 never, 0 after each experience, N after every N epochs. */
+  /** Periodic evaluation: -1 never, 0 after each experience, N after every N epochs or iterations. */
   readonly evalEvery: number;
+  /** What `evalEvery` counts: epochs or iterations of the experience. */
+  readonly pevalMode: "epoch" | "iteration";
 }
 
 /**
@@ -87,7 +91,10 @@ export interface StrategyContext extends StepState {
    * keeps the tape-free step).
    */
   addLoss(term: tf.Scalar | LossTerm, name?: string): void;
-  /** Asks the loop to stop training the current experience after this iteration. */
+  /**
+   * Asks the loop to stop training the current experience after this iteration (called in
+   * `beforeTrainingEpoch`: before that epoch, which then does not run).
+   */
   stopTraining(): void;
   /** True once {@link StrategyContext.stopTraining} was called for the current experience. */
   readonly stopRequested: boolean;

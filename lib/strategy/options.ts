@@ -24,6 +24,7 @@ export const STRATEGY_OPTIONS = {
   shuffle: "boolean",
   dropLast: "boolean",
   evalEvery: "integer",
+  pevalMode: { oneOf: ["epoch", "iteration"] },
   name: "string",
 } as const satisfies Record<string, OptionKind>;
 

@@ -73,9 +73,15 @@ export interface StrategyOptions {
   dropLast?: boolean;
   /**
    * Periodic evaluation on `evalStreams` given to `train`: -1 never, 0 after each experience,
-   * N after every N epochs. @default -1
+   * N after every N epochs (or iterations, see `pevalMode`). @default -1
    */
   evalEvery?: number;
+  /**
+   * What `evalEvery` counts (Avalanche's `peval_mode`): `"epoch"`, or `"iteration"` (every N
+   * iterations of the experience, and once more after the experience unless its last
+   * iteration was just evaluated). @default "epoch"
+   */
+  pevalMode?: "epoch" | "iteration";
   /** Name shown in results. @default "Naive" */
   name?: string;
 }
@@ -144,6 +150,14 @@ export interface TrainOptions {
   /** Streams evaluated according to `evalEvery`. */
   evalStreams?: (Experience | Iterable<Experience>)[];
   /**
+   * Evaluate `evalStreams` once before training (after the `beforeTraining` hooks), as
+   * Avalanche's periodic evaluation does before each `train` call: before the first experience,
+   * it gives the baseline of `forwardTransfer` (rows with `trainExperience` −1). Avalanche does
+   * it whenever `eval_every` > −1 (`do_initial`); ours only when asked, so existing runs keep
+   * their rows. Skipped when resuming in the middle of an experience. @default false
+   */
+  evalBefore?: boolean;
+  /**
    * A state to resume from, restored before training. One taken in the middle of an experience
    * (it has a `position`: the first experience given must be that one) is restored again once
    * the experience has started (dataset adaptation, loader, `beforeTrainingExp`), and training
@@ -187,6 +201,7 @@ function toExperiences(arg: Experience | Iterable<Experience>, what: string): Ex
 
 const TRAIN_OPTIONS: OptionSpec<TrainOptions> = {
   evalStreams: "array",
+  evalBefore: "boolean",
   resume: "object",
   restore: "object",
   checkpoint: "object",
@@ -197,6 +212,9 @@ const CHECKPOINT_OPTIONS: OptionSpec<NonNullable<TrainOptions["checkpoint"]>> = 
   save: "function",
 };
 const RESTORE_OPTIONS: OptionSpec<RestoreOptions> = { experiences: "any" };
+
+/** Runs the plugins' hooks of a name, in order (what {@link Strategy.trainingUpdate} gets). */
+export type HookRunner = Pick<Hooks, "call" | "callSync">;
 
 /** The task routing a model's forward gets for a minibatch. */
 function routing(batch: TensorBatch) {
@@ -220,6 +238,7 @@ export class Strategy implements StrategySettings {
     trainExperiences: 0,
     epoch: 0,
     epochIteration: 0,
+    experienceIteration: 0,
     trainIterations: 0,
     evalIterations: 0,
   };
@@ -233,12 +252,15 @@ export class Strategy implements StrategySettings {
   /** Drop an epoch's incomplete last training minibatch. */
   dropLast: boolean;
   evalEvery: number;
+  pevalMode: "epoch" | "iteration";
   /** The context handed to hooks. */
   readonly ctx: StrategyContext;
 
   readonly #hooks: Hooks;
   readonly #assembler = new BatchAssembler();
   readonly #totals = new RunningTotals();
+  /** An evaluation's own totals (a periodic evaluation may run in the middle of an epoch). */
+  readonly #evalTotals = new RunningTotals();
   readonly #trainScope = new IterationScope();
   readonly #evalScope = new IterationScope();
   /** The step of the current epoch (see {@link Strategy.plan}). */
@@ -270,6 +292,7 @@ export class Strategy implements StrategySettings {
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? false;
     this.evalEvery = opts.evalEvery ?? -1;
+    this.pevalMode = opts.pevalMode ?? "epoch";
     this.name = opts.name ?? "Naive";
     positiveInt("epochs", this.epochs);
     checkBatchSize("batchSize", this.batchSize);
@@ -277,6 +300,11 @@ export class Strategy implements StrategySettings {
     if (!Number.isInteger(this.evalEvery) || this.evalEvery < -1) {
       throw new RangeError(
         `evalEvery must be -1 (never), 0 (after each experience) or N ≥ 1 epochs, got ${this.evalEvery}`,
+      );
+    }
+    if (this.pevalMode !== "epoch" && this.pevalMode !== "iteration") {
+      throw new RangeError(
+        `pevalMode must be "epoch" or "iteration", got ${JSON.stringify(this.pevalMode)}`,
       );
     }
     for (const [i, p] of this.plugins.entries()) {
@@ -472,6 +500,7 @@ export class Strategy implements StrategySettings {
     this.#inTrain = true;
     try {
       await this.#hooks.call("beforeTraining", ctx);
+      if (opts.evalBefore && !resume?.position) await this.#periodicEval(opts.evalStreams ?? []);
       for (const [k, exp] of list.entries()) {
         const from = k === 0 && resume?.position ? resume : undefined;
         await this.#trainExperience(exp, result, opts, from);
@@ -500,6 +529,7 @@ export class Strategy implements StrategySettings {
     this.#stop = false;
     this.clock.epoch = 0;
     this.clock.epochIteration = 0;
+    this.clock.experienceIteration = 0;
     await this.#hooks.call("beforeTrainDatasetAdaptation", ctx);
     this.trainDatasetAdaptation(ctx);
     await this.#hooks.call("afterTrainDatasetAdaptation", ctx);
@@ -518,13 +548,13 @@ export class Strategy implements StrategySettings {
     // (SI's anchors, GDumb's fresh weights) goes back to the state taken within it.
     if (resume) await this.#restore(resume, opts.restore);
     const save = opts.checkpoint?.save, every = opts.checkpoint?.everyEpochs;
+    const byEpoch = this.evalEvery > 0 && this.pevalMode === "epoch";
     for (let e = resume?.position?.epochsDone ?? 0; e < ctx.epochs && !this.#stop; e++) {
-      const epoch = await this.#trainEpoch(exp, e);
+      const epoch = await this.#trainEpoch(exp, e, evalStreams);
+      if (!epoch) break; // stopped in beforeTrainingEpoch
       result.epochs.push(epoch);
       result.samples += epoch.samples;
-      if (this.evalEvery > 0 && (e + 1) % this.evalEvery === 0) {
-        await this.#periodicEval(evalStreams);
-      }
+      if (byEpoch && (e + 1) % this.evalEvery === 0) await this.#periodicEval(evalStreams);
       if (save && every && (e + 1) % every === 0 && e + 1 < ctx.epochs && !this.#stop) {
         const position = { stream: exp.stream, experience: exp.id, epochsDone: e + 1 };
         await save({ ...this.checkpoint(), position }, { ...position, midExperience: true });
@@ -532,23 +562,37 @@ export class Strategy implements StrategySettings {
     }
     await this.#hooks.call("afterTrainingExp", ctx);
     this.clock.trainExperiences++;
-    if (this.evalEvery === 0) await this.#periodicEval(evalStreams);
+    // By iteration, also at the experience's end (Avalanche's final periodic evaluation) unless
+    // its last iteration was just evaluated.
+    const atEnd = this.evalEvery === 0 || (this.pevalMode === "iteration" && this.evalEvery > 0 &&
+      this.clock.experienceIteration % this.evalEvery !== 0);
+    if (atEnd) await this.#periodicEval(evalStreams);
     if (save && (opts.checkpoint!.everyExperience ?? true)) {
       const at = { stream: exp.stream, experience: exp.id, epochsDone: this.clock.epoch };
       await save(this.checkpoint(), { ...at, midExperience: false });
     }
   }
 
-  async #trainEpoch(exp: Experience, e: number): Promise<EpochResult> {
+  /** One epoch; undefined when a plugin stopped training in `beforeTrainingEpoch` (Avalanche). */
+  async #trainEpoch(
+    exp: Experience,
+    e: number,
+    evalStreams: (Experience | Iterable<Experience>)[],
+  ): Promise<EpochResult | undefined> {
     const ctx = this.ctx;
     const t0 = performance.now();
     this.#totals.reset();
     let samples = 0;
     await this.#hooks.call("beforeTrainingEpoch", ctx);
+    if (this.#stop) return undefined;
     this.#step = planStep(this.model, this.criterion, this.#hooks.declarations(ctx));
     this.clock.epochIteration = 0;
+    const everyIterations = this.pevalMode === "iteration" ? Math.max(this.evalEvery, 0) : 0;
     for (const plan of ctx.dataLoader!.epoch(this.rng)) {
       samples += await this.#trainIteration(plan);
+      if (everyIterations && this.clock.experienceIteration % everyIterations === 0) {
+        await this.#periodicEval(evalStreams);
+      }
       if (this.#stop) break;
     }
     const { lossSum, correct } = this.#totals.read();
@@ -590,18 +634,32 @@ export class Strategy implements StrategySettings {
       ctx.params = this.model.trainableParameters();
       await hooks.call("beforeTrainingIteration", ctx);
       const batch = ctx.batch;
-      // Forward, loss and gradients: on the tape, or without it when nothing needs it (plan()).
-      this.#step!.run(ctx, this.#region, this.#trainScope.keep);
-      await hooks.call("afterBackward", ctx);
-      await hooks.call("beforeUpdate", ctx);
-      tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
-      await hooks.call("afterUpdate", ctx);
+      await this.trainingUpdate(ctx, hooks);
       this.#totals.add(ctx.loss!, ctx.output!, batch.y);
       this.clock.trainIterations++;
       this.clock.epochIteration++;
+      this.clock.experienceIteration++;
       await hooks.call("afterTrainingIteration", ctx);
       return batch.n;
     }).finally(() => this.#clearIteration());
+  }
+
+  /**
+   * The update of one training iteration, between `beforeTrainingIteration` and the epoch's
+   * loss and accuracy totals: gradient descent here (forward, loss and gradients, on the tape
+   * or without it when nothing needs it, see {@link Strategy.plan}; then `afterBackward`,
+   * `beforeUpdate`, the optimizer's step and `afterUpdate`). A strategy whose training is not
+   * gradient descent (`StreamingLDA`) overrides it: it must set `ctx.output` and `ctx.loss` for
+   * `ctx.batch`, and calls the hooks it keeps through `hooks` (`callSync` for the ones that are
+   * synchronous in every strategy: beforeForward, afterForward, beforeBackward). Tensors made
+   * here are freed with the iteration's scope.
+   */
+  protected async trainingUpdate(ctx: StrategyContext, hooks: HookRunner): Promise<void> {
+    this.#step!.run(ctx, this.#region, this.#trainScope.keep);
+    await hooks.call("afterBackward", ctx);
+    await hooks.call("beforeUpdate", ctx);
+    tf.tidy(() => this.optimizer.step(ctx.params, ctx.grads!));
+    await hooks.call("afterUpdate", ctx);
   }
 
   /**
@@ -723,12 +781,12 @@ export class Strategy implements StrategySettings {
     this.model.adapt(exp, false);
     this.model.eval();
     await this.#hooks.call("beforeEvalExp", ctx);
-    this.#totals.reset();
+    this.#evalTotals.reset();
     let samples = 0;
     for (const plan of ctx.dataLoader.epoch(this.rng)) {
       samples += await this.#evalIteration(plan, dataset.inputShape);
     }
-    const { lossSum, correct } = this.#totals.read();
+    const { lossSum, correct } = this.#evalTotals.read();
     if (!Number.isFinite(lossSum)) {
       throw new RangeError(
         `Evaluating experience ${exp.id} of stream "${exp.stream}" gave a ${lossSum} loss: the ` +
@@ -769,7 +827,7 @@ export class Strategy implements StrategySettings {
       await hooks.call("afterEvalForward", ctx);
       checkLabels(batch, ctx.output);
       ctx.loss = this.criterion(ctx.output, batch.y);
-      this.#totals.add(ctx.loss, ctx.output, batch.y);
+      this.#evalTotals.add(ctx.loss, ctx.output, batch.y);
       this.clock.evalIterations++;
       await hooks.call("afterEvalIteration", ctx);
       return batch.n;
@@ -856,6 +914,7 @@ export class Strategy implements StrategySettings {
     this.model.loadStateDict(state.model);
     this.optimizer.loadState(state.optimizer);
     this.rng.setState(state.rng);
+    this.clock.experienceIteration = 0; // absent from checkpoints made before it existed
     Object.assign(this.clock, state.clock);
     this.rows.length = 0;
     this.rows.push(...state.rows.map((r) => ({ ...r })));
@@ -871,6 +930,7 @@ export class Strategy implements StrategySettings {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#totals.dispose();
+    this.#evalTotals.dispose();
     this.optimizer.dispose();
     for (const p of this.plugins) if (typeof p.dispose === "function") p.dispose();
   }
