@@ -474,6 +474,17 @@ export type {
   ScheduleState,
   StepLROptions,
 } from "./lib/plugins/lr_scheduler.ts";
+export { mas, masImportances, MASPlugin, masPlugin } from "./lib/plugins/mas.ts";
+export type {
+  MASImportanceOptions,
+  MASOptions,
+  MASPluginOptions,
+  MASPluginState,
+} from "./lib/plugins/mas.ts";
+export { rwalk, RWALK_EPS, RWalkPlugin, rwalkPlugin } from "./lib/plugins/rwalk.ts";
+export type { RWalkOptions, RWalkPluginOptions, RWalkPluginState } from "./lib/plugins/rwalk.ts";
+export { lfl, LFLPlugin, lflPlugin } from "./lib/plugins/lfl.ts";
+export type { LFLOptions, LFLPluginOptions, LFLPluginState } from "./lib/plugins/lfl.ts";
 export {
   der,
   DER_ALPHA,

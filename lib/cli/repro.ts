@@ -33,6 +33,7 @@ import {
   saveResult,
   scaleConfig,
   seedsTable,
+  targetText,
   verdictText,
   writeSummary,
 } from "../repro/mod.ts";
@@ -70,7 +71,7 @@ export function defaultDataDir(flag?: string): string | undefined {
 function listText(): string {
   const lines = REPRODUCTIONS.map((r) => {
     const q = scaleConfig(r, "quick");
-    return `${r.name.padEnd(26)} target ≥ ${r.target.toFixed(2)}  ${r.title}\n` +
+    return `${r.name.padEnd(26)} target ${targetText(r)}  ${r.title}\n` +
       `${"".padEnd(26)} quick: ${q.reductions.join("; ")}`;
   });
   return lines.join("\n");

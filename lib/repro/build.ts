@@ -21,9 +21,12 @@ import { gdumb } from "../plugins/gdumb.ts";
 import { gem } from "../plugins/gem.ts";
 import { gss } from "../plugins/gss.ts";
 import { icarl } from "../plugins/icarl.ts";
+import { lfl } from "../plugins/lfl.ts";
 import { lwf } from "../plugins/lwf.ts";
+import { mas } from "../plugins/mas.ts";
 import { mir } from "../plugins/mir.ts";
 import { replay } from "../plugins/replay.ts";
+import { rwalk } from "../plugins/rwalk.ts";
 import { classBalanced, experienceBalanced } from "../plugins/storage_policy.ts";
 import { synapticIntelligence } from "../plugins/synaptic_intelligence.ts";
 import type { Plugin } from "../strategy/plugin.ts";
@@ -244,6 +247,9 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     gss: { memSize: 200, memStrength: 5 },
     derpp: { memSize: 200, alpha: 0.1, beta: 0.5 },
     icarl: { memSize: 2000 },
+    mas: { lambdaReg: 1, alpha: 0.5 },
+    rwalk: { ewcLambda: 0.1, ewcAlpha: 0.9, deltaT: 10 },
+    lfl: { lambdaE: 0.0001 },
   };
 
 /** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
@@ -311,7 +317,8 @@ function numOrList(
  * maxIterPerBatch, initAdaptive; `lwf` alpha (a number or one per experience), temperature;
  * `ewc` lambda, mode ("separate" | "online"), decayFactor; `si` lambda, eps; `gem`
  * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize; `mir` memSize,
- * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize.
+ * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize; `mas` lambdaReg, alpha;
+ * `rwalk` ewcLambda, ewcAlpha, deltaT; `lfl` lambdaE (a number or one per experience).
  *
  * @example
  * ```ts
@@ -457,6 +464,17 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
       const { criterion: _c, ...rest } = base;
       return icarl({ ...rest, memSize: num(key, p, "memSize") });
     }
+    case "mas":
+      return mas({ ...base, lambdaReg: num(key, p, "lambdaReg"), alpha: num(key, p, "alpha") });
+    case "rwalk":
+      return rwalk({
+        ...base,
+        ewcLambda: num(key, p, "ewcLambda"),
+        ewcAlpha: num(key, p, "ewcAlpha"),
+        deltaT: num(key, p, "deltaT"),
+      });
+    case "lfl":
+      return lfl({ ...base, lambdaE: numOrList(key, p, "lambdaE") });
     default:
       throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
   }
