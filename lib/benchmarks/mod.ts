@@ -16,3 +16,4 @@ export * from "../data/experience.ts";
 export * from "./generators.ts";
 export * from "./transforms.ts";
 export * from "./classic.ts";
+export * from "./vision.ts";
