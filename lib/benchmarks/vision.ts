@@ -24,6 +24,7 @@ import { LOAD_OPTIONS } from "../../datasets/load.ts";
 import { checkOptions, type OptionSpec } from "../options.ts";
 import { ArrayDataset, concatDatasets, type Dataset } from "../data/dataset.ts";
 import {
+  checkTransformGroups,
   type ImageTransform,
   randomCrop,
   randomHorizontalFlip,
@@ -282,7 +283,7 @@ async function splitVision(
   const data = await dataOf(name, opts.data, loadOptions(opts));
   checkData(fn, data, shape, classes);
   const { train, test } = wrap(data, stats, normalize);
-  const groups = groupsFor(opts, stats, normalize, defaults);
+  const groups = checkTransformGroups(groupsFor(opts, stats, normalize, defaults));
   return classIncremental({
     train: train.withTransforms(groups),
     test: test.withTransforms(groups),

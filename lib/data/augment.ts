@@ -154,7 +154,7 @@ export function normalize(
 
 /**
  * Checks that `groups` holds a `train` and an `eval` list of transforms this library knows, and
- * returns it frozen. Anything else is an error naming the bad entry.
+ * returns a frozen copy (or `groups` itself when it is such a copy). Anything else is an error naming the bad entry.
  *
  * @example
  * ```ts
@@ -164,6 +164,9 @@ export function normalize(
  * ```
  */
 export function checkTransformGroups(groups: TransformGroups): TransformGroups {
+  // Groups checked once are returned as they are, so that datasets given the same groups share
+  // one object (a concatenation keeps its parts' groups when they are the same object).
+  if (checked.has(groups)) return groups;
   if (!groups || typeof groups !== "object") {
     throw new TypeError(`Transform groups must be { train: [...], eval: [...] }, got ${groups}`);
   }
@@ -190,5 +193,10 @@ export function checkTransformGroups(groups: TransformGroups): TransformGroups {
     });
     return Object.freeze([...list]);
   };
-  return Object.freeze({ train: check("train"), eval: check("eval") });
+  const out = Object.freeze({ train: check("train"), eval: check("eval") });
+  checked.add(out);
+  return out;
 }
+
+/** The groups {@link checkTransformGroups} returned. */
+const checked = new WeakSet<TransformGroups>();
