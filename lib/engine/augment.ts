@@ -1,8 +1,11 @@
 /**
  * Applying a dataset's image transforms (`lib/data/augment.ts`) to a minibatch of NHWC inputs,
- * with kernels only: random crops with padding and horizontal flips become one `pad` and two
- * batched `gather`s (rows, then columns, with per-sample indices, the flipped samples' columns
- * reversed), which is exact: every output pixel is one input pixel or the fill value.
+ * with kernels only: random crops with padding and horizontal flips become one
+ * `tf.image.cropAndResize` with a box per sample (reversed left-right for the flipped ones),
+ * nearest-neighbour, whose sampling points all lie within a quarter pixel of the pixel they
+ * stand for, which makes it exact: every output pixel is one input pixel or the fill value. The
+ * padding is the kernel's extrapolation value when the crop is the image's size (CIFAR's
+ * `RandomCrop(32, padding=4)`), else a padded copy.
  * Normalization is one broadcast subtract and divide. Random choices are drawn per sample from
  * the generator given (the run's), in a fixed order, so the same seed gives the same crops.
  *
@@ -128,21 +131,46 @@ function cropFlip(
 
   const fills = perChannel("randomCrop fill", fill, channels);
   const uniform = fills.every((v) => v === fills[0]);
-  let src: tf.Tensor4D = x;
-  if (padding > 0) {
+  // A crop of the image's own size with less padding than half of it reads the padding as
+  // cropAndResize's extrapolation (no padded copy); otherwise the padded image is cropped.
+  const direct = h === height && w === width && 2 * padding < Math.min(h, w) - 1;
+  let src: tf.Tensor4D = uniform ? x : tf.sub(x, tf.tensor1d(fills));
+  const value = uniform ? fills[0] : 0;
+  let offset = padding, srcH = height, srcW = width;
+  if (!direct && padding > 0) {
     const pads: [number, number][] = [[0, 0], [padding, padding], [padding, padding], [0, 0]];
-    // tf.pad takes one constant: per-channel fills pad x - fill with zeros and add fill back.
-    src = uniform ? tf.pad(x, pads, fills[0]) : tf.pad(tf.sub(x, tf.tensor1d(fills)), pads);
+    src = tf.pad(src, pads, value);
+    offset = 0;
+    srcH = ph;
+    srcW = pw;
   }
-  // Row k of the crop of sample i is padded row top[i] + k; column j is left[i] + j, or
-  // left[i] + w - 1 - j when sample i is flipped.
-  const rows = new Int32Array(n * h), cols = new Int32Array(n * w);
+  // Box of sample i in source pixels: rows top - offset .. + h - 1, columns likewise (reversed
+  // when flipped), pulled in by a quarter pixel at both ends, so that every sampling point is
+  // within a quarter pixel of the integer it stands for and "nearest" picks exactly that pixel,
+  // whatever the rounding of the normalized box coordinates. Points outside the source image
+  // (the padding, in the direct case) take the extrapolation value.
+  const q = 0.25;
+  const boxes = new Float32Array(4 * n);
+  const ny = Math.max(srcH - 1, 1), nx = Math.max(srcW - 1, 1);
   for (let i = 0; i < n; i++) {
-    for (let k = 0; k < h; k++) rows[i * h + k] = top[i] + k;
-    for (let j = 0; j < w; j++) cols[i * w + j] = left[i] + (flip[i] ? w - 1 - j : j);
+    const r0 = top[i] - offset, c0 = left[i] - offset;
+    const [ya, yb] = h > 1 ? [r0 + q, r0 + h - 1 - q] : [r0, r0];
+    let [xa, xb] = w > 1 ? [c0 + q, c0 + w - 1 - q] : [c0, c0];
+    if (flip[i]) [xa, xb] = [xb, xa];
+    boxes[4 * i] = ya / ny;
+    boxes[4 * i + 1] = xa / nx;
+    boxes[4 * i + 2] = yb / ny;
+    boxes[4 * i + 3] = xb / nx;
   }
-  const byRows = tf.gather(src, tf.tensor2d(rows, [n, h], "int32"), 1, 1);
-  let out = tf.gather(byRows, tf.tensor2d(cols, [n, w], "int32"), 2, 1) as tf.Tensor4D;
-  if (padding > 0 && !uniform) out = tf.add(out, tf.tensor1d(fills));
+  const index = tf.tensor1d(Int32Array.from({ length: n }, (_, i) => i), "int32");
+  let out = tf.image.cropAndResize(
+    src,
+    tf.tensor2d(boxes, [n, 4]),
+    index,
+    [h, w],
+    "nearest",
+    value,
+  ) as tf.Tensor4D;
+  if (!uniform) out = tf.add(out, tf.tensor1d(fills));
   return out;
 }
