@@ -20,8 +20,24 @@ import type { ImageDataset, ImageSplit } from "./types.ts";
 /** Bytes of one 32×32 RGB image in a CIFAR record. */
 const PIXELS = 32 * 32 * 3;
 
+/** Where a CIFAR binary archive keeps its members, and its record layout. */
+export interface CifarLayout {
+  /** The folder every member is in. */
+  readonly folder: string;
+  /** The training members, in order. */
+  readonly train: readonly string[];
+  /** The test members. */
+  readonly test: readonly string[];
+  /** The member listing the class names (CIFAR-100: the fine ones). */
+  readonly names: string;
+  /** CIFAR-100's member listing the superclass names. */
+  readonly coarseNames?: string;
+  /** Label bytes before each image's pixels: 1 (CIFAR-10) or 2 (coarse, fine). */
+  readonly labelBytes: 1 | 2;
+}
+
 /** The members an archive must hold, by format. */
-export const CIFAR_MEMBERS = {
+export const CIFAR_MEMBERS: Readonly<Record<"cifar10-binary" | "cifar100-binary", CifarLayout>> = {
   "cifar10-binary": {
     folder: "cifar-10-batches-bin",
     train: [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`),
@@ -37,7 +53,7 @@ export const CIFAR_MEMBERS = {
     coarseNames: "coarse_label_names.txt",
     labelBytes: 2,
   },
-} as const;
+};
 
 /** The entries of a gzip-compressed tar archive, by name (a leading `./` dropped). */
 export function readTarGz(bytes: Uint8Array, what: string, fix: string): Map<string, Uint8Array> {
@@ -67,7 +83,9 @@ export function readTarGz(bytes: Uint8Array, what: string, fix: string): Map<str
     const cut = e instanceof RangeError;
     throw new DatasetError(
       cut ? "truncated" : "format",
-      `${what} decompresses to ${cut ? "a tar archive cut short inside a member" : "data that is not a tar archive"} ` +
+      `${what} decompresses to ${
+        cut ? "a tar archive cut short inside a member" : "data that is not a tar archive"
+      } ` +
         `(${errorMessage(e)}). ${fix}`,
       { cause: e },
     );
@@ -198,7 +216,7 @@ export function parseCifarArchive(
     classes: spec.classes,
     classNames: classNames.slice(0, spec.classes),
   };
-  if ("coarseNames" in layout) {
+  if (layout.coarseNames) {
     out.coarseClassNames = names(member(members, at(layout.coarseNames), spec, what, fix));
   } else {
     delete train.coarseLabels;

@@ -128,7 +128,9 @@ export async function loadArchive(
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
   checkDatasetOptions("loadArchive", opts, LOAD_OPTIONS);
-  const mirrors = opts.mirrors === undefined ? spec.mirrors : checkArchiveMirrors(opts.mirrors, spec);
+  const mirrors = opts.mirrors === undefined
+    ? spec.mirrors
+    : checkArchiveMirrors(opts.mirrors, spec);
   const readTimeoutMs = checkTimeout("readTimeoutMs", opts.readTimeoutMs, DEFAULT_READ_TIMEOUT_MS);
   const timeoutMs = checkTimeout("timeoutMs", opts.timeoutMs, DEFAULT_DOWNLOAD_TIMEOUT_MS);
   const dataDir = resolveDataDir(opts.dataDir);

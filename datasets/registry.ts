@@ -397,7 +397,15 @@ export const ARCHIVE_DATASETS: Record<ArchiveDatasetName, ArchiveDatasetSpec> = 
   },
 });
 
-/** Whether `name` is a key of {@link ARCHIVE_DATASETS}. */
+/**
+ * Whether `name` is a key of {@link ARCHIVE_DATASETS}.
+ *
+ * @example
+ * ```ts
+ * import { isArchiveDataset } from "./registry.ts";
+ * console.assert(isArchiveDataset("cifar10") && !isArchiveDataset("mnist"));
+ * ```
+ */
 export function isArchiveDataset(name: string): name is ArchiveDatasetName {
   return Object.hasOwn(ARCHIVE_DATASETS, name);
 }

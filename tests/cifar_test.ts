@@ -22,8 +22,8 @@ import { assertDatasetError, listFiles, withTempDir } from "./_datasets_fixtures
 import {
   checksumOf,
   cifar100Archive,
-  cifar10Archive,
   CIFAR10_NAMES,
+  cifar10Archive,
   COARSE,
   FINE,
   put,
@@ -177,7 +177,10 @@ Deno.test("CIFAR: download from 127.0.0.1 into the cache; a bad mirror leaves no
     const { bytes, spec, train } = cifar10Archive({ seed: 5 });
     const wrong = bytes.slice();
     wrong[wrong.length - 1] ^= 1;
-    await withServer({ "/good/cifar-10-binary.tar.gz": bytes, "/bad/cifar-10-binary.tar.gz": wrong }, async (base, hits) => {
+    await withServer({
+      "/good/cifar-10-binary.tar.gz": bytes,
+      "/bad/cifar-10-binary.tar.gz": wrong,
+    }, async (base, hits) => {
       const cache = `${dir}/cache`;
       await assertDatasetError(
         loadArchive(spec, { cacheDir: cache, mirrors: [`${base}bad/`, `${base}none/`] }),
@@ -187,7 +190,10 @@ Deno.test("CIFAR: download from 127.0.0.1 into the cache; a bad mirror leaves no
         "No partial file was left",
       );
       assert.deepEqual(await listFiles(cache), [], "nothing half-written in the cache");
-      const ds = await loadArchive(spec, { cacheDir: cache, mirrors: [`${base}bad/`, `${base}good/`] });
+      const ds = await loadArchive(spec, {
+        cacheDir: cache,
+        mirrors: [`${base}bad/`, `${base}good/`],
+      });
       assertSplit(ds.train, train);
       assert.deepEqual(await listFiles(cache), ["cifar10/cifar-10-binary.tar.gz"]);
       clearDatasetMemo();
@@ -275,12 +281,21 @@ Deno.test("splitCIFAR10: Avalanche's defaults, per-channel normalization, CIFAR 
     assert.deepEqual(groups.eval, []);
     assert.equal(b.test[0].dataset.transforms, groups, "the test stream keeps the groups");
     // Options as Avalanche's.
-    const task = await splitCIFAR10({ data: raw, returnTaskId: true, classIdsFromZeroInEachExp: true });
+    const task = await splitCIFAR10({
+      data: raw,
+      returnTaskId: true,
+      classIdsFromZeroInEachExp: true,
+    });
     assert.equal(task.train[3].taskLabel, 3);
     assert.deepEqual(task.train[3].classes, [0, 1]);
     const half = await splitCIFAR10({ data: raw, experiences: 6, firstExpWithHalfClasses: true });
     assert.deepEqual(half.train.map((e) => e.classes.length), [5, 1, 1, 1, 1, 1]);
-    const plain = await splitCIFAR10({ data: raw, seed: 1234, trainTransforms: [], normalize: false });
+    const plain = await splitCIFAR10({
+      data: raw,
+      seed: 1234,
+      trainTransforms: [],
+      normalize: false,
+    });
     assert.deepEqual(plain.train[0].dataset.transforms?.train, []);
     assert.ok(Math.abs(plain.train[0].dataset.batch([0]).x[0] - src[k * 3072] / 255) < 1e-6);
     await assert.rejects(splitCIFAR10({ data: raw, experinces: 5 } as never), /experiences/);

@@ -31,7 +31,11 @@ Deno.test("Tiny ImageNet: train by wnids.txt order then number, val by annotatio
     assert.equal(ds.test.n, 4);
     assert.deepEqual([ds.train.rows, ds.train.cols, ds.train.channels], [64, 64, 3]);
     assert.deepEqual(ds.classIds, a.wnids);
-    assert.deepEqual(ds.classNames, ["thing 0, object 0", "thing 1, object 1", "thing 2, object 2"]);
+    assert.deepEqual(ds.classNames, [
+      "thing 0, object 0",
+      "thing 1, object 1",
+      "thing 2, object 2",
+    ]);
     assert.deepEqual([...ds.train.labels], [0, 0, 0, 1, 1, 1, 2, 2, 2]);
     assert.deepEqual([...ds.test.labels], a.val.map((v) => a.wnids.indexOf(v.wnid)));
     const size = 64 * 64 * 3;
@@ -90,7 +94,9 @@ Deno.test("Tiny ImageNet: damaged zip, missing member, wrong image size are clea
     const stray = zipSync({
       "tiny-imagenet-200/wnids.txt": new TextEncoder().encode("n1\nn2\nn3\n"),
       "tiny-imagenet-200/words.txt": new TextEncoder().encode("n1\tone\n"),
-      "tiny-imagenet-200/val/val_annotations.txt": new TextEncoder().encode("val_0.JPEG\tn9\t0\t0\t1\t1\n"),
+      "tiny-imagenet-200/val/val_annotations.txt": new TextEncoder().encode(
+        "val_0.JPEG\tn9\t0\t0\t1\t1\n",
+      ),
     });
     const st = await load("stray", stray);
     await assertDatasetError(st.p, "format", "gives val_0.JPEG the class n9, which wnids.txt");
@@ -107,19 +113,22 @@ Deno.test("Tiny ImageNet: verified download from 127.0.0.1; a wrong file leaves 
     const a = tinyImageNetArchive({ seed: 9 });
     const wrong = a.bytes.slice();
     wrong[10] ^= 0xff;
-    await withServer({ "/m/tiny-imagenet-200.zip": a.bytes, "/w/tiny-imagenet-200.zip": wrong }, async (base) => {
-      const cache = `${dir}/cache`;
-      await assertDatasetError(
-        loadArchive(a.spec, { cacheDir: cache, mirrors: [`${base}w/`] }),
-        "checksum",
-        `tiny-imagenet-200.zip from ${base}w/tiny-imagenet-200.zip: sha256 checksum mismatch`,
-      );
-      assert.deepEqual(await listFiles(cache), []);
-      const ds = await loadArchive(a.spec, { cacheDir: cache, mirrors: [`${base}m/`] });
-      assert.equal(ds.train.n, 9);
-      assert.deepEqual(await listFiles(cache), ["tiny-imagenet/tiny-imagenet-200.zip"]);
-      clearDatasetMemo();
-    });
+    await withServer(
+      { "/m/tiny-imagenet-200.zip": a.bytes, "/w/tiny-imagenet-200.zip": wrong },
+      async (base) => {
+        const cache = `${dir}/cache`;
+        await assertDatasetError(
+          loadArchive(a.spec, { cacheDir: cache, mirrors: [`${base}w/`] }),
+          "checksum",
+          `tiny-imagenet-200.zip from ${base}w/tiny-imagenet-200.zip: sha256 checksum mismatch`,
+        );
+        assert.deepEqual(await listFiles(cache), []);
+        const ds = await loadArchive(a.spec, { cacheDir: cache, mirrors: [`${base}m/`] });
+        assert.equal(ds.train.n, 9);
+        assert.deepEqual(await listFiles(cache), ["tiny-imagenet/tiny-imagenet-200.zip"]);
+        clearDatasetMemo();
+      },
+    );
   });
 });
 
@@ -133,7 +142,12 @@ Deno.test("splitTinyImageNet: 10 experiences of 20 classes, seed 0, flips only, 
     cols: 64,
     channels: 3,
   });
-  const data: ImageDataset = { name: "tiny-imagenet", train: split(n), test: split(200), classes: 200 };
+  const data: ImageDataset = {
+    name: "tiny-imagenet",
+    train: split(n),
+    test: split(200),
+    classes: 200,
+  };
   const b = await splitTinyImageNet({ data });
   assert.equal(b.info.name, "SplitTinyImageNet");
   assert.equal(b.train.length, 10);
@@ -150,7 +164,11 @@ Deno.test("splitTinyImageNet: 10 experiences of 20 classes, seed 0, flips only, 
   const k = [...data.train.labels].indexOf(first);
   const want = (data.train.images[k * size + 1] / 255 - 0.4822) / 0.1994;
   assert.ok(Math.abs(x[1] - want) < 1e-5);
-  const task = await splitTinyImageNet({ data, returnTaskId: true, classIdsFromZeroInEachExp: true });
+  const task = await splitTinyImageNet({
+    data,
+    returnTaskId: true,
+    classIdsFromZeroInEachExp: true,
+  });
   assert.equal(task.train[9].taskLabel, 9);
   assert.equal(Math.max(...task.train[9].classes), 19);
   await assert.rejects(

@@ -15,7 +15,7 @@ import {
 import { ArrayDataset, concatDatasets } from "../lib/data/dataset.ts";
 import { batchPlan } from "../lib/data/loader.ts";
 import { classIncremental } from "../lib/benchmarks/generators.ts";
-import { cifarTransforms, CIFAR10_STATS } from "../lib/benchmarks/vision.ts";
+import { CIFAR10_STATS, cifarTransforms } from "../lib/benchmarks/vision.ts";
 import { cnn } from "../lib/models/mlp.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { Rng } from "../lib/random.ts";
@@ -137,7 +137,9 @@ Deno.test("horizontal flip: about half flipped, each one exactly mirrored", () =
         for (let ch = 0; ch < 2; ch++) {
           const src = x[i * size + (r * 5 + (draws[0].flip[i] ? 4 - c : c)) * 2 + ch];
           if (out[i * size + (r * 5 + c) * 2 + ch] !== src) {
-            assert.fail(`sample ${i} (${draws[0].flip[i] ? "flipped" : "kept"}) differs at ${r},${c}`);
+            assert.fail(
+              `sample ${i} (${draws[0].flip[i] ? "flipped" : "kept"}) differs at ${r},${c}`,
+            );
           }
         }
       }
@@ -210,7 +212,13 @@ Deno.test("ArrayDataset: per-channel mean and std, channel-last", () => {
     const raw = x[(k < 12 ? 12 : -12) + k], c = k % 3;
     assert.ok(Math.abs(b[k] - (raw / 255 - mean[c]) / std[c]) < 1e-5, `feature ${k}`);
   }
-  const f = new ArrayDataset({ x: Float32Array.from(x), y: [0, 1], inputShape: [2, 2, 3], mean, std });
+  const f = new ArrayDataset({
+    x: Float32Array.from(x),
+    y: [0, 1],
+    inputShape: [2, 2, 3],
+    mean,
+    std,
+  });
   assert.ok(Math.abs(f.batch([0]).x[5] - (50 - 0.3) / 0.125) < 1e-3);
   assert.throws(
     () => new ArrayDataset({ x, y: [0, 1], inputShape: [2, 2, 3], mean: [0, 0] }),
@@ -291,7 +299,11 @@ Deno.test("assembly: no transforms keeps the plain paths; eval takes the eval gr
     assert.equal(JSON.stringify(rng.state()), state, "nothing drawn without random transforms");
     const norm = assembler.assemble(plan, d.inputShape, { transforms: [normalize(1, 2)], rng });
     assert.deepEqual([...norm.x.dataSync()].slice(0, 4), [0, 0.5, 1, 1.5]);
-    assert.deepEqual([...norm.data.x].slice(0, 4), [0, 0.5, 1, 1.5], "data.x is the transformed input");
+    assert.deepEqual(
+      [...norm.data.x].slice(0, 4),
+      [0, 0.5, 1, 1.5],
+      "data.x is the transformed input",
+    );
   });
   // Views and concatenations keep the groups; different groups in a concatenation drop them.
   const g = checkTransformGroups({ train: [randomHorizontalFlip()], eval: [normalize(0, 1)] });

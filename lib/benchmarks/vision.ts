@@ -63,7 +63,16 @@ export const IMAGENET_STATS: ChannelStats = Object.freeze({
   std: Object.freeze([0.229, 0.224, 0.225]),
 });
 
-/** The fill value of padded pixels for a dataset normalized with `stats`: a zero pixel's. */
+/**
+ * The fill value of padded pixels for a dataset normalized with `stats`: a zero pixel's,
+ * `-mean[c] / std[c]` per channel.
+ *
+ * @example
+ * ```ts
+ * import { CIFAR10_STATS, zeroPixel } from "./vision.ts";
+ * console.assert(Math.abs(zeroPixel(CIFAR10_STATS)[0] + 0.4914 / 0.2023) < 1e-12);
+ * ```
+ */
 export function zeroPixel(stats: ChannelStats): number[] {
   return stats.mean.map((m, c) => -m / stats.std[c]);
 }
@@ -137,7 +146,9 @@ export interface SplitVisionOptions extends VisionOptions {
   firstExpWithHalfClasses?: boolean;
 }
 
-const BASE_OPTIONS: OptionSpec<Omit<VisionOptions, "data" | "returnTaskId" | "classIdsFromZeroInEachExp" | "shuffle">> = {
+const BASE_OPTIONS: OptionSpec<
+  Omit<VisionOptions, "data" | "returnTaskId" | "classIdsFromZeroInEachExp" | "shuffle">
+> = {
   ...LOAD_OPTIONS,
   experiences: "integer",
   seed: "number",

@@ -349,7 +349,9 @@ export class ArrayDataset extends Dataset {
     const channelCount = opts.inputShape[opts.inputShape.length - 1];
     const stat = (name: "mean" | "std", fallback: number): number[] => {
       const v = opts[name] ?? fallback;
-      const list = typeof v === "number" ? new Array(perChannel ? channelCount : 1).fill(v) : [...v];
+      const list = typeof v === "number"
+        ? new Array(perChannel ? channelCount : 1).fill(v)
+        : [...v];
       if (list.length !== (perChannel ? channelCount : 1)) {
         throw new RangeError(
           `${name} has ${list.length} values, but inputShape [${opts.inputShape}] has ` +

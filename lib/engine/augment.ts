@@ -123,7 +123,7 @@ function cropFlip(
     top[k] = ph === h ? 0 : rng.int(ph - h + 1);
     left[k] = pw === w ? 0 : rng.int(pw - w + 1);
   }
-  if (flipP !== undefined) for (let k = 0; k < n; k++) flip[k] = rng.next() < flipP ? 1 : 0;
+  if (flipP !== undefined) { for (let k = 0; k < n; k++) flip[k] = rng.next() < flipP ? 1 : 0; }
   onDraw?.({ top, left, flip });
   const identity = padding === 0 && h === height && w === width &&
     top.every((v) => v === 0) && left.every((v) => v === 0);

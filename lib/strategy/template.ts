@@ -590,7 +590,11 @@ export class Strategy implements StrategySettings {
     const ctx = this.ctx, hooks = this.#hooks;
     return this.#trainScope.run(async () => {
       const dataset = ctx.dataset!;
-      ctx.batch = this.#assembler.assemble(plan, dataset.inputShape, this.#augment(dataset, "train"));
+      ctx.batch = this.#assembler.assemble(
+        plan,
+        dataset.inputShape,
+        this.#augment(dataset, "train"),
+      );
       ctx.params = this.model.trainableParameters();
       await hooks.call("beforeTrainingIteration", ctx);
       const batch = ctx.batch;
