@@ -35,9 +35,11 @@ export interface CropFlipDraw {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
  * import { applyImageTransforms } from "./augment.ts";
  * import { randomCrop, randomHorizontalFlip } from "../data/augment.ts";
  * import { Rng } from "../random.ts";
+ * await setBackend("cpu");
  * const x = tf.ones([2, 8, 8, 3]);
  * const y = applyImageTransforms(x, [randomCrop(8, { padding: 2 }), randomHorizontalFlip()], new Rng(0));
  * console.assert(y.shape.join() === "2,8,8,3");
