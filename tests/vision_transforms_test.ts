@@ -18,7 +18,9 @@ import { classIncremental } from "../lib/benchmarks/generators.ts";
 import { CIFAR10_STATS, cifarTransforms } from "../lib/benchmarks/vision.ts";
 import { cnn } from "../lib/models/mlp.ts";
 import { naive } from "../lib/strategy/strategies.ts";
+import { replay } from "../lib/plugins/replay.ts";
 import { Rng } from "../lib/random.ts";
+import { checkResume } from "./_helpers.ts";
 
 /** n random images [n, h, w, c] as floats (values 1..255, so that 0 marks padding). */
 function images(n: number, h: number, w: number, c: number, seed = 1): Float32Array {
@@ -334,6 +336,35 @@ Deno.test("evaluation: the eval group is applied, the train group is not", async
   const model = cnn({ input: [8, 8, 3], channels: [2], dense: 8, outputs: 4, seed: 0 });
   const s = naive({ model, batchSize: 8, seed: 0 });
   assert.equal((await s.eval(b.test)).loss, plain, "an empty eval group is no transform");
+  s.dispose();
+  model.dispose();
+});
+
+Deno.test("checkpoints: a run restored after an experience draws the same crops as one never stopped", async () => {
+  const b = toyVision({ train: [randomCrop(8, { padding: 2 }), randomHorizontalFlip()], eval: [] });
+  await checkResume({
+    make: (seed) =>
+      naive({
+        model: cnn({ input: [8, 8, 3], channels: [2], dense: 8, outputs: 4, seed }),
+        epochs: 2,
+        batchSize: 8,
+        seed: 0,
+      }),
+    train: b.train,
+    test: b.test,
+  });
+});
+
+Deno.test("replay: minibatches mixing memory and current data get the train group, tensors flat", async () => {
+  const b = toyVision({ train: [randomCrop(8, { padding: 2 }), randomHorizontalFlip()], eval: [] });
+  const model = cnn({ input: [8, 8, 3], channels: [2], dense: 8, outputs: 4, seed: 0 });
+  const s = replay({ model, memSize: 16, batchSize: 8, seed: 0 });
+  await s.train(b.train[0]);
+  await s.eval(b.test);
+  const base = tf.memory().numTensors;
+  await s.train(b.train[1]);
+  await s.eval(b.test);
+  assert.equal(tf.memory().numTensors, base);
   s.dispose();
   model.dispose();
 });
