@@ -48,7 +48,9 @@ export const LOAD_OPTIONS: OptionSpec<LoadOptions> = {
 const memo = new Map<string, Promise<ImageDataset>>();
 
 /**
- * Load a dataset by name, verifying every file it reads.
+ * Load a dataset by name, verifying every file it reads. CIFAR-10, CIFAR-100 and Tiny ImageNet
+ * (`"cifar10"`, `"cifar100"`, `"tiny-imagenet"`) are one archive each, looked up in the same
+ * three places (see {@link loadArchive}); the IDX datasets are four files, as follows.
  *
  * Each of the four files (train/test images/labels) is looked up in order:
  * 1. the data dir (`opts.dataDir`, else env `PERENNIAL_DATA`): `<dataDir>/<name>/<file>`,
