@@ -79,8 +79,8 @@ export interface LoadOptions {
    * Local directory with the files, searched first: `${dataDir}/${name}/${file}`, then
    * `${dataDir}/${file}`; in each place the `.gz` file, then the decompressed file (same
    * name without `.gz`); for an archive dataset (CIFAR, Tiny ImageNet), the archive itself
-   * (`${dataDir}/${name}/${archive}`, then `${dataDir}/${archive}`). A folder given here (or in `PERENNIAL_DATA`) that does not exist is an
-   * error naming it; nothing is downloaded instead.
+   * (`${dataDir}/${name}/${archive}`, then `${dataDir}/${archive}`). A folder given here (or in
+   * `PERENNIAL_DATA`) that does not exist is an error naming it; nothing is downloaded instead.
    * @default env `PERENNIAL_DATA`, else none
    */
   dataDir?: string;
