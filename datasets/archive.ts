@@ -8,9 +8,7 @@ import { join } from "node:path";
 import { downloadVerified, mirrorUrl } from "./cache.ts";
 import { verifyBytes } from "./checksum.ts";
 import { DatasetError } from "./errors.ts";
-import { parseCifarArchive } from "./cifar.ts";
 import type { ArchiveDatasetSpec } from "./registry.ts";
-import { parseTinyImageNetZip } from "./tiny_imagenet.ts";
 import type { ImageDataset, LoadOptions } from "./types.ts";
 
 /** What {@link loadArchiveDataset} needs besides the spec: the options, checked and resolved. */
@@ -34,15 +32,20 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-function parse(
+/**
+ * Parses a verified archive. The parsers (and the npm packages they use) are imported when an
+ * archive is first read, so that the rest of `datasets/` (downloads, IDX files) keeps no bare
+ * imports and runs without the repository's import map.
+ */
+async function parse(
   bytes: Uint8Array,
   spec: ArchiveDatasetSpec,
   path: string,
   fix: string,
-): ImageDataset {
+): Promise<ImageDataset> {
   const out = spec.format === "tiny-imagenet-zip"
-    ? parseTinyImageNetZip(bytes, spec, path, fix)
-    : parseCifarArchive(bytes, spec, path, fix);
+    ? (await import("./tiny_imagenet.ts")).parseTinyImageNetZip(bytes, spec, path, fix)
+    : (await import("./cifar.ts")).parseCifarArchive(bytes, spec, path, fix);
   out.classNames ??= spec.classNames ? [...spec.classNames] : undefined;
   return out;
 }
@@ -84,7 +87,7 @@ export async function loadArchiveDataset(
       if (await isFile(path)) {
         const bytes = await Deno.readFile(path);
         verifyBytes(bytes, spec.archive, `${spec.title} archive ${path}`, fix);
-        return parse(bytes, spec, path, fix);
+        return await parse(bytes, spec, path, fix);
       }
     }
   }
@@ -98,7 +101,7 @@ export async function loadArchiveDataset(
     const bytes = await Deno.readFile(cachePath);
     try {
       verifyBytes(bytes, spec.archive, `${spec.title} cached archive ${cachePath}`, fix);
-      return parse(bytes, spec, cachePath, fix);
+      return await parse(bytes, spec, cachePath, fix);
     } catch (e) {
       if (!ctx.download || !(e instanceof DatasetError)) throw e;
       if (e.code !== "size" && e.code !== "checksum") throw e;
@@ -131,7 +134,7 @@ export async function loadArchiveDataset(
     throw e;
   }
   const bytes = await Deno.readFile(cachePath);
-  return parse(
+  return await parse(
     bytes,
     spec,
     cachePath,

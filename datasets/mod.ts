@@ -31,8 +31,6 @@ export {
   type IdxDatasetName,
   isArchiveDataset,
 } from "./registry.ts";
-export { CIFAR_MEMBERS, parseCifarArchive } from "./cifar.ts";
-export { parseTinyImageNetZip, TINY_IMAGENET_ROOT } from "./tiny_imagenet.ts";
 export { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
 export {
   type Checksum,
