@@ -129,7 +129,11 @@ export interface VisionOptions extends LoadOptions {
   stats?: ChannelStats;
   /** Normalize with `stats` (else the inputs are the [0, 1] pixels). @default true */
   normalize?: boolean;
-  /** Training transforms (Avalanche's `train_transform`); `[]` for none. @default the benchmark's */
+  /**
+   * Training transforms (Avalanche's `train_transform`); `[]` for none. They see normalized
+   * inputs: a crop that should pad with black, as torchvision's, takes
+   * `fill: zeroPixel(stats)`. @default the benchmark's
+   */
   trainTransforms?: readonly ImageTransform[];
   /** Evaluation transforms (Avalanche's `eval_transform`). @default [] */
   evalTransforms?: readonly ImageTransform[];
