@@ -39,6 +39,20 @@ export {
   setInputCacheBudget,
 } from "./lib/data/dataset.ts";
 export type { ArrayDatasetOptions, Batch, ContiguousRows } from "./lib/data/dataset.ts";
+export {
+  checkTransformGroups,
+  normalize,
+  randomCrop,
+  randomHorizontalFlip,
+} from "./lib/data/augment.ts";
+export type {
+  ImageTransform,
+  NormalizeTransform,
+  RandomCropOptions,
+  RandomCropTransform,
+  RandomHorizontalFlipTransform,
+  TransformGroups,
+} from "./lib/data/augment.ts";
 export { makeExperience, makeStream, withDataset } from "./lib/data/experience.ts";
 export {
   batchesPerEpoch,
@@ -64,13 +78,29 @@ export { DatasetError } from "./datasets/errors.ts";
 export type { DatasetErrorCode } from "./datasets/errors.ts";
 export { parseIdx, readIdxHeader } from "./datasets/idx.ts";
 export type { IdxHeader } from "./datasets/idx.ts";
-export { DATASETS, getDatasetSpec } from "./datasets/registry.ts";
-export type { DatasetFile, DatasetName, DatasetSpec, FileRole } from "./datasets/registry.ts";
+export {
+  ARCHIVE_DATASETS,
+  DATASETS,
+  getDatasetSpec,
+  isArchiveDataset,
+} from "./datasets/registry.ts";
+export type {
+  ArchiveDatasetName,
+  ArchiveDatasetSpec,
+  ArchiveFormat,
+  DatasetFile,
+  DatasetName,
+  DatasetSpec,
+  FileRole,
+  IdxDatasetName,
+} from "./datasets/registry.ts";
+export { parseCifarArchive } from "./datasets/cifar.ts";
+export { parseTinyImageNetZip } from "./datasets/tiny_imagenet.ts";
 export { defaultCacheDir, resolveDataDir } from "./datasets/dirs.ts";
 export type { Checksum } from "./datasets/checksum.ts";
 export { downloadVerified } from "./datasets/cache.ts";
 export type { DownloadOptions, DownloadProgress } from "./datasets/cache.ts";
-export { clearDatasetMemo, loadDataset } from "./datasets/load.ts";
+export { clearDatasetMemo, loadArchive, loadDataset } from "./datasets/load.ts";
 export { syntheticImages } from "./datasets/synthetic.ts";
 export type { SyntheticOptions } from "./datasets/synthetic.ts";
 
@@ -119,6 +149,25 @@ export type {
   SplitOptions,
   ToArrayDatasetsOptions,
 } from "./lib/benchmarks/classic.ts";
+export {
+  CIFAR100_STATS,
+  CIFAR10_STATS,
+  cifarTransforms,
+  IMAGENET_STATS,
+  splitCIFAR10,
+  splitCIFAR100,
+  splitCIFAR110,
+  splitTinyImageNet,
+  TINY_IMAGENET_STATS,
+  tinyImageNetTransforms,
+  zeroPixel,
+} from "./lib/benchmarks/vision.ts";
+export type {
+  ChannelStats,
+  SplitCIFAR110Options,
+  SplitVisionOptions,
+  VisionOptions,
+} from "./lib/benchmarks/vision.ts";
 
 // Layer 3, nn, models and optim: modules, layers and losses; classifiers; optimizers.
 export { isCloneable, Module, newVariable, stateToTensor, tensorToState } from "./lib/nn/module.ts";
@@ -188,9 +237,12 @@ export type { PNNAdapter, PNNOptions } from "./lib/models/pnn.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
-// Layer 4, engine: datasets held on the device as float32 tensors; the step's plan.
+// Layer 4, engine: datasets held on the device as float32 tensors; the step's plan; image
+// transforms applied to minibatches.
 export { resident, residentBenchmark, ResidentDataset } from "./lib/engine/resident.ts";
 export type { StepPlan } from "./lib/engine/step.ts";
+export { applyImageTransforms } from "./lib/engine/augment.ts";
+export type { CropFlipDraw } from "./lib/engine/augment.ts";
 export type { ResidentBenchmark } from "./lib/engine/resident.ts";
 
 // Layer 5, strategies: the template, its context, the plugin contract.

@@ -20,12 +20,16 @@ import { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
 import { checkDatasetOptions, DatasetError, errorMessage } from "./errors.ts";
 import { parseIdx, readIdxHeader } from "./idx.ts";
 import {
+  ARCHIVE_DATASETS,
+  type ArchiveDatasetSpec,
   type DatasetFile,
   type DatasetName,
   type DatasetSpec,
   type FileRole,
   getDatasetSpec,
+  isArchiveDataset,
 } from "./registry.ts";
+import { loadArchiveDataset } from "./archive.ts";
 import type { ImageDataset, ImageSplit, LoadOptions } from "./types.ts";
 import type { OptionSpec } from "../lib/options.ts";
 
@@ -44,7 +48,9 @@ export const LOAD_OPTIONS: OptionSpec<LoadOptions> = {
 const memo = new Map<string, Promise<ImageDataset>>();
 
 /**
- * Load a dataset by name, verifying every file it reads.
+ * Load a dataset by name, verifying every file it reads. CIFAR-10, CIFAR-100 and Tiny ImageNet
+ * (`"cifar10"`, `"cifar100"`, `"tiny-imagenet"`) are one archive each, looked up in the same
+ * three places (see {@link loadArchive}); the IDX datasets are four files, as follows.
  *
  * Each of the four files (train/test images/labels) is looked up in order:
  * 1. the data dir (`opts.dataDir`, else env `PERENNIAL_DATA`): `<dataDir>/<name>/<file>`,
@@ -81,6 +87,7 @@ export async function loadDataset(
   opts: LoadOptions = {},
 ): Promise<ImageDataset> {
   checkDatasetOptions("loadDataset", opts, LOAD_OPTIONS);
+  if (isArchiveDataset(name)) return await loadArchive(ARCHIVE_DATASETS[name], opts);
   const spec = getDatasetSpec(name);
   // Checked before the memo, so that a bad option is an error even when the data are loaded.
   const checked: Checked = {
@@ -102,6 +109,71 @@ export async function loadDataset(
     pending = fresh;
   }
   return await pending;
+}
+
+/**
+ * Load a dataset distributed as one archive, described by `spec` (an entry of
+ * {@link ARCHIVE_DATASETS}, or a copy with other checksums or counts, as tests use for the small
+ * archives they generate): data dir → cache → verified download, as {@link loadDataset}, which
+ * calls it for CIFAR-10, CIFAR-100 and Tiny ImageNet. Memoized per (name, archive checksum,
+ * data dir, cache dir).
+ *
+ * @example
+ * ```ts ignore
+ * import { ARCHIVE_DATASETS, loadArchive } from "./mod.ts";
+ * const cifar = await loadArchive(ARCHIVE_DATASETS.cifar10, { dataDir: "/data" });
+ * console.log(cifar.train.n, cifar.train.channels); // 50000 3
+ * ```
+ */
+export async function loadArchive(
+  spec: ArchiveDatasetSpec,
+  opts: LoadOptions = {},
+): Promise<ImageDataset> {
+  checkDatasetOptions("loadArchive", opts, LOAD_OPTIONS);
+  const mirrors = opts.mirrors === undefined
+    ? spec.mirrors
+    : checkArchiveMirrors(opts.mirrors, spec);
+  const readTimeoutMs = checkTimeout("readTimeoutMs", opts.readTimeoutMs, DEFAULT_READ_TIMEOUT_MS);
+  const timeoutMs = checkTimeout("timeoutMs", opts.timeoutMs, DEFAULT_DOWNLOAD_TIMEOUT_MS);
+  const dataDir = resolveDataDir(opts.dataDir);
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const key = [
+    spec.name,
+    spec.archive.sha256 ?? spec.archive.md5 ?? "",
+    dataDir === undefined ? "" : resolve(dataDir),
+    resolve(cacheDir),
+  ].join("\0");
+  let pending = memo.get(key);
+  if (!pending) {
+    const fresh = (async () =>
+      await loadArchiveDataset(spec, {
+        dataDir: await checkedDataDir(opts.dataDir, `the ${spec.title} archive`),
+        cacheDir,
+        download: opts.download ?? true,
+        mirrors,
+        onProgress: opts.onProgress,
+        readTimeoutMs,
+        timeoutMs,
+      }))();
+    memo.set(key, fresh);
+    fresh.catch(() => {
+      if (memo.get(key) === fresh) memo.delete(key);
+    });
+    pending = fresh;
+  }
+  return await pending;
+}
+
+function checkArchiveMirrors(mirrors: unknown, spec: ArchiveDatasetSpec): string[] {
+  if (!Array.isArray(mirrors)) {
+    throw new DatasetError(
+      "invalid-argument",
+      `mirrors must be a list of base URLs, such as [${JSON.stringify(spec.mirrors[0])}], ` +
+        `got ${JSON.stringify(mirrors) ?? String(mirrors)}`,
+    );
+  }
+  for (const m of mirrors) checkHttpUrl(m, `${spec.title} mirror`);
+  return mirrors;
 }
 
 /**

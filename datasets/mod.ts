@@ -1,6 +1,7 @@
 /**
- * Image datasets for perennial: MNIST, Fashion-MNIST and KMNIST from a local data dir,
- * the cache, or verified downloads; the IDX format; and tiny synthetic data for tests.
+ * Image datasets for perennial: MNIST, Fashion-MNIST and KMNIST (IDX files), CIFAR-10,
+ * CIFAR-100 (binary tar.gz archives) and Tiny ImageNet (zip of JPEGs) from a local data dir, the
+ * cache, or verified downloads; the file formats; and tiny synthetic data for tests.
  *
  * @example
  * ```ts
@@ -17,12 +18,18 @@ export type { ImageDataset, ImageSplit, LoadOptions } from "./types.ts";
 export { DatasetError, type DatasetErrorCode } from "./errors.ts";
 export { type IdxHeader, parseIdx, readIdxHeader } from "./idx.ts";
 export {
+  ARCHIVE_DATASETS,
+  type ArchiveDatasetName,
+  type ArchiveDatasetSpec,
+  type ArchiveFormat,
   type DatasetFile,
   type DatasetName,
   DATASETS,
   type DatasetSpec,
   type FileRole,
   getDatasetSpec,
+  type IdxDatasetName,
+  isArchiveDataset,
 } from "./registry.ts";
 export { checkedDataDir, defaultCacheDir, resolveDataDir } from "./dirs.ts";
 export {
@@ -41,5 +48,5 @@ export {
   downloadVerified,
   mirrorUrl,
 } from "./cache.ts";
-export { clearDatasetMemo, loadDataset } from "./load.ts";
+export { clearDatasetMemo, loadArchive, loadDataset } from "./load.ts";
 export { syntheticImages, type SyntheticOptions } from "./synthetic.ts";

@@ -16,8 +16,14 @@
 import type { Checksum } from "./checksum.ts";
 import { DatasetError } from "./errors.ts";
 
+/** Names of the IDX datasets of {@link DATASETS}. */
+export type IdxDatasetName = "mnist" | "fashion-mnist" | "kmnist";
+
+/** Names of the datasets distributed as one archive, in {@link ARCHIVE_DATASETS}. */
+export type ArchiveDatasetName = "cifar10" | "cifar100" | "tiny-imagenet";
+
 /** Names accepted by {@link loadDataset}. */
-export type DatasetName = "mnist" | "fashion-mnist" | "kmnist";
+export type DatasetName = IdxDatasetName | ArchiveDatasetName;
 
 /** Which part of a dataset a file holds. */
 export type FileRole = "trainImages" | "trainLabels" | "testImages" | "testLabels";
@@ -47,7 +53,7 @@ export interface DatasetFile {
 /** Everything needed to find, fetch and check one dataset. */
 export interface DatasetSpec {
   /** Registry key, e.g. `"fashion-mnist"`; also the sub-folder name in data and cache dirs. */
-  name: DatasetName;
+  name: IdxDatasetName;
   /** Display name for messages, e.g. `"Fashion-MNIST"`. */
   title: string;
   /** The four files: train/test images/labels. */
@@ -279,6 +285,131 @@ export const DATASETS: Record<string, DatasetSpec> = deepFreeze({
   },
 });
 
+/** How the members of an archive are laid out (which parser reads it). */
+export type ArchiveFormat = "cifar10-binary" | "cifar100-binary" | "tiny-imagenet-zip";
+
+/** A dataset distributed as one archive file (CIFAR's tar.gz, Tiny ImageNet's zip). */
+export interface ArchiveDatasetSpec {
+  /** Registry key; also the sub-folder name in data and cache dirs. */
+  name: ArchiveDatasetName;
+  /** Display name for messages, e.g. `"CIFAR-10"`. */
+  title: string;
+  /** The archive: its file name on the mirrors, and its published checksum and size. */
+  archive: Checksum & { file: string };
+  /** Which layout the archive's members have. */
+  format: ArchiveFormat;
+  /** Canonical base URLs, tried in order; the archive's URL is `mirror + archive.file`. */
+  mirrors: string[];
+  /** Number of classes. */
+  classes: number;
+  /**
+   * Class names indexed by label, when the registry lists them; otherwise they are read from
+   * the archive (CIFAR-100's `fine_label_names.txt`, Tiny ImageNet's `wnids.txt` + `words.txt`).
+   */
+  classNames?: string[];
+  /** Training and test samples the archive holds (Tiny ImageNet's test split is its `val`). */
+  samples: { train: number; test: number };
+  /** Image height, width and channels (channel-last, as the splits store them). */
+  rows: number;
+  cols: number;
+  channels: number;
+  /** Project page. */
+  homepage: string;
+}
+
+/**
+ * The datasets distributed as one archive, keyed by name. The CIFAR archives are the binary
+ * versions ("suitable for C programs") from the authors' page, with the MD5s published there;
+ * CIFAR-10's SHA-256 and both sizes were checked against independent records of the same
+ * files. Tiny ImageNet's MD5 is the one torchvision-style loaders and Avalanche check.
+ *
+ * @example
+ * ```ts
+ * import { ARCHIVE_DATASETS } from "./registry.ts";
+ * const spec = ARCHIVE_DATASETS.cifar10;
+ * console.log(spec.archive.file, spec.archive.md5); // cifar-10-binary.tar.gz c32a1d4a...
+ * ```
+ */
+export const ARCHIVE_DATASETS: Record<ArchiveDatasetName, ArchiveDatasetSpec> = deepFreeze({
+  "cifar10": {
+    name: "cifar10",
+    title: "CIFAR-10",
+    homepage: "https://www.cs.toronto.edu/~kriz/cifar.html",
+    mirrors: ["https://www.cs.toronto.edu/~kriz/"],
+    archive: {
+      file: "cifar-10-binary.tar.gz",
+      sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+      md5: "c32a1d4ab5d03f1284b67883e8d87530",
+      bytes: 170_052_171,
+    },
+    format: "cifar10-binary",
+    classes: 10,
+    classNames: [
+      "airplane",
+      "automobile",
+      "bird",
+      "cat",
+      "deer",
+      "dog",
+      "frog",
+      "horse",
+      "ship",
+      "truck",
+    ],
+    samples: { train: 50_000, test: 10_000 },
+    rows: 32,
+    cols: 32,
+    channels: 3,
+  },
+  "cifar100": {
+    name: "cifar100",
+    title: "CIFAR-100",
+    homepage: "https://www.cs.toronto.edu/~kriz/cifar.html",
+    mirrors: ["https://www.cs.toronto.edu/~kriz/"],
+    archive: {
+      file: "cifar-100-binary.tar.gz",
+      md5: "03b5dce01913d631647c71ecec9e9cb8",
+      bytes: 168_513_733,
+    },
+    format: "cifar100-binary",
+    classes: 100,
+    samples: { train: 50_000, test: 10_000 },
+    rows: 32,
+    cols: 32,
+    channels: 3,
+  },
+  "tiny-imagenet": {
+    name: "tiny-imagenet",
+    title: "Tiny ImageNet",
+    homepage: "https://www.kaggle.com/c/tiny-imagenet",
+    mirrors: ["http://cs231n.stanford.edu/"],
+    archive: {
+      file: "tiny-imagenet-200.zip",
+      md5: "90528d7ca1a48142e341f4ef8d21d0de",
+      bytes: 248_100_043,
+    },
+    format: "tiny-imagenet-zip",
+    classes: 200,
+    samples: { train: 100_000, test: 10_000 },
+    rows: 64,
+    cols: 64,
+    channels: 3,
+  },
+});
+
+/**
+ * Whether `name` is a key of {@link ARCHIVE_DATASETS}.
+ *
+ * @example
+ * ```ts
+ * import { isArchiveDataset } from "./registry.ts";
+ * console.assert(isArchiveDataset("cifar10") && !isArchiveDataset("mnist"));
+ * ```
+ */
+export function isArchiveDataset(name: string): name is ArchiveDatasetName {
+  return Object.hasOwn(ARCHIVE_DATASETS, name);
+}
+
 /** Freeze an object graph so that the shared registry cannot be changed by accident. */
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object" && !Object.isFrozen(value)) {
@@ -300,11 +431,19 @@ function deepFreeze<T>(value: T): T {
  */
 export function getDatasetSpec(name: string): DatasetSpec {
   const spec = Object.hasOwn(DATASETS, name) ? DATASETS[name] : undefined;
+  if (!spec && isArchiveDataset(name)) {
+    throw new DatasetError(
+      "unknown-dataset",
+      `${JSON.stringify(name)} is distributed as one archive, not as IDX files: its entry is ` +
+        `ARCHIVE_DATASETS[${JSON.stringify(name)}] (loadDataset reads it)`,
+    );
+  }
   if (!spec) {
     throw new DatasetError(
       "unknown-dataset",
       `unknown dataset ${JSON.stringify(name)}: known datasets are ${
-        Object.keys(DATASETS).map((k) => JSON.stringify(k)).join(", ")
+        [...Object.keys(DATASETS), ...Object.keys(ARCHIVE_DATASETS)]
+          .map((k) => JSON.stringify(k)).join(", ")
       }`,
     );
   }

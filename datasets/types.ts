@@ -7,8 +7,9 @@
 /**
  * One split (train or test) of an image classification dataset, as flat bytes.
  *
- * Image `i` is `images.subarray(i * rows * cols, (i + 1) * rows * cols)`, row-major,
- * 0 = background; its class is `labels[i]`. The arrays may be views into a larger buffer
+ * Image `i` is `images.subarray(i * size, (i + 1) * size)` with `size = rows * cols * channels`,
+ * row-major and channel-last (pixel `(r, c)` channel `ch` at `(r * cols + c) * channels + ch`);
+ * greyscale datasets have one channel, 0 = background. Its class is `labels[i]`. The arrays may be views into a larger buffer
  * (mind `byteOffset` when using `.buffer`).
  *
  * @example
@@ -20,7 +21,7 @@
  * ```
  */
 export interface ImageSplit {
-  /** `n * rows * cols` greyscale pixels, 0..255. */
+  /** `n * rows * cols * channels` pixel values, 0..255. */
   images: Uint8Array;
   /** `n` class labels, `0 .. classes - 1`. */
   labels: Uint8Array;
@@ -30,6 +31,10 @@ export interface ImageSplit {
   rows: number;
   /** Image width in pixels. */
   cols: number;
+  /** Channels per pixel (3 for RGB, stored channel-last). @default 1 */
+  channels?: number;
+  /** CIFAR-100's superclass ("coarse label") of each image, `0 .. 19`. */
+  coarseLabels?: Uint8Array;
 }
 
 /**
@@ -53,6 +58,10 @@ export interface ImageDataset {
   classes: number;
   /** Class names, indexed by label. */
   classNames?: string[];
+  /** Class identifiers of the distribution, indexed by label (Tiny ImageNet's WordNet ids). */
+  classIds?: string[];
+  /** CIFAR-100's superclass names, indexed by coarse label. */
+  coarseClassNames?: string[];
 }
 
 /**
@@ -69,8 +78,9 @@ export interface LoadOptions {
   /**
    * Local directory with the files, searched first: `${dataDir}/${name}/${file}`, then
    * `${dataDir}/${file}`; in each place the `.gz` file, then the decompressed file (same
-   * name without `.gz`). A folder given here (or in `PERENNIAL_DATA`) that does not exist is an
-   * error naming it; nothing is downloaded instead.
+   * name without `.gz`); for an archive dataset (CIFAR, Tiny ImageNet), the archive itself
+   * (`${dataDir}/${name}/${archive}`, then `${dataDir}/${archive}`). A folder given here (or in
+   * `PERENNIAL_DATA`) that does not exist is an error naming it; nothing is downloaded instead.
    * @default env `PERENNIAL_DATA`, else none
    */
   dataDir?: string;

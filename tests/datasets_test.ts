@@ -511,7 +511,7 @@ Deno.test("loadDataset: clear errors for a missing file or an unknown name", asy
       // deno-lint-ignore no-explicit-any
       loadDataset("cifar-10" as any, { download: false }),
       "unknown-dataset",
-      `unknown dataset "cifar-10": known datasets are "mnist", "fashion-mnist", "kmnist"`,
+      `unknown dataset "cifar-10": known datasets are "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "tiny-imagenet"`,
     );
     assert.deepEqual(await listFiles(tmp), []);
   });

@@ -17,3 +17,4 @@ export * from "./generators.ts";
 export * from "./transforms.ts";
 export * from "./classic.ts";
 export * from "./validation.ts";
+export * from "./vision.ts";

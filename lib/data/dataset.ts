@@ -5,6 +5,7 @@
  * @module
  */
 import { anyOf, checkOptions, instanceOf, type OptionSpec } from "../options.ts";
+import { checkTransformGroups, type TransformGroups } from "./augment.ts";
 
 /** A minibatch as flat typed arrays, ready to become tensors. */
 export interface Batch {
@@ -81,6 +82,33 @@ export abstract class Dataset {
   /** Number of samples. */
   get length(): number {
     return this.targets.length;
+  }
+
+  /**
+   * The transforms the engine applies to minibatches of this dataset, by phase (Avalanche's
+   * train and eval transform groups); undefined when there are none. Views (subsets,
+   * relabelings) keep their parent's; a concatenation keeps its parts' when they all share
+   * the same groups.
+   */
+  get transforms(): TransformGroups | undefined {
+    return undefined;
+  }
+
+  /**
+   * The same samples with these transform groups (a view, no copy): the engine applies
+   * `groups.train` to training minibatches and `groups.eval` to evaluation minibatches.
+   *
+   * @example
+   * ```ts
+   * import { ArrayDataset } from "./dataset.ts";
+   * import { randomCrop, randomHorizontalFlip } from "./augment.ts";
+   * const d = new ArrayDataset({ x: new Uint8Array(2 * 4 * 4 * 3), y: [0, 1], inputShape: [4, 4, 3] });
+   * const aug = d.withTransforms({ train: [randomCrop(4, { padding: 1 }), randomHorizontalFlip()], eval: [] });
+   * console.assert(aug.transforms?.train.length === 2 && aug.subset([1]).transforms === aug.transforms);
+   * ```
+   */
+  withTransforms(groups: TransformGroups): Dataset {
+    return new TransformedDataset(this, checkTransformGroups(groups));
   }
 
   /**
@@ -201,10 +229,13 @@ export interface ArrayDatasetOptions {
   taskLabels?: ArrayLike<number>;
   /** Multiplier applied to raw values first (e.g. 1/255 for bytes). @default 1 */
   scale?: number;
-  /** Subtracted after scaling. @default 0 */
-  mean?: number;
-  /** Divides after subtracting the mean. @default 1 */
-  std?: number;
+  /**
+   * Subtracted after scaling: one number, or one per channel (the last axis of `inputShape`, for
+   * channel-last images such as `[32, 32, 3]`). @default 0
+   */
+  mean?: number | readonly number[];
+  /** Divides after subtracting the mean: one number, or one per channel. @default 1 */
+  std?: number | readonly number[];
   /** Feature permutation: feature k of a sample is raw feature `permutation[k]`. */
   permutation?: Int32Array;
 }
@@ -217,8 +248,8 @@ const ARRAY_DATASET_OPTIONS: OptionSpec<ArrayDatasetOptions> = {
   inputShape: "array",
   taskLabels: "any",
   scale: "number",
-  mean: "number",
-  std: "number",
+  mean: anyOf("number", "array"),
+  std: anyOf("number", "array"),
   permutation: instanceOf(Int32Array),
 };
 
@@ -278,6 +309,8 @@ export class ArrayDataset extends Dataset {
   readonly #words: Uint32Array | undefined;
   readonly #scale: number;
   readonly #shift: number;
+  /** Per-channel scale and shift (channel-last), when mean or std is given per channel. */
+  readonly #channels: { scale: Float32Array; shift: Float32Array; lut?: Float32Array } | undefined;
   readonly #perm: Int32Array | undefined;
   /** Samples converted so far (until a cache is built or refused). */
   #converted = 0;
@@ -312,8 +345,36 @@ export class ArrayDataset extends Dataset {
         `permutation has ${opts.permutation.length} entries for ${size} features`,
       );
     }
-    const std = opts.std ?? 1;
-    if (!(std > 0)) throw new RangeError(`std must be > 0, got ${std}`);
+    const perChannel = Array.isArray(opts.mean) || Array.isArray(opts.std);
+    const channelCount = opts.inputShape[opts.inputShape.length - 1];
+    const stat = (name: "mean" | "std", fallback: number): number[] => {
+      const v = opts[name] ?? fallback;
+      const list = typeof v === "number"
+        ? new Array(perChannel ? channelCount : 1).fill(v)
+        : [...v];
+      if (list.length !== (perChannel ? channelCount : 1)) {
+        throw new RangeError(
+          `${name} has ${list.length} values, but inputShape [${opts.inputShape}] has ` +
+            `${channelCount} channels (its last axis): give one ${name} per channel`,
+        );
+      }
+      for (const x of list) {
+        if (typeof x !== "number" || !Number.isFinite(x) || (name === "std" && !(x > 0))) {
+          throw new RangeError(
+            `${name} must hold finite numbers${name === "std" ? " > 0" : ""}, got [${list}]`,
+          );
+        }
+      }
+      return list;
+    };
+    const means = stat("mean", 0), stds = stat("std", 1);
+    if (perChannel && opts.permutation) {
+      throw new RangeError(
+        "A permutation and per-channel mean/std cannot be combined: permute features of " +
+          "a dataset normalized with one mean and std",
+      );
+    }
+    const std = stds[0];
     checkLabels("y", opts.y);
     if (opts.taskLabels) checkLabels("taskLabels", opts.taskLabels);
     if (opts.x instanceof Float32Array) {
@@ -335,9 +396,22 @@ export class ArrayDataset extends Dataset {
     this.#x = opts.x;
     this.#size = size;
     this.#scale = (opts.scale ?? 1) / std;
-    this.#shift = -(opts.mean ?? 0) / std;
+    this.#shift = -means[0] / std;
     this.#perm = opts.permutation;
-    if (opts.x instanceof Uint8Array) {
+    if (perChannel) {
+      const scale = Float32Array.from(stds, (sd) => (opts.scale ?? 1) / sd);
+      const shift = Float32Array.from(means, (m, c) => -m / stds[c]);
+      let lut: Float32Array | undefined;
+      if (opts.x instanceof Uint8Array) {
+        // One table per channel: lut[c * 256 + v] is byte v of channel c converted.
+        lut = new Float32Array(256 * channelCount);
+        for (let c = 0; c < channelCount; c++) {
+          for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * scale[c] + shift[c];
+        }
+      }
+      this.#channels = { scale, shift, lut };
+    }
+    if (opts.x instanceof Uint8Array && !perChannel) {
       this.#lut = new Float32Array(256);
       for (let v = 0; v < 256; v++) this.#lut[v] = v * this.#scale + this.#shift;
       if (LITTLE_ENDIAN && size % 4 === 0 && opts.x.byteOffset % 4 === 0) {
@@ -427,7 +501,7 @@ export class ArrayDataset extends Dataset {
   #startCache(): void {
     const x = this.#x;
     const plain = x instanceof Float32Array && !this.#perm && this.#scale === 1 &&
-      this.#shift === 0;
+      this.#shift === 0 && !this.#channels;
     const bytes = x.length * 4;
     if (plain || cacheHeld + bytes > cacheBudget) {
       this.#cache = null;
@@ -446,7 +520,22 @@ export class ArrayDataset extends Dataset {
     const x = this.#x;
     const perm = this.#perm;
     const lut = this.#lut;
-    if (lut) {
+    const channels = this.#channels;
+    if (channels) {
+      const cs = channels.scale.length, clut = channels.lut;
+      if (clut) {
+        for (let k = 0; k < size; k += cs) {
+          for (let c = 0, o = offset + k, b = base + k; c < cs; c++) {
+            out[o + c] = clut[(c << 8) | x[b + c]];
+          }
+        }
+      } else {
+        const { scale, shift } = channels;
+        for (let k = 0; k < size; k += cs) {
+          for (let c = 0; c < cs; c++) out[offset + k + c] = x[base + k + c] * scale[c] + shift[c];
+        }
+      }
+    } else if (lut) {
       const words = this.#words;
       if (perm) { for (let k = 0; k < size; k++) out[offset + k] = lut[x[base + perm[k]]]; }
       else if (words) {
@@ -510,6 +599,10 @@ class SubsetDataset extends Dataset {
     return this.#parent.fillsInJs;
   }
 
+  override get transforms(): TransformGroups | undefined {
+    return this.#parent.transforms;
+  }
+
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
     const n = indices.length, idx = this.#idx;
     const mapped = new Int32Array(n);
@@ -553,6 +646,48 @@ class RelabeledDataset extends Dataset {
 
   override get fillsInJs(): boolean {
     return this.#parent.fillsInJs;
+  }
+
+  override get transforms(): TransformGroups | undefined {
+    return this.#parent.transforms;
+  }
+
+  override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
+    this.#parent.fillBatch(indices, out, offset);
+  }
+
+  override contiguousRows(start: number, n: number): ContiguousRows | undefined {
+    return this.#parent.contiguousRows(start, n);
+  }
+}
+
+/** A view of a dataset with other transform groups; everything else is its parent's. */
+class TransformedDataset extends Dataset {
+  readonly inputShape: readonly number[];
+  readonly targets: Int32Array;
+  readonly taskLabels: Int32Array;
+  readonly #parent: Dataset;
+  readonly #groups: TransformGroups;
+
+  constructor(parent: Dataset, groups: TransformGroups) {
+    super();
+    this.#parent = parent;
+    this.#groups = groups;
+    this.inputShape = parent.inputShape;
+    this.targets = parent.targets;
+    this.taskLabels = parent.taskLabels;
+  }
+
+  fillX(i: number, out: Float32Array, offset: number): void {
+    this.#parent.fillX(i, out, offset);
+  }
+
+  override get fillsInJs(): boolean {
+    return this.#parent.fillsInJs;
+  }
+
+  override get transforms(): TransformGroups | undefined {
+    return this.#groups;
   }
 
   override fillBatch(indices: ArrayLike<number>, out: Float32Array, offset = 0): void {
@@ -607,6 +742,11 @@ class ConcatDataset extends Dataset {
 
   override get fillsInJs(): boolean {
     return this.#parts.every((p) => p.fillsInJs);
+  }
+
+  override get transforms(): TransformGroups | undefined {
+    const first = this.#parts[0].transforms;
+    return this.#parts.every((p) => p.transforms === first) ? first : undefined;
   }
 
   override contiguousRows(start: number, n: number): ContiguousRows | undefined {

@@ -22,6 +22,9 @@ import { heapInputs } from "../backends/fused.ts";
 import type { Batch } from "../data/dataset.ts";
 import { type BatchPart, type BatchPlan, fillPlan, planLabels } from "../data/loader.ts";
 import { StagingArray } from "../nn/staging.ts";
+import type { ImageTransform } from "../data/augment.ts";
+import type { Rng } from "../random.ts";
+import { applyImageTransforms } from "./augment.ts";
 import { ResidentDataset } from "./resident.ts";
 
 /** A minibatch as tensors, with the typed arrays it came from and the samples it is made of. */
@@ -47,6 +50,14 @@ export interface TensorBatch {
 /** How the last minibatch's inputs were made (for tests and `strategy.plan()`). */
 export type InputPath = "view" | "in place" | "copy";
 
+/** Transforms to apply to a minibatch's inputs, with the generator their random choices use. */
+export interface BatchTransforms {
+  /** The transforms, in order (a dataset's `transforms.train` or `transforms.eval`). */
+  readonly transforms: readonly ImageTransform[];
+  /** The run's seeded generator. */
+  readonly rng: Rng;
+}
+
 /** Builds minibatch tensors from plans; one per strategy, reusing its staging array. */
 export class BatchAssembler {
   readonly #staging = new StagingArray();
@@ -55,9 +66,14 @@ export class BatchAssembler {
 
   /**
    * The tensors of the minibatch `plan`, of samples of shape `inputShape`, created in the
-   * caller's tensor scope.
+   * caller's tensor scope. With `transforms`, the inputs are the transformed ones (and so is
+   * `data.x`); without, or with an empty list, nothing is added to the plain paths.
    */
-  assemble(plan: BatchPlan, inputShape: readonly number[]): TensorBatch {
+  assemble(
+    plan: BatchPlan,
+    inputShape: readonly number[],
+    transforms?: BatchTransforms,
+  ): TensorBatch {
     const n = plan.n;
     if (n < 1) throw new RangeError("A minibatch needs at least one sample: the plan is empty");
     const size = inputShape.reduce((a, b) => a * b, 1);
@@ -71,7 +87,12 @@ export class BatchAssembler {
     }
     const y = new Int32Array(n), t = new Int32Array(n);
     planLabels(plan, y, t);
-    const x = this.#inputs(plan, inputShape);
+    let x = this.#inputs(plan, inputShape);
+    if (transforms && transforms.transforms.length > 0) {
+      const shape = [n, ...inputShape];
+      const images = x.rank === 4 ? x : x.reshape(shape);
+      x = applyImageTransforms(images, transforms.transforms, transforms.rng);
+    }
     return {
       x,
       y: tf.tensor1d(y, "int32"),

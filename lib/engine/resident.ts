@@ -26,6 +26,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { Dataset } from "../data/dataset.ts";
+import type { TransformGroups } from "../data/augment.ts";
 import { heapInputs } from "../backends/fused.ts";
 import { rowsView } from "../backends/views.ts";
 import { type Benchmark, makeStream, type Stream, withDataset } from "../data/experience.ts";
@@ -48,6 +49,12 @@ export class ResidentDataset extends Dataset {
   /** The inputs as an array: elsewhere, or read from `#store` under another backend. */
   #array: Float32Array | undefined;
   #disposed = false;
+  readonly #transforms: TransformGroups | undefined;
+
+  /** The source's transform groups: resident inputs are transformed per minibatch as theirs. */
+  override get transforms(): TransformGroups | undefined {
+    return this.#transforms;
+  }
 
   /** Converts every input of `source` once (see {@link resident}). */
   constructor(source: Dataset) {
@@ -65,6 +72,7 @@ export class ResidentDataset extends Dataset {
       );
     }
     this.inputShape = [...source.inputShape];
+    this.#transforms = source.transforms;
     this.targets = Int32Array.from(source.targets);
     this.taskLabels = Int32Array.from(source.taskLabels);
     const heap = heapInputs();

@@ -20,7 +20,7 @@ import { type Criterion, crossEntropy } from "../nn/losses.ts";
 import type { Module } from "../nn/module.ts";
 import { type Optimizer, sgd } from "../optim/optimizers.ts";
 import { Rng } from "../random.ts";
-import { BatchAssembler, type TensorBatch } from "../engine/batches.ts";
+import { BatchAssembler, type BatchTransforms, type TensorBatch } from "../engine/batches.ts";
 import { IterationScope } from "../engine/scope.ts";
 import {
   checkLabels,
@@ -630,7 +630,12 @@ export class Strategy implements StrategySettings {
   #trainIteration(plan: BatchPlan): Promise<number> {
     const ctx = this.ctx, hooks = this.#hooks;
     return this.#trainScope.run(async () => {
-      ctx.batch = this.#assembler.assemble(plan, ctx.dataset!.inputShape);
+      const dataset = ctx.dataset!;
+      ctx.batch = this.#assembler.assemble(
+        plan,
+        dataset.inputShape,
+        this.#augment(dataset, "train"),
+      );
       ctx.params = this.model.trainableParameters();
       await hooks.call("beforeTrainingIteration", ctx);
       const batch = ctx.batch;
@@ -675,6 +680,17 @@ export class Strategy implements StrategySettings {
     ctx.loss = this.criterion(ctx.output!, batch.y);
     hooks.callSync("beforeBackward", ctx);
     return ctx.loss!;
+  }
+
+  /**
+   * The transforms of `dataset`'s group for `phase` (Avalanche's train/eval transform groups),
+   * drawing from the run's generator; undefined when it has none. The experience's dataset's
+   * group applies to the whole minibatch, replayed samples included, as in Avalanche, where the
+   * buffer keeps its datasets' transforms.
+   */
+  #augment(dataset: Dataset | undefined, phase: "train" | "eval"): BatchTransforms | undefined {
+    const transforms = dataset?.transforms?.[phase];
+    return transforms && transforms.length > 0 ? { transforms, rng: this.rng } : undefined;
   }
 
   #clearIteration(): void {
@@ -819,7 +835,7 @@ export class Strategy implements StrategySettings {
   #evalIteration(plan: BatchPlan, inputShape: readonly number[]): Promise<number> {
     const ctx = this.ctx, hooks = this.#hooks;
     return this.#evalScope.run(async () => {
-      ctx.batch = this.#assembler.assemble(plan, inputShape);
+      ctx.batch = this.#assembler.assemble(plan, inputShape, this.#augment(ctx.dataset, "eval"));
       await hooks.call("beforeEvalIteration", ctx);
       await hooks.call("beforeEvalForward", ctx);
       const batch = ctx.batch;
