@@ -123,6 +123,7 @@ export { isCloneable, Module, newVariable, stateToTensor, tensorToState } from "
 export type { Cloneable, ForwardOptions, ModuleState, TensorState } from "./lib/nn/module.ts";
 export {
   Activation,
+  BatchNorm1d,
   Conv2d,
   drawSeed,
   Dropout,
@@ -131,13 +132,19 @@ export {
   MaxPool2d,
   Sequential,
 } from "./lib/nn/layers.ts";
-export type { ActivationName, Conv2dOptions, LinearOptions } from "./lib/nn/layers.ts";
+export type {
+  ActivationName,
+  BatchNorm1dOptions,
+  Conv2dOptions,
+  LinearOptions,
+} from "./lib/nn/layers.ts";
 export {
   binaryCrossEntropyWithLogits,
   crossEntropy,
   distillationLoss,
   distillationWithGradient,
   icarlLoss,
+  vaeLoss,
 } from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
 export {
@@ -148,7 +155,7 @@ export {
 } from "./lib/nn/penalties.ts";
 export type { PenaltyEntry } from "./lib/nn/penalties.ts";
 export type { LossTerm, TermWithGradient } from "./lib/nn/terms.ts";
-export type { Criterion } from "./lib/nn/losses.ts";
+export type { Criterion, CriterionInputs, Reconstruction } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
 export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
 export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
@@ -156,6 +163,8 @@ export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/feature
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
 export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";
+export { isGenerator, MlpVAE, mlpVAE, normalNoise, vaeCriterion } from "./lib/models/vae.ts";
+export type { Generator, MlpVAEOptions, OutputStats } from "./lib/models/vae.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -404,6 +413,18 @@ export type {
 } from "./lib/plugins/synaptic_intelligence.ts";
 export { lwf, LwFPlugin, lwfPlugin } from "./lib/plugins/lwf.ts";
 export type { LwFOptions, LwFPluginOptions, LwFPluginState } from "./lib/plugins/lwf.ts";
+export {
+  generativeReplay,
+  GenerativeReplayPlugin,
+  generativeReplayPlugin,
+  vaeTraining,
+} from "./lib/plugins/generative_replay.ts";
+export type {
+  GenerativeReplayOptions,
+  GenerativeReplayPluginOptions,
+  GenerativeReplayPluginState,
+  VAETrainingOptions,
+} from "./lib/plugins/generative_replay.ts";
 export {
   der,
   DER_ALPHA,

@@ -198,9 +198,9 @@ const CHECKPOINT_OPTIONS: OptionSpec<NonNullable<TrainOptions["checkpoint"]>> = 
 };
 const RESTORE_OPTIONS: OptionSpec<RestoreOptions> = { experiences: "any" };
 
-/** The task routing a model's forward gets for a minibatch. */
-function routing(batch: TensorBatch) {
-  return { taskLabels: batch.t, taskLabelsArray: batch.data.t };
+/** The task routing a model's forward gets for a minibatch, and the run's generator. */
+function routing(batch: TensorBatch, rng: Rng) {
+  return { taskLabels: batch.t, taskLabelsArray: batch.data.t, rng };
 }
 
 /**
@@ -611,10 +611,10 @@ export class Strategy implements StrategySettings {
   #forwardAndLoss(keep: Keep): tf.Scalar {
     const ctx = this.ctx, hooks = this.#hooks, batch = ctx.batch!;
     hooks.callSync("beforeForward", ctx);
-    ctx.output = keep(this.model.forward(batch.x, routing(batch)));
+    ctx.output = keep(this.model.forward(batch.x, routing(batch, this.rng)));
     hooks.callSync("afterForward", ctx);
     checkLabels(batch, keep(ctx.output!));
-    ctx.loss = this.criterion(ctx.output!, batch.y);
+    ctx.loss = this.criterion(ctx.output!, batch.y, batch);
     hooks.callSync("beforeBackward", ctx);
     return ctx.loss!;
   }
@@ -765,10 +765,10 @@ export class Strategy implements StrategySettings {
       await hooks.call("beforeEvalIteration", ctx);
       await hooks.call("beforeEvalForward", ctx);
       const batch = ctx.batch;
-      ctx.output = this.model.forward(batch.x, routing(batch));
+      ctx.output = this.model.forward(batch.x, routing(batch, this.rng));
       await hooks.call("afterEvalForward", ctx);
       checkLabels(batch, ctx.output);
-      ctx.loss = this.criterion(ctx.output, batch.y);
+      ctx.loss = this.criterion(ctx.output, batch.y, batch);
       this.#totals.add(ctx.loss, ctx.output, batch.y);
       this.clock.evalIterations++;
       await hooks.call("afterEvalIteration", ctx);
