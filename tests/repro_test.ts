@@ -54,7 +54,7 @@ const SYNTHETIC = {
 Deno.test("every reproduction has a unique name, a target and a buildable setting", () => {
   const names = REPRODUCTIONS.map((r) => r.name);
   assert.equal(new Set(names).size, names.length);
-  assert.equal(REPRODUCTIONS.length, 12);
+  assert.equal(REPRODUCTIONS.length, 13);
   for (const r of REPRODUCTIONS) {
     assert.ok(r.target > 0 && r.target < 1, `${r.name} target ${r.target}`);
     assert.match(r.source, /^https:\/\/github\.com\/ContinualAI\/continual-learning-baselines\//);

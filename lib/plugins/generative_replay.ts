@@ -30,6 +30,9 @@ import { STRATEGY_OPTIONS } from "../strategy/options.ts";
 
 // -------------------------------------------------------------------------------- plugin ----
 
+/** Generator strategies made by {@link generativeReplay}, whose models the plugin disposes. */
+const BUILT_GENERATORS = new WeakSet<Strategy>();
+
 /** Options of {@link GenerativeReplayPlugin} (Avalanche's parameters, camelCase). */
 export interface GenerativeReplayPluginOptions {
   /**
@@ -409,10 +412,19 @@ export class GenerativeReplayPlugin extends StrategyPlugin {
     this.#oldModel = undefined;
   }
 
-  /** Frees the copies and the generator strategy's own tensors (not its model). */
+  /**
+   * Frees the copies and the generator strategy's own tensors (its model too when
+   * {@link generativeReplay} built it; a model given by the user stays theirs).
+   */
   dispose(): void {
     this.#disposeCopies();
-    if (this.generatorStrategy) this.generatorStrategy.dispose();
+    const g = this.generatorStrategy;
+    if (!g) return;
+    g.dispose();
+    if (BUILT_GENERATORS.has(g)) {
+      BUILT_GENERATORS.delete(g);
+      g.model.dispose();
+    }
   }
 }
 
@@ -547,6 +559,7 @@ export function generativeReplay(opts: GenerativeReplayOptions): Strategy {
       seed: rest.seed === undefined ? undefined : rest.seed + 1,
       plugins: [generativeReplayPlugin(replay)],
     });
+    BUILT_GENERATORS.add(generator);
   }
   const plugin = generativeReplayPlugin({
     generatorStrategy: generator,

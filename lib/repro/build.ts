@@ -18,6 +18,7 @@ import { ewc } from "../plugins/ewc.ts";
 import { gdumb } from "../plugins/gdumb.ts";
 import { gem } from "../plugins/gem.ts";
 import { gss } from "../plugins/gss.ts";
+import { generativeReplay } from "../plugins/generative_replay.ts";
 import { lwf } from "../plugins/lwf.ts";
 import { mir } from "../plugins/mir.ts";
 import { replay } from "../plugins/replay.ts";
@@ -244,6 +245,7 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     agem: { patternsPerExperience: 256, sampleSize: 256 },
     mir: { memSize: 200, subsample: 200, batchSizeMem: 10 },
     gss: { memSize: 200, memStrength: 5 },
+    generativeReplay: {},
   };
 
 /** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
@@ -252,6 +254,7 @@ const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>>
   cope: ["pSize", "maxIterPerBatch", "initAdaptive"],
   ewc: ["decayFactor"],
   gss: ["inputSize"],
+  generativeReplay: ["replaySize"],
 };
 
 /** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
@@ -310,7 +313,8 @@ function numOrList(
  * maxIterPerBatch, initAdaptive; `lwf` alpha (a number or one per experience), temperature;
  * `ewc` lambda, mode ("separate" | "online"), decayFactor; `si` lambda, eps; `gem`
  * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize; `mir` memSize,
- * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize.
+ * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize; `generativeReplay` replaySize
+ * (default: the minibatch's size; the generator is `generativeReplay`'s default VAE).
  *
  * @example
  * ```ts
@@ -444,6 +448,8 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
         inputSize: inputSize as readonly number[] | undefined,
       });
     }
+    case "generativeReplay":
+      return generativeReplay({ ...base, replaySize: optNum(p, "replaySize") });
     default:
       throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
   }
