@@ -144,6 +144,10 @@ function extendBatch(batch: TensorBatch, x: tf.Tensor, y: Int32Array, task: numb
  * - `afterTrainingExp`: the generator strategy is trained on the experience (Avalanche's
  *   `TrainGeneratorAfterExpPlugin`, merged here), and replay starts from the next experience.
  *
+ * The extended minibatch's `parts` list its real samples only (the generated ones follow them).
+ * Shin et al. weigh the new task's loss against the replayed one by a ratio `r`; Avalanche (and
+ * we) concatenate instead, or weigh the replay alone (`isWeightedReplay`).
+ *
  * Samples are drawn from the run's seeded generator (`ctx.rng`). The generator strategy's whole
  * checkpoint is part of this plugin's state, so a restored solver restores its generator too.
  * Avalanche's `GenerativeReplay` strategy puts `TrainGeneratorAfterExpPlugin` and this plugin
