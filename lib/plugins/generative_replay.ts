@@ -503,7 +503,9 @@ export interface GenerativeReplayOptions
    * The generator's strategy. Default, as Avalanche's `GenerativeReplay`: `vaeTraining` of
    * `mlpVAE({ shape: model.inputShape, nhid: 2, stats: MNIST_STATS })` with Adam (lr 0.01,
    * weight decay 1e-4), the solver's batch sizes and epochs, and a plugin of its own that
-   * replays the previous generator's samples with the same replay settings.
+   * replays the previous generator's samples with the same replay settings. Its initializers
+   * draw their seed from Math.random (seeded by `setup`), as a model built with no seed; its
+   * strategy's generator is seeded with `seed + 1` when `seed` is given.
    */
   generatorStrategy?: Strategy;
 }
