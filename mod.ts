@@ -174,6 +174,7 @@ export { isCloneable, Module, newVariable, stateToTensor, tensorToState } from "
 export type { Cloneable, ForwardOptions, ModuleState, TensorState } from "./lib/nn/module.ts";
 export {
   Activation,
+  BatchNorm1d,
   Conv2d,
   drawSeed,
   Dropout,
@@ -182,7 +183,13 @@ export {
   MaxPool2d,
   Sequential,
 } from "./lib/nn/layers.ts";
-export type { ActivationName, Conv2dOptions, ConvPadding, LinearOptions } from "./lib/nn/layers.ts";
+export type {
+  ActivationName,
+  BatchNorm1dOptions,
+  Conv2dOptions,
+  ConvPadding,
+  LinearOptions,
+} from "./lib/nn/layers.ts";
 export { batchNorm, BatchNorm2d } from "./lib/nn/norm.ts";
 export type { BatchNorm2dOptions, BatchNormOptions, BatchNormParams } from "./lib/nn/norm.ts";
 export { AvgPool2d, GlobalAvgPool2d } from "./lib/nn/pooling.ts";
@@ -194,6 +201,7 @@ export {
   distillationLoss,
   distillationWithGradient,
   icarlLoss,
+  vaeLoss,
 } from "./lib/nn/losses.ts";
 export { isLossTerm, lossTerm } from "./lib/nn/terms.ts";
 export {
@@ -204,7 +212,7 @@ export {
 } from "./lib/nn/penalties.ts";
 export type { PenaltyEntry } from "./lib/nn/penalties.ts";
 export type { LossTerm, TermWithGradient } from "./lib/nn/terms.ts";
-export type { Criterion } from "./lib/nn/losses.ts";
+export type { Criterion, CriterionInputs, Reconstruction } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
 export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
 export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
@@ -234,6 +242,8 @@ export { PackNetModel, packNetModel, PRUNED_CODE } from "./lib/models/packnet.ts
 export type { PackNetLayer, PackNetStructure } from "./lib/models/packnet.ts";
 export { LinearAdapter, MLPAdapter, PNN, pnn, PNNColumn, PNNLayer } from "./lib/models/pnn.ts";
 export type { PNNAdapter, PNNOptions } from "./lib/models/pnn.ts";
+export { isGenerator, MlpVAE, mlpVAE, normalNoise, vaeCriterion } from "./lib/models/vae.ts";
+export type { Generator, MlpVAEOptions, OutputStats } from "./lib/models/vae.ts";
 export { Adam, adam, SGD, sgd } from "./lib/optim/optimizers.ts";
 export type { AdamOptions, Optimizer, OptimizerState, SGDOptions } from "./lib/optim/optimizers.ts";
 
@@ -537,6 +547,18 @@ export { rwalk, RWALK_EPS, RWalkPlugin, rwalkPlugin } from "./lib/plugins/rwalk.
 export type { RWalkOptions, RWalkPluginOptions, RWalkPluginState } from "./lib/plugins/rwalk.ts";
 export { lfl, LFLPlugin, lflPlugin } from "./lib/plugins/lfl.ts";
 export type { LFLOptions, LFLPluginOptions, LFLPluginState } from "./lib/plugins/lfl.ts";
+export {
+  generativeReplay,
+  GenerativeReplayPlugin,
+  generativeReplayPlugin,
+  vaeTraining,
+} from "./lib/plugins/generative_replay.ts";
+export type {
+  GenerativeReplayOptions,
+  GenerativeReplayPluginOptions,
+  GenerativeReplayPluginState,
+  VAETrainingOptions,
+} from "./lib/plugins/generative_replay.ts";
 export {
   der,
   DER_ALPHA,

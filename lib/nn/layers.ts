@@ -439,3 +439,71 @@ export class Sequential extends Module {
     return h;
   }
 }
+
+/** Options of {@link BatchNorm1d}. */
+export interface BatchNorm1dOptions {
+  /** Weight of the newest batch in the running statistics (PyTorch's). @default 0.1 */
+  momentum?: number;
+  /** Added to the variance. @default 1e-5 */
+  eps?: number;
+}
+
+const BATCH_NORM_OPTIONS: OptionSpec<BatchNorm1dOptions> = { momentum: "number", eps: "number" };
+
+/**
+ * Batch normalization over the features of `[n, features]` inputs, as PyTorch's `BatchNorm1d`:
+ * in training mode each feature is normalized by the minibatch's mean and (biased) variance and
+ * the running statistics move by `momentum` towards them (the unbiased variance); in evaluation
+ * mode the running statistics normalize. `weight` (ones) and `bias` (zeros) are trainable; the
+ * running statistics are non-trainable parameters, so they are part of `stateDict()`.
+ */
+export class BatchNorm1d extends Module {
+  readonly momentum: number;
+  readonly eps: number;
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+  readonly runningMean: tf.Variable;
+  readonly runningVar: tf.Variable;
+
+  constructor(readonly features: number, opts: BatchNorm1dOptions = {}) {
+    super();
+    checkOptions("BatchNorm1d", opts, BATCH_NORM_OPTIONS);
+    if (!Number.isInteger(features) || features < 1) {
+      throw new RangeError(`BatchNorm1d features must be a positive integer, got ${features}`);
+    }
+    this.momentum = opts.momentum ?? 0.1;
+    this.eps = opts.eps ?? 1e-5;
+    if (!(this.momentum >= 0 && this.momentum <= 1)) {
+      throw new RangeError(`BatchNorm1d momentum must be in [0, 1], got ${this.momentum}`);
+    }
+    if (!(this.eps > 0)) throw new RangeError(`BatchNorm1d eps must be > 0, got ${this.eps}`);
+    this.weight = this.param("weight", tf.ones([features]));
+    this.bias = this.param("bias", tf.zeros([features]));
+    this.runningMean = this.param("runningMean", tf.zeros([features]), false);
+    this.runningVar = this.param("runningVar", tf.ones([features]), false);
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank !== 2 || x.shape[1] !== this.features) {
+      throw new RangeError(
+        `BatchNorm1d expects inputs of shape [n, ${this.features}], got [${x.shape}]`,
+      );
+    }
+    let mean: tf.Tensor, variance: tf.Tensor;
+    if (this.training) {
+      const m = tf.moments(x, 0);
+      mean = m.mean;
+      variance = m.variance;
+      const n = x.shape[0]!, k = this.momentum;
+      // The running statistics do not reach the output, so no gradient flows through them.
+      const unbiased = n > 1 ? tf.mul(variance, n / (n - 1)) : variance;
+      this.runningMean.assign(tf.add(tf.mul(this.runningMean, 1 - k), tf.mul(mean, k)));
+      this.runningVar.assign(tf.add(tf.mul(this.runningVar, 1 - k), tf.mul(unbiased, k)));
+    } else {
+      mean = this.runningMean;
+      variance = this.runningVar;
+    }
+    const normalized = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, this.eps)));
+    return tf.add(tf.mul(normalized, this.weight), this.bias);
+  }
+}

@@ -13,8 +13,22 @@ import {
   SOFTMAX_CE,
 } from "../backends/fused.ts";
 
-/** A criterion: logits [n, C] and int32 labels [n] to a scalar loss. */
-export type Criterion = (logits: tf.Tensor, labels: tf.Tensor) => tf.Scalar;
+/** What the strategy template gives a criterion besides outputs and labels. */
+export interface CriterionInputs {
+  /** The minibatch's inputs (a VAE's criterion compares its reconstruction with them). */
+  x: tf.Tensor;
+}
+
+/**
+ * A criterion: logits [n, C] and int32 labels [n] to a scalar loss. The template also passes
+ * the minibatch's inputs, which criteria of models other than classifiers may need
+ * (`vaeCriterion`); a classifier's criterion ignores them.
+ */
+export type Criterion = (
+  logits: tf.Tensor,
+  labels: tf.Tensor,
+  inputs?: CriterionInputs,
+) => tf.Scalar;
 
 /**
  * Mean cross-entropy of softmax(logits) against integer labels (PyTorch's `F.cross_entropy`).
@@ -240,4 +254,61 @@ export function icarlLoss(
     }
     return binaryCrossEntropyWithLogits(z, targets);
   });
+}
+
+/** How {@link vaeLoss} measures the reconstruction. */
+export type Reconstruction = "mse" | "bce";
+
+/**
+ * The loss of a variational autoencoder, summed over the minibatch: reconstruction plus the KL
+ * divergence of the encoder's Gaussian `N(mean, exp(logvar))` from `N(0, I)`,
+ * `0.5 · Σ (exp(logvar) + mean² − 1 − logvar)`, that is the negative ELBO up to a constant.
+ * The reconstruction is `"mse"`, `Σ (xHat − x)²` (Avalanche 0.6's `VAE_loss`, whose inputs and
+ * outputs are normalized pixels), or `"bce"`, `−Σ x·log xHat + (1 − x)·log(1 − xHat)` (pixels
+ * in [0, 1]; logs clamped at −100 as PyTorch's `BCELoss`). `x` and `xHat` may have any shapes of
+ * the same size.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { setBackend } from "../backend.ts";
+ * import { vaeLoss } from "./losses.ts";
+ * await setBackend("cpu");
+ * // (0.5 − 1)² + KL(N(1, e⁰) ‖ N(0, 1)) = 0.25 + 0.5 · (1 + 1 − 1 − 0) = 0.75
+ * const l = vaeLoss(tf.tensor2d([[1]]), tf.tensor2d([[0.5]]), tf.tensor2d([[1]]), tf.tensor2d([[0]]));
+ * console.assert(Math.abs(l.dataSync()[0] - 0.75) < 1e-6);
+ * ```
+ */
+export function vaeLoss(
+  x: tf.Tensor,
+  xHat: tf.Tensor,
+  mean: tf.Tensor,
+  logvar: tf.Tensor,
+  reconstruction: Reconstruction = "mse",
+): tf.Scalar {
+  if (x.size !== xHat.size) {
+    throw new RangeError(
+      `vaeLoss: the reconstruction has ${xHat.size} values ([${xHat.shape}]) for inputs of ` +
+        `${x.size} ([${x.shape}])`,
+    );
+  }
+  if (reconstruction !== "mse" && reconstruction !== "bce") {
+    throw new RangeError(
+      `vaeLoss: reconstruction must be "mse" or "bce", got ${String(reconstruction)}`,
+    );
+  }
+  const target = x.shape.join() === xHat.shape.join() ? x : tf.reshape(x, xHat.shape);
+  let rec: tf.Tensor;
+  if (reconstruction === "mse") {
+    rec = tf.sum(tf.square(tf.sub(xHat, target)));
+  } else {
+    const logP = tf.maximum(tf.log(xHat), -100);
+    const log1mP = tf.maximum(tf.log(tf.sub(1, xHat)), -100);
+    rec = tf.neg(tf.sum(tf.add(tf.mul(target, logP), tf.mul(tf.sub(1, target), log1mP))));
+  }
+  const kl = tf.mul(
+    tf.sum(tf.sub(tf.sub(tf.add(tf.exp(logvar), tf.square(mean)), 1), logvar)),
+    0.5,
+  );
+  return tf.add(rec, kl) as tf.Scalar;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { Rng } from "../random.ts";
 import "./gradients.ts";
 import type { Experience } from "../data/experience.ts";
 
@@ -43,6 +44,11 @@ export interface ForwardOptions {
   taskLabels?: tf.Tensor1D;
   /** The same task labels as a typed array, when known (avoids a read-back). */
   taskLabelsArray?: Int32Array;
+  /**
+   * The run's seeded generator, for a forward that draws noise (a VAE's reparameterization).
+   * The strategy template passes its own (`ctx.rng`, part of checkpoints).
+   */
+  rng?: Rng;
 }
 
 /** A parameter tensor as plain data. */

@@ -22,6 +22,7 @@ import { gem } from "../plugins/gem.ts";
 import { gss } from "../plugins/gss.ts";
 import { icarl } from "../plugins/icarl.ts";
 import { lfl } from "../plugins/lfl.ts";
+import { generativeReplay } from "../plugins/generative_replay.ts";
 import { lwf } from "../plugins/lwf.ts";
 import { mas } from "../plugins/mas.ts";
 import { mir } from "../plugins/mir.ts";
@@ -250,6 +251,7 @@ export const STRATEGY_PARAMS: Readonly<Record<StrategyKey, Readonly<Record<strin
     mas: { lambdaReg: 1, alpha: 0.5 },
     rwalk: { ewcLambda: 0.1, ewcAlpha: 0.9, deltaT: 10 },
     lfl: { lambdaE: 0.0001 },
+    generativeReplay: {},
   };
 
 /** Hyperparameters a strategy reads only when given (no default in {@link STRATEGY_PARAMS}). */
@@ -259,6 +261,7 @@ const OPTIONAL_PARAMS: Readonly<Partial<Record<StrategyKey, readonly string[]>>>
   ewc: ["decayFactor"],
   gss: ["inputSize"],
   derpp: ["batchSizeMem"],
+  generativeReplay: ["replaySize"],
 };
 
 /** The keys of {@link StrategyBuildOptions}, for checking what users pass. */
@@ -318,7 +321,9 @@ function numOrList(
  * `ewc` lambda, mode ("separate" | "online"), decayFactor; `si` lambda, eps; `gem`
  * patternsPerExperience, memoryStrength; `agem` patternsPerExperience, sampleSize; `mir` memSize,
  * subsample, batchSizeMem; `gss` memSize, memStrength, inputSize; `mas` lambdaReg, alpha;
- * `rwalk` ewcLambda, ewcAlpha, deltaT; `lfl` lambdaE (a number or one per experience).
+ * `rwalk` ewcLambda, ewcAlpha, deltaT; `lfl` lambdaE (a number or one per experience);
+ * `generativeReplay` replaySize (default: the minibatch's size; the generator is
+ * `generativeReplay`'s default VAE).
  *
  * @example
  * ```ts
@@ -475,6 +480,8 @@ export function buildStrategy(key: StrategyKey, opts: StrategyBuildOptions): Str
       });
     case "lfl":
       return lfl({ ...base, lambdaE: numOrList(key, p, "lambdaE") });
+    case "generativeReplay":
+      return generativeReplay({ ...base, replaySize: optNum(p, "replaySize") });
     default:
       throw new RangeError(`Unknown strategy "${key}": use one of ${STRATEGY_KEYS.join(", ")}`);
   }

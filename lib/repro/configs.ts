@@ -37,7 +37,8 @@ export type StrategyKey =
   | "icarl"
   | "mas"
   | "rwalk"
-  | "lfl";
+  | "lfl"
+  | "generativeReplay";
 
 /** A strategy hyperparameter: a number, a string, a flag or a list of numbers. */
 export type ParamValue = number | string | boolean | readonly number[];
@@ -475,6 +476,40 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
       "Only the current samples of a minibatch are offered to the memory (Avalanche's " +
       "after_forward scores the whole minibatch, replayed samples included); see " +
       "GSS_greedyPlugin for what else was checked.",
+    ],
+  },
+  {
+    name: "generative-replay-split-mnist",
+    title: "Generative Replay on Split MNIST (class-incremental)",
+    strategy: "generativeReplay",
+    label: "GenerativeReplay",
+    paper: "Shin, Lee, Kim & Kim, Continual Learning with Deep Generative Replay, NeurIPS 2017",
+    source: `${BASELINES}/split_mnist/generative_replay.py`,
+    scenario: "Split MNIST, 5 experiences, class-incremental",
+    benchmark: { name: "splitMNIST", experiences: 5 },
+    model: { hidden: [400, 400], outputs: 10 },
+    optimizer: { name: "adam", lr: 1e-3 },
+    epochs: 10,
+    batchSize: 16,
+    params: { replaySize: 100 },
+    target: 0.75,
+    notes: [
+      "As the baseline: SplitMNIST(5, return_task_id=False) with a seeded class order, MLP " +
+      "784-400-400-10 with ReLU and no dropout, Adam lr 0.001, minibatches of 16, 10 epochs, " +
+      "replay_size 100 (each minibatch of 16 gets 100 generated samples labelled by the " +
+      "previous solver's argmax); the generator is GenerativeReplay's default: MlpVAE((1, 28, " +
+      "28), nhid=2) trained by VAETraining with Adam lr 0.01, weight decay 1e-4, the same " +
+      "minibatch size and epochs, and its own GenerativeReplayPlugin (replay_size 100, its " +
+      "old copy's samples with mock labels).",
+      "Adam's state is kept across experiences (Avalanche 0.6's strategies update the " +
+      "optimizer's parameter groups, they do not reset its state).",
+      "The VAE's reparameterization uses exp(logvar / 2) as the standard deviation (Avalanche's " +
+      "MlpVAE.sampling uses 0.5 · exp(logvar)); see GenerativeReplayPlugin and MlpVAE for what " +
+      "else was checked.",
+      "Seed 0 reaches 0.683 (after each experience 0.197, 0.353, 0.522, 0.651, 0.683): the old " +
+      "classes are kept at 0.53–0.74 where Naive drops them to 0, short of the target. The full " +
+      "run took 62 minutes on a loaded 2-core machine, most of it the VAE's training (116 " +
+      "samples a minibatch, batch normalization on the tape); quick mode takes 20 s.",
     ],
   },
   {

@@ -216,9 +216,9 @@ const RESTORE_OPTIONS: OptionSpec<RestoreOptions> = { experiences: "any" };
 /** Runs the plugins' hooks of a name, in order (what {@link Strategy.trainingUpdate} gets). */
 export type HookRunner = Pick<Hooks, "call" | "callSync">;
 
-/** The task routing a model's forward gets for a minibatch. */
-function routing(batch: TensorBatch) {
-  return { taskLabels: batch.t, taskLabelsArray: batch.data.t };
+/** The task routing a model's forward gets for a minibatch, and the run's generator. */
+function routing(batch: TensorBatch, rng: Rng) {
+  return { taskLabels: batch.t, taskLabelsArray: batch.data.t, rng };
 }
 
 /**
@@ -674,10 +674,10 @@ export class Strategy implements StrategySettings {
   #forwardAndLoss(keep: Keep): tf.Scalar {
     const ctx = this.ctx, hooks = this.#hooks, batch = ctx.batch!;
     hooks.callSync("beforeForward", ctx);
-    ctx.output = keep(this.model.forward(batch.x, routing(batch)));
+    ctx.output = keep(this.model.forward(batch.x, routing(batch, this.rng)));
     hooks.callSync("afterForward", ctx);
     checkLabels(batch, keep(ctx.output!));
-    ctx.loss = this.criterion(ctx.output!, batch.y);
+    ctx.loss = this.criterion(ctx.output!, batch.y, batch);
     hooks.callSync("beforeBackward", ctx);
     return ctx.loss!;
   }
@@ -839,10 +839,10 @@ export class Strategy implements StrategySettings {
       await hooks.call("beforeEvalIteration", ctx);
       await hooks.call("beforeEvalForward", ctx);
       const batch = ctx.batch;
-      ctx.output = this.model.forward(batch.x, routing(batch));
+      ctx.output = this.model.forward(batch.x, routing(batch, this.rng));
       await hooks.call("afterEvalForward", ctx);
       checkLabels(batch, ctx.output);
-      ctx.loss = this.criterion(ctx.output, batch.y);
+      ctx.loss = this.criterion(ctx.output, batch.y, batch);
       this.#evalTotals.add(ctx.loss, ctx.output, batch.y);
       this.clock.evalIterations++;
       await hooks.call("afterEvalIteration", ctx);
