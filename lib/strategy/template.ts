@@ -595,7 +595,7 @@ export class Strategy implements StrategySettings {
       }
       if (this.#stop) break;
     }
-    const { lossSum, correct } = this.#totals.read();
+    const { lossSum, correct } = await this.#totals.read();
     if (!Number.isFinite(lossSum)) {
       this.#diverged = `its training loss became ${lossSum} in epoch ${e} of experience ${exp.id}`;
       throw new RangeError(
@@ -786,7 +786,7 @@ export class Strategy implements StrategySettings {
     for (const plan of ctx.dataLoader.epoch(this.rng)) {
       samples += await this.#evalIteration(plan, dataset.inputShape);
     }
-    const { lossSum, correct } = this.#evalTotals.read();
+    const { lossSum, correct } = await this.#evalTotals.read();
     if (!Number.isFinite(lossSum)) {
       throw new RangeError(
         `Evaluating experience ${exp.id} of stream "${exp.stream}" gave a ${lossSum} loss: the ` +
