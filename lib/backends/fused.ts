@@ -630,6 +630,28 @@ export function linear(
   return tf.engine().runKernel(LINEAR, inputs, { activation }) as tf.Tensor2D;
 }
 
+/**
+ * The fused kernels the training step and its losses may call, each with the composite form its
+ * callers take on a backend that lacks it.
+ */
+export const FUSED_KERNELS: readonly { readonly name: string; readonly composite: string }[] = [
+  { name: LINEAR, composite: "matMul + add (+ relu), tfjs' gradients or explicit transposes" },
+  { name: SOFTMAX_CE, composite: "logSoftmax, oneHot, mul, sum, mean and their gradients" },
+  { name: DISTILLATION, composite: "softmax and logSoftmax over the units and their gradients" },
+  { name: WEIGHTED_SQUARE, composite: "sub, square, mul, sum and their gradients" },
+  { name: BATCH_STATS, composite: "argMax, equal, cast, sum and add" },
+];
+
+/**
+ * The fused kernels of {@link FUSED_KERNELS} missing on the active backend, as
+ * `"<kernel> → <composite form>"`: their callers take the composite form there.
+ */
+export function compositeKernels(): string[] {
+  return FUSED_KERNELS.filter((k) => !hasFusedKernel(k.name)).map((k) =>
+    `${k.name} → ${k.composite}`
+  );
+}
+
 /** True when the fused kernel `name` runs on the active backend. */
 export function hasFusedKernel(name: string): boolean {
   return tf.getKernel(name, tf.getBackend()) !== undefined;

@@ -1,0 +1,345 @@
+// Tests of the "webgpu" backend (lib/backend.ts) against the cpu backend: every layer and model
+// forward and backward, every loss, the plugins' penalties through short runs, and a small Split
+// MNIST run of naive, replay and EWC with the same accuracy. CI runs them on lavapipe (Mesa's CPU
+// Vulkan: apt-get install mesa-vulkan-drivers libvulkan1, and XDG_RUNTIME_DIR set); where no
+// WebGPU adapter answers they are skipped with the reason.
+// Run: deno test -A tests/webgpu_test.ts
+
+import { probeWebGpu, setBackend } from "../lib/backend.ts";
+await setBackend("cpu");
+
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { Activation, ACTIVATION_NAMES, Conv2d, Dropout, Linear } from "../lib/nn/layers.ts";
+import type { Module } from "../lib/nn/module.ts";
+import {
+  binaryCrossEntropyWithLogits,
+  compositeCrossEntropy,
+  crossEntropy,
+  distillationLoss,
+  icarlLoss,
+} from "../lib/nn/losses.ts";
+import { quadraticPenalty } from "../lib/nn/penalties.ts";
+import { cnn, mlp, multiHeadMLP } from "../lib/models/mlp.ts";
+import { packNetModel } from "../lib/models/packnet.ts";
+import { pnn } from "../lib/models/pnn.ts";
+import { splitMNIST, subsample } from "../lib/benchmarks/mod.ts";
+import { sgd } from "../lib/optim/optimizers.ts";
+import type { Strategy, StrategyOptions } from "../lib/strategy/template.ts";
+import { naive } from "../lib/strategy/strategies.ts";
+import { ewc } from "../lib/plugins/ewc.ts";
+import { synapticIntelligence } from "../lib/plugins/synaptic_intelligence.ts";
+import { lwf } from "../lib/plugins/lwf.ts";
+import { der, derLogitsLoss, derpp } from "../lib/plugins/der.ts";
+import { replay } from "../lib/plugins/replay.ts";
+import { FUSED_KERNELS } from "../lib/backends/fused.ts";
+import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+
+const probe = await probeWebGpu();
+const ignore = !probe.ok;
+const skipped = probe.ok ? "" : ` (skipped: ${probe.reason})`;
+if (!probe.ok) console.warn(`webgpu tests skipped: ${probe.reason}`);
+// The WebGPU device stays open for the rest of the process, which Deno's sanitizers would count.
+const gpuTest = { ignore, sanitizeResources: false, sanitizeOps: false };
+
+/** Float tolerance between backends: |a − b| ≤ tol · max(1, |b|). */
+function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) {
+  assert.equal(a.length, b.length, `${what}: lengths`);
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    assert.ok(d <= tol * Math.max(1, Math.abs(b[i])), `${what}[${i}]: webgpu ${a[i]}, cpu ${b[i]}`);
+  }
+}
+
+/** Runs `f` on the cpu backend and then on webgpu; returns the values of what each returned. */
+async function onBoth(f: () => tf.Tensor[]): Promise<{ cpu: Float32Array[]; gpu: Float32Array[] }> {
+  const run = async (backend: "cpu" | "webgpu") => {
+    await setBackend(backend);
+    const out = f();
+    const values = await Promise.all(out.map(async (t) => Float32Array.from(await t.data())));
+    tf.dispose(out);
+    return values;
+  };
+  try {
+    const cpu = await run("cpu");
+    const gpu = await run("webgpu");
+    return { cpu, gpu };
+  } finally {
+    await setBackend("cpu");
+  }
+}
+
+/** A seeded input (drawn in JavaScript, the same on every backend). */
+const input = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, "float32", seed);
+
+/**
+ * The module's output for a seeded input and the gradients of `Σ r · output` with respect to
+ * every parameter and to the input, made by `make` anew on the current backend.
+ */
+function forwardBackward(make: () => Module, shape: number[], training = false): () => tf.Tensor[] {
+  return () => {
+    const model = make();
+    model.train(training);
+    const x = input(shape, 1);
+    const y = model.forward(x);
+    const r = input(y.shape, 2);
+    const params = [...model.namedParameters().values()].filter((p) => p.trainable);
+    const grads = params.length === 0
+      ? {}
+      : tf.variableGrads(() => tf.sum(tf.mul(model.forward(x), r)) as tf.Scalar, params).grads;
+    const dx = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(model.forward(xx), r)))(x);
+    const out = [y, dx, ...params.map((p) => grads[p.name])];
+    tf.dispose([x, r]);
+    model.dispose();
+    return out;
+  };
+}
+
+Deno.test(
+  "webgpu starts on the adapter probeWebGpu found, and auto never takes a software one" + skipped,
+  gpuTest,
+  async () => {
+    try {
+      const info = await setBackend("webgpu");
+      assert.equal(info.name, "webgpu");
+      assert.equal(tf.getBackend(), "webgpu");
+      assert.deepEqual(info.adapter, probe.ok ? probe.adapter : undefined);
+      const auto = await setBackend("auto");
+      const webgpu = auto.skipped.find((s) => s.name === "webgpu");
+      if (probe.ok && probe.adapter.software) {
+        assert.notEqual(auto.name, "webgpu");
+        assert.match(webgpu!.reason, /software/);
+      } else {
+        assert.equal(auto.name, "webgpu");
+      }
+    } finally {
+      await setBackend("cpu");
+    }
+  },
+);
+
+Deno.test(
+  "strategy.plan() on webgpu lists the fused kernels that fall back to composite forms" + skipped,
+  gpuTest,
+  async () => {
+    try {
+      await setBackend("webgpu");
+      const model = mlp({ input: 4, hidden: [3], outputs: 2, seed: 0 });
+      const plan = naive({ model, seed: 0 }).plan();
+      assert.equal(plan.backend, "webgpu");
+      assert.equal(plan.step, "tape");
+      assert.match(plan.reasons.join(), /"webgpu" backend has no fused linear/);
+      assert.deepEqual(
+        plan.composite.map((c) => c.split(" → ")[0]),
+        FUSED_KERNELS.map((k) => k.name),
+      );
+      model.dispose();
+      await setBackend("cpu");
+      const cpuModel = mlp({ input: 4, hidden: [3], outputs: 2, seed: 0 });
+      // cpu has the loss kernels; only the linear layer's fused kernel is a heap backends' one.
+      assert.deepEqual(
+        naive({ model: cpuModel, seed: 0 }).plan().composite.map((c) => c.split(" ")[0]),
+        [
+          "PerennialLinear",
+        ],
+      );
+      cpuModel.dispose();
+    } finally {
+      await setBackend("cpu");
+    }
+  },
+);
+
+Deno.test(
+  "every layer and model gives the cpu backend's outputs and gradients on webgpu" + skipped,
+  gpuTest,
+  async () => {
+    const cases: [string, () => Module, number[], boolean?][] = [
+      ["Linear", () => new Linear(6, 5, { seed: 3 }), [4, 6]],
+      ["Linear without bias", () => new Linear(6, 5, { seed: 3, bias: false }), [4, 6]],
+      ["Conv2d same", () => new Conv2d(2, 3, 3, { seed: 3 }), [2, 6, 6, 2]],
+      [
+        "Conv2d valid, stride 2",
+        () => new Conv2d(2, 3, 3, { seed: 3, stride: 2, padding: "valid" }),
+        [
+          2,
+          7,
+          7,
+          2,
+        ],
+      ],
+      ["Dropout (training)", () => new Dropout(0.5, 7), [4, 6], true],
+      ...ACTIVATION_NAMES.map((a) =>
+        [`Activation ${a}`, () => new Activation(a), [4, 6]] as [string, () => Module, number[]]
+      ),
+      ["mlp", () => mlp({ input: 12, hidden: [8, 6], outputs: 5, seed: 3 }), [4, 12]],
+      [
+        "mlp with dropout (training)",
+        () => mlp({ input: 12, hidden: [8], dropout: 0.3, seed: 3 }),
+        [
+          4,
+          12,
+        ],
+        true,
+      ],
+      [
+        "mlp incremental head",
+        () => mlp({ input: 12, hidden: [8], head: "incremental", seed: 3 }),
+        [
+          4,
+          12,
+        ],
+      ],
+      ["multiHeadMLP", () => multiHeadMLP({ input: 12, hidden: [8], outputs: 3, seed: 3 }), [
+        4,
+        12,
+      ]],
+      ["cnn", () => cnn({ input: [8, 8, 1], channels: [2, 3], dense: 6, outputs: 4, seed: 3 }), [
+        2,
+        64,
+      ]],
+      ["packNetModel", () => packNetModel({ input: 12, hidden: [8], outputs: 4, seed: 3 }), [
+        4,
+        12,
+      ]],
+      ["pnn", () => pnn({ inFeatures: 12, hiddenFeaturesPerColumn: 6, seed: 3 }), [4, 12]],
+    ];
+    for (const [name, make, shape, training] of cases) {
+      const { cpu, gpu } = await onBoth(forwardBackward(make, shape, training));
+      const parts = ["output", "input gradient", ...cpu.slice(2).map((_, k) => `gradient ${k}`)];
+      for (let k = 0; k < cpu.length; k++) assertClose(gpu[k], cpu[k], 1e-4, `${name} ${parts[k]}`);
+    }
+  },
+);
+
+Deno.test(
+  "every loss and penalty gives the cpu backend's value and gradient on webgpu" + skipped,
+  gpuTest,
+  async () => {
+    const labels = () => tf.tensor1d([0, 3, 1, 2, 3], "int32");
+    const cases: [string, (z: tf.Tensor) => tf.Scalar][] = [
+      ["crossEntropy", (z) => crossEntropy(z, labels())],
+      ["compositeCrossEntropy", (z) => compositeCrossEntropy(z, labels())],
+      ["distillationLoss", (z) => distillationLoss(z, input([5, 4], 9), [0, 2, 3], 2)],
+      [
+        "binaryCrossEntropyWithLogits",
+        (z) => binaryCrossEntropyWithLogits(z, tf.abs(input([5, 4], 9))),
+      ],
+      ["icarlLoss", (z) => icarlLoss(z, labels(), input([5, 4], 9), [0, 1])],
+      ["derLogitsLoss (DER)", (z) => derLogitsLoss(z, input([5, 4], 9))],
+      [
+        "quadraticPenalty (EWC, SI)",
+        (z) => quadraticPenalty(z, tf.abs(input([5, 4], 9)), input([5, 4], 8), 0.7),
+      ],
+    ];
+    for (const [name, loss] of cases) {
+      const { cpu, gpu } = await onBoth(() => {
+        const z = input([5, 4], 4);
+        const { value, grad } = tf.valueAndGrad(loss)(z);
+        z.dispose();
+        return [value, grad];
+      });
+      assertClose(gpu[0], cpu[0], 1e-5, `${name} value`);
+      assertClose(gpu[1], cpu[1], 1e-5, `${name} gradient`);
+    }
+  },
+);
+
+/** Trains `make`'s strategy on the toy benchmark; returns the final weights and accuracies. */
+function toyRun(make: (opts: StrategyOptions) => Strategy): () => Promise<number[][]> {
+  return async () => {
+    const bench = toyBenchmark({ n: 80 });
+    const model = mlp({ input: 64, hidden: [16], outputs: 4, seed: 0 });
+    const s = make({ model, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), batchSize: 16, seed: 0 });
+    for (const e of bench.train) await s.train(e);
+    const r = await s.eval(bench.test);
+    const weights = await Promise.all(
+      [...model.namedParameters().values()].map(async (p) => Array.from(await p.data())),
+    );
+    s.dispose();
+    model.dispose();
+    return [r.experiences.map((e) => e.accuracy), [r.loss], ...weights];
+  };
+}
+
+async function runBoth<T>(f: () => Promise<T>): Promise<{ cpu: T; gpu: T }> {
+  try {
+    await setBackend("cpu");
+    const cpu = await f();
+    await setBackend("webgpu");
+    const before = tf.memory().numTensors;
+    const gpu = await f();
+    assert.equal(tf.memory().numTensors, before, "no tensor left behind on webgpu");
+    return { cpu, gpu };
+  } finally {
+    await setBackend("cpu");
+  }
+}
+
+Deno.test(
+  "each plugin's penalty trains to the cpu backend's weights on webgpu (EWC, SI, LwF, DER, DER++, replay)" +
+    skipped,
+  gpuTest,
+  async () => {
+    const methods: [string, (o: StrategyOptions) => Strategy][] = [
+      ["ewc", (o) => ewc({ ...o, lambda: 10 })],
+      ["synapticIntelligence", (o) => synapticIntelligence({ ...o, lambda: 1 })],
+      ["lwf", (o) => lwf({ ...o, alpha: 1, temperature: 2 })],
+      ["der", (o) => der({ ...o, memSize: 20, batchSizeMem: 8 })],
+      ["derpp", (o) => derpp({ ...o, memSize: 20, batchSizeMem: 8 })],
+      ["replay", (o) => replay({ ...o, memSize: 20 })],
+    ];
+    for (const [name, make] of methods) {
+      const { cpu, gpu } = await runBoth(toyRun(make));
+      for (let k = 0; k < cpu.length; k++) {
+        assertClose(
+          gpu[k],
+          cpu[k],
+          2e-3,
+          `${name} ${k === 0 ? "accuracy" : k === 1 ? "loss" : "weights"}`,
+        );
+      }
+    }
+  },
+);
+
+Deno.test(
+  "Split MNIST: naive, replay and EWC reach the cpu backend's accuracy on webgpu" +
+    (skipped || (SHARED_DATA ? "" : " (skipped: ../shared/datasets is absent)")),
+  { ...gpuTest, ignore: ignore || !SHARED_DATA },
+  async () => {
+    const full = await splitMNIST({ experiences: 5, seed: 0, dataDir: SHARED_DATA });
+    const bench = subsample(full, { trainPerExperience: 200, testPerExperience: 100, seed: 0 });
+    const methods: [string, (o: StrategyOptions) => Strategy][] = [
+      ["naive", naive],
+      ["replay", (o) => replay({ ...o, memSize: 200 })],
+      ["ewc", (o) => ewc({ ...o, lambda: 1 })],
+    ];
+    const acc: Record<string, number> = {};
+    for (const [name, make] of methods) {
+      const { cpu, gpu } = await runBoth(async () => {
+        const model = mlp({ hidden: [64], seed: 0 });
+        const s = make({
+          model,
+          optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
+          batchSize: 32,
+          seed: 0,
+        });
+        for (const e of bench.train) await s.train(e);
+        const r = await s.eval(bench.test);
+        s.dispose();
+        model.dispose();
+        return r;
+      });
+      console.log(
+        `${name}: cpu ${cpu.meanAccuracy.toFixed(3)}, webgpu ${gpu.meanAccuracy.toFixed(3)}`,
+      );
+      assert.ok(Math.abs(gpu.meanAccuracy - cpu.meanAccuracy) <= 0.02, name);
+      for (const [k, e] of gpu.experiences.entries()) {
+        assert.ok(Math.abs(e.accuracy - cpu.experiences[k].accuracy) <= 0.03, `${name} exp ${k}`);
+      }
+      acc[name] = gpu.meanAccuracy;
+    }
+    assert.ok(acc.replay > acc.naive + 0.1, "replay beats naive on webgpu too");
+  },
+);
