@@ -20,9 +20,8 @@ import {
   icarlLoss,
 } from "../lib/nn/losses.ts";
 import { quadraticPenalty } from "../lib/nn/penalties.ts";
-import { cnn, mlp, multiHeadMLP } from "../lib/models/mlp.ts";
+import { cnn, mlp } from "../lib/models/mlp.ts";
 import { packNetModel } from "../lib/models/packnet.ts";
-import { pnn } from "../lib/models/pnn.ts";
 import { splitMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import { sgd } from "../lib/optim/optimizers.ts";
 import type { Strategy, StrategyOptions } from "../lib/strategy/template.ts";
@@ -76,20 +75,27 @@ const input = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 
  * The module's output for a seeded input and the gradients of `Σ r · output` with respect to
  * every parameter and to the input, made by `make` anew on the current backend.
  */
-function forwardBackward(make: () => Module, shape: number[], training = false): () => tf.Tensor[] {
+function forwardBackward(
+  make: () => Module,
+  shape: number[],
+  training = false,
+  tasks?: number[],
+): () => tf.Tensor[] {
   return () => {
     const model = make();
     model.train(training);
     const x = input(shape, 1);
-    const y = model.forward(x);
+    const taskLabels = tasks ? tf.tensor1d(tasks, "int32") : undefined;
+    const fwd = (xx: tf.Tensor) => model.forward(xx, taskLabels ? { taskLabels } : undefined);
+    const y = tf.clone(fwd(x));
     const r = input(y.shape, 2);
     const params = [...model.namedParameters().values()].filter((p) => p.trainable);
     const grads = params.length === 0
       ? {}
-      : tf.variableGrads(() => tf.sum(tf.mul(model.forward(x), r)) as tf.Scalar, params).grads;
-    const dx = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(model.forward(xx), r)))(x);
+      : tf.variableGrads(() => tf.sum(tf.mul(fwd(x), r)) as tf.Scalar, params).grads;
+    const dx = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(fwd(xx), r)))(x);
     const out = [y, dx, ...params.map((p) => grads[p.name])];
-    tf.dispose([x, r]);
+    tf.dispose([x, r, taskLabels]);
     model.dispose();
     return out;
   };
@@ -154,7 +160,7 @@ Deno.test(
   "every layer and model gives the cpu backend's outputs and gradients on webgpu" + skipped,
   gpuTest,
   async () => {
-    const cases: [string, () => Module, number[], boolean?][] = [
+    const cases: [string, () => Module, number[], boolean?, number[]?][] = [
       ["Linear", () => new Linear(6, 5, { seed: 3 }), [4, 6]],
       ["Linear without bias", () => new Linear(6, 5, { seed: 3, bias: false }), [4, 6]],
       ["Conv2d same", () => new Conv2d(2, 3, 3, { seed: 3 }), [2, 6, 6, 2]],
@@ -190,10 +196,6 @@ Deno.test(
           12,
         ],
       ],
-      ["multiHeadMLP", () => multiHeadMLP({ input: 12, hidden: [8], outputs: 3, seed: 3 }), [
-        4,
-        12,
-      ]],
       ["cnn", () => cnn({ input: [8, 8, 1], channels: [2, 3], dense: 6, outputs: 4, seed: 3 }), [
         2,
         64,
@@ -202,10 +204,9 @@ Deno.test(
         4,
         12,
       ]],
-      ["pnn", () => pnn({ inFeatures: 12, hiddenFeaturesPerColumn: 6, seed: 3 }), [4, 12]],
     ];
-    for (const [name, make, shape, training] of cases) {
-      const { cpu, gpu } = await onBoth(forwardBackward(make, shape, training));
+    for (const [name, make, shape, training, tasks] of cases) {
+      const { cpu, gpu } = await onBoth(forwardBackward(make, shape, training, tasks));
       const parts = ["output", "input gradient", ...cpu.slice(2).map((_, k) => `gradient ${k}`)];
       for (let k = 0; k < cpu.length; k++) assertClose(gpu[k], cpu[k], 1e-4, `${name} ${parts[k]}`);
     }
