@@ -6,7 +6,7 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { backendInfo, ensureBackend, seedGlobal, setup } from "../lib/backend.ts";
+import { backendInfo, ensureBackend, probeWebGpu, seedGlobal, setup } from "../lib/backend.ts";
 import { drawSeed, Linear } from "../lib/nn/layers.ts";
 import { registerBlasBackend } from "../lib/backends/blas.ts";
 
@@ -46,9 +46,11 @@ Deno.test("a tensor made on one backend is usable after switching to the other",
   }
 });
 
-Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, skipping tfjs-node", async () => {
+Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, skipping tfjs-node and a software WebGPU adapter", async () => {
   const blas = await registerBlasBackend();
-  const want = blas.ok ? "blas" : "wasm";
+  const gpu = await probeWebGpu();
+  const hardware = gpu.ok && !gpu.adapter.software;
+  const want = hardware ? "webgpu" : blas.ok ? "blas" : "wasm";
   try {
     // tfjs-node is not installed on this machine, so auto must not even try to import it.
     const info = await setBackend("auto");
@@ -57,13 +59,20 @@ Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, s
     assert.equal(tf.getBackend(), want);
     assert.equal(info.skipped[0].name, "node");
     assert.match(info.skipped[0].reason, /binding/);
-    if (blas.ok) {
+    if (hardware) {
       assert.equal(info.skipped.length, 1);
     } else {
-      // Without --allow-ffi (or a library) the reason names the fix.
-      assert.equal(info.skipped.length, 2);
-      assert.equal(info.skipped[1].name, "blas");
-      assert.match(info.skipped[1].reason, /--allow-ffi|OPENBLAS_LIB/);
+      // No adapter, or a software one (lavapipe): never taken silently; the reason says which.
+      assert.equal(info.skipped[1].name, "webgpu");
+      assert.match(info.skipped[1].reason, /software|navigator\.gpu|no WebGPU adapter/);
+      if (blas.ok) {
+        assert.equal(info.skipped.length, 2);
+      } else {
+        // Without --allow-ffi (or a library) the reason names the fix.
+        assert.equal(info.skipped.length, 3);
+        assert.equal(info.skipped[2].name, "blas");
+        assert.match(info.skipped[2].reason, /--allow-ffi|OPENBLAS_LIB/);
+      }
     }
     assert.deepEqual(compute(), [3, 7]);
     // The default is auto.

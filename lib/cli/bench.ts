@@ -60,7 +60,7 @@ export {
 const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
-       [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
+       [--backend auto|webgpu|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
        [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]
        deno task bench --sweep [--seeds 0,1,2,3] [--workers N] [--threads N] [--backend blas]`;
 
