@@ -94,7 +94,7 @@ Deno.test("an unknown backend name throws a TypeError listing the valid names", 
       (e: Error) => {
         assert.ok(e instanceof TypeError);
         assert.ok(e.message.includes(`"${bad}"`), e.message);
-        for (const valid of ["auto", "node", "blas", "wasm", "cpu"]) {
+        for (const valid of ["auto", "node", "webgpu", "blas", "wasm", "cpu"]) {
           assert.ok(e.message.includes(`"${valid}"`), `${e.message} lacks "${valid}"`);
         }
         return true;
