@@ -398,6 +398,8 @@ export class Strategy implements StrategySettings {
    * Which training step runs with the current model, criterion and plugins (tape or tape-free),
    * and why: a plugin that hooks into the tape without declaring `tapeFree`, a model or a
    * criterion the tape-free step does not know. Decided again at the start of every epoch.
+   * `composite` lists the fused kernels the active backend lacks (all of them on "webgpu"),
+   * whose composite forms run instead.
    */
   plan(): StepPlan {
     if (!this.#inTrain) this.#hooks.collect();
