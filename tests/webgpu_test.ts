@@ -31,6 +31,15 @@ import { synapticIntelligence } from "../lib/plugins/synaptic_intelligence.ts";
 import { lwf } from "../lib/plugins/lwf.ts";
 import { der, derLogitsLoss, derpp } from "../lib/plugins/der.ts";
 import { replay } from "../lib/plugins/replay.ts";
+import { agem } from "../lib/plugins/agem.ts";
+import { bic } from "../lib/plugins/bic.ts";
+import { cope } from "../lib/plugins/cope.ts";
+import { erAce } from "../lib/plugins/er_ace.ts";
+import { erAml } from "../lib/plugins/er_aml.ts";
+import { gdumb } from "../lib/plugins/gdumb.ts";
+import { gem } from "../lib/plugins/gem.ts";
+import { gss } from "../lib/plugins/gss.ts";
+import { mir } from "../lib/plugins/mir.ts";
 import { FUSED_KERNELS } from "../lib/backends/fused.ts";
 import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -299,6 +308,32 @@ Deno.test(
           2e-3,
           `${name} ${k === 0 ? "accuracy" : k === 1 ? "loss" : "weights"}`,
         );
+      }
+    }
+  },
+);
+
+Deno.test(
+  "replay and gradient-projection methods train to the cpu backend's weights on webgpu (GEM, " +
+    "A-GEM, ER-ACE, ER-AML, GDumb, GSS, MIR, BiC, CoPE)" + skipped,
+  gpuTest,
+  async () => {
+    const methods: [string, (o: StrategyOptions) => Strategy][] = [
+      ["gem", (o) => gem({ ...o, patternsPerExperience: 20 })],
+      ["agem", (o) => agem({ ...o, patternsPerExperience: 20, sampleSize: 16 })],
+      ["erAce", (o) => erAce({ ...o, memSize: 20 })],
+      ["erAml", (o) => erAml({ ...o, memSize: 20 })],
+      ["gdumb", (o) => gdumb({ ...o, memSize: 20 })],
+      ["gss", (o) => gss({ ...o, memSize: 20 })],
+      ["mir", (o) => mir({ ...o, memSize: 20, batchSizeMem: 8 })],
+      ["bic", (o) => bic({ ...o, memSize: 20 })],
+      ["cope", (o) => cope({ ...o, memSize: 20 })],
+    ];
+    for (const [name, make] of methods) {
+      const { cpu, gpu } = await runBoth(toyRun(make));
+      for (let k = 0; k < cpu.length; k++) {
+        const what = k === 0 ? "accuracy" : k === 1 ? "loss" : "weights";
+        assertClose(gpu[k], cpu[k], 2e-3, `${name} ${what}`);
       }
     }
   },
