@@ -52,12 +52,13 @@ export type WebGpuProbe =
   | { ok: true; adapter: WebGpuAdapter }
   | { ok: false; reason: string };
 
-/** The parts of the WebGPU API read here (Deno's `navigator.gpu`). */
-interface GpuAdapterLike {
+/** The parts of a WebGPU adapter read here. */
+export interface GpuAdapterLike {
   isFallbackAdapter?: boolean;
   info?: { vendor?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
 }
-interface GpuLike {
+/** The part of the WebGPU API read here (Deno's `navigator.gpu`). */
+export interface GpuLike {
   requestAdapter(opts?: { powerPreference?: string }): Promise<GpuAdapterLike | null>;
 }
 
@@ -82,11 +83,16 @@ let probed: Promise<WebGpuProbe> | undefined;
  * ```
  */
 export function probeWebGpu(): Promise<WebGpuProbe> {
-  return probed ??= findAdapter();
+  return probed ??= findAdapter(
+    (globalThis.navigator as unknown as { gpu?: GpuLike } | undefined)?.gpu,
+  );
 }
 
-async function findAdapter(): Promise<WebGpuProbe> {
-  const gpu = (globalThis.navigator as unknown as { gpu?: GpuLike } | undefined)?.gpu;
+/**
+ * What {@link probeWebGpu} concludes from `gpu` (Deno's `navigator.gpu`, undefined when absent).
+ * Internal; exported for tests.
+ */
+export async function findAdapter(gpu: GpuLike | undefined): Promise<WebGpuProbe> {
   if (!gpu) {
     return {
       ok: false,

@@ -6,7 +6,15 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { backendInfo, ensureBackend, probeWebGpu, seedGlobal, setup } from "../lib/backend.ts";
+import {
+  backendInfo,
+  ensureBackend,
+  findAdapter,
+  type GpuAdapterLike,
+  probeWebGpu,
+  seedGlobal,
+  setup,
+} from "../lib/backend.ts";
 import { drawSeed, Linear } from "../lib/nn/layers.ts";
 import { registerBlasBackend } from "../lib/backends/blas.ts";
 
@@ -155,4 +163,37 @@ Deno.test("setup() picks the asked backend and rejects a non-finite seed", async
   } finally {
     await setBackend("wasm");
   }
+});
+
+Deno.test("probeWebGpu says what is missing and tells software adapters from GPUs", async () => {
+  const missing = await findAdapter(undefined);
+  assert.ok(!missing.ok);
+  assert.match(
+    missing.reason,
+    /navigator\.gpu is missing: .*--unstable-webgpu.*"unstable": \["webgpu"\]/,
+  );
+  const gpu = (adapter: GpuAdapterLike | null) => ({
+    requestAdapter: () => Promise.resolve(adapter),
+  });
+  const none = await findAdapter(gpu(null));
+  assert.ok(!none.ok);
+  assert.match(
+    none.reason,
+    /no WebGPU adapter: .*mesa-vulkan-drivers and libvulkan1.*XDG_RUNTIME_DIR/,
+  );
+  const lavapipe = { info: { vendor: "65541", description: "llvmpipe (LLVM 15.0.6, 256 bits)" } };
+  const cases: [GpuAdapterLike, boolean][] = [
+    [lavapipe, true],
+    [{ info: { vendor: "65541", description: "" } }, true], // Mesa's software vendor id alone
+    [{ info: { description: "Some GPU", isFallbackAdapter: true } }, true],
+    [{ isFallbackAdapter: true, info: {} }, true],
+    [{ info: { vendor: "4318", description: "NVIDIA H100 80GB HBM3" } }, false],
+  ];
+  for (const [adapter, software] of cases) {
+    const probe = await findAdapter(gpu(adapter));
+    assert.ok(probe.ok);
+    assert.equal(probe.adapter.software, software, JSON.stringify(adapter));
+  }
+  const lp = await findAdapter(gpu(lavapipe));
+  assert.ok(lp.ok && lp.adapter.description === "llvmpipe (LLVM 15.0.6, 256 bits)");
 });
