@@ -45,6 +45,8 @@ import { gdumb } from "../lib/plugins/gdumb.ts";
 import { gem } from "../lib/plugins/gem.ts";
 import { gss } from "../lib/plugins/gss.ts";
 import { mir } from "../lib/plugins/mir.ts";
+import { cwrStar } from "../lib/plugins/cwr_star.ts";
+import { ar1 } from "../lib/plugins/ar1.ts";
 import { FUSED_KERNELS } from "../lib/backends/fused.ts";
 import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -320,7 +322,7 @@ Deno.test(
 
 Deno.test(
   "replay and gradient-projection methods train to the cpu backend's weights on webgpu (GEM, " +
-    "A-GEM, ER-ACE, ER-AML, GDumb, GSS, MIR, BiC, CoPE)" + skipped,
+    "A-GEM, ER-ACE, ER-AML, GDumb, GSS, MIR, BiC, CoPE, CWR*, AR1)" + skipped,
   gpuTest,
   async () => {
     const methods: [string, (o: StrategyOptions) => Strategy][] = [
@@ -333,6 +335,8 @@ Deno.test(
       ["mir", (o) => mir({ ...o, memSize: 20, batchSizeMem: 8 })],
       ["bic", (o) => bic({ ...o, memSize: 20 })],
       ["cope", (o) => cope({ ...o, memSize: 20 })],
+      ["cwrStar", (o) => cwrStar(o)],
+      ["ar1", (o) => ar1({ ...o, rmSz: 20 })],
     ];
     for (const [name, make] of methods) {
       const { cpu, gpu } = await runBoth(toyRun(make));
