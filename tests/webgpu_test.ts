@@ -47,6 +47,7 @@ import { gss } from "../lib/plugins/gss.ts";
 import { mir } from "../lib/plugins/mir.ts";
 import { cwrStar } from "../lib/plugins/cwr_star.ts";
 import { ar1 } from "../lib/plugins/ar1.ts";
+import { rar } from "../lib/plugins/rar.ts";
 import { FUSED_KERNELS } from "../lib/backends/fused.ts";
 import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -322,7 +323,7 @@ Deno.test(
 
 Deno.test(
   "replay and gradient-projection methods train to the cpu backend's weights on webgpu (GEM, " +
-    "A-GEM, ER-ACE, ER-AML, GDumb, GSS, MIR, BiC, CoPE, CWR*, AR1)" + skipped,
+    "A-GEM, ER-ACE, ER-AML, GDumb, GSS, MIR, BiC, CoPE, CWR*, AR1, RAR)" + skipped,
   gpuTest,
   async () => {
     const methods: [string, (o: StrategyOptions) => Strategy][] = [
@@ -337,6 +338,7 @@ Deno.test(
       ["cope", (o) => cope({ ...o, memSize: 20 })],
       ["cwrStar", (o) => cwrStar(o)],
       ["ar1", (o) => ar1({ ...o, rmSz: 20 })],
+      ["rar", (o) => rar({ ...o, memSize: 20, batchSizeMem: 8 })],
     ];
     for (const [name, make] of methods) {
       const { cpu, gpu } = await runBoth(toyRun(make));
