@@ -402,6 +402,48 @@ Deno.test(
 );
 
 Deno.test(
+  "checkpointAsync on webgpu: an EWC run restored from its checkpoint ends as the uninterrupted one" +
+    skipped,
+  gpuTest,
+  async () => {
+    try {
+      await setBackend("webgpu");
+      const bench = toyBenchmark({ n: 80 });
+      const make = (modelSeed: number) =>
+        ewc({
+          model: mlp({ input: 64, hidden: [16], outputs: 4, seed: modelSeed }),
+          optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
+          batchSize: 16,
+          seed: 0,
+          lambda: 10,
+        });
+      const weights = (s: Strategy) =>
+        Promise.all([...s.model.namedParameters().values()].map(async (p) => [...await p.data()]));
+      const full = make(1);
+      for (const e of bench.train) await full.train(e);
+      const fullEval = await full.eval(bench.test);
+      const first = make(1);
+      await first.train(bench.train[0]);
+      const saved = JSON.parse(JSON.stringify(await first.checkpointAsync()));
+      first.dispose();
+      first.model.dispose();
+      const resumed = make(99); // other initial weights: everything comes from the checkpoint
+      await resumed.restore(saved);
+      await resumed.train(bench.train[1]);
+      const resumedEval = await resumed.eval(bench.test);
+      assert.deepEqual(resumedEval.experiences, fullEval.experiences);
+      assert.deepEqual(await weights(resumed), await weights(full));
+      for (const s of [full, resumed]) {
+        s.dispose();
+        s.model.dispose();
+      }
+    } finally {
+      await setBackend("cpu");
+    }
+  },
+);
+
+Deno.test(
   "Split MNIST: naive, replay and EWC reach the cpu backend's accuracy on webgpu" +
     (skipped || (SHARED_DATA ? "" : " (skipped: ../shared/datasets is absent)")),
   { ...gpuTest, ignore: ignore || !SHARED_DATA },
