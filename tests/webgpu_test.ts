@@ -48,6 +48,10 @@ import { mir } from "../lib/plugins/mir.ts";
 import { cwrStar } from "../lib/plugins/cwr_star.ts";
 import { ar1 } from "../lib/plugins/ar1.ts";
 import { rar } from "../lib/plugins/rar.ts";
+import { scr } from "../lib/plugins/scr.ts";
+import { CurrentDataNCMUpdate, MemoryNCMUpdate } from "../lib/plugins/update_ncm.ts";
+import { CurrentDataFeCAMUpdate } from "../lib/plugins/update_fecam.ts";
+import { streamingLDA } from "../lib/plugins/slda.ts";
 import { FUSED_KERNELS } from "../lib/backends/fused.ts";
 import { SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
@@ -339,6 +343,36 @@ Deno.test(
       ["cwrStar", (o) => cwrStar(o)],
       ["ar1", (o) => ar1({ ...o, rmSz: 20 })],
       ["rar", (o) => rar({ ...o, memSize: 20, batchSizeMem: 8 })],
+    ];
+    for (const [name, make] of methods) {
+      const { cpu, gpu } = await runBoth(toyRun(make));
+      for (let k = 0; k < cpu.length; k++) {
+        const what = k === 0 ? "accuracy" : k === 1 ? "loss" : "weights";
+        assertClose(gpu[k], cpu[k], 2e-3, `${name} ${what}`);
+      }
+    }
+  },
+);
+
+Deno.test(
+  "methods that classify by features give the cpu backend's results on webgpu (SCR, NCM and " +
+    "FeCAM updates, StreamingLDA)" + skipped,
+  gpuTest,
+  async () => {
+    const methods: [string, (o: StrategyOptions) => Strategy][] = [
+      ["scr", (o) => scr({ ...o, memSize: 20 })],
+      ["CurrentDataNCMUpdate", (o) => naive({ ...o, plugins: [new CurrentDataNCMUpdate()] })],
+      ["MemoryNCMUpdate", (o) => naive({ ...o, plugins: [new MemoryNCMUpdate(20)] })],
+      ["CurrentDataFeCAMUpdate", (o) => naive({ ...o, plugins: [new CurrentDataFeCAMUpdate()] })],
+      ["streamingLDA", (o) =>
+        streamingLDA({
+          model: o.model,
+          outputLayerName: "embed",
+          inputSize: 16,
+          numClasses: 4,
+          batchSize: 16,
+          seed: 0,
+        })],
     ];
     for (const [name, make] of methods) {
       const { cpu, gpu } = await runBoth(toyRun(make));
