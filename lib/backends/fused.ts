@@ -22,7 +22,8 @@
  *   allocations and four passes per parameter.
  *
  * The loss and accumulator kernels are registered for the "wasm", "blas" and "cpu" backends; on
- * any other backend (tfjs-node) callers keep the composite form ({@link hasFusedKernel}).
+ * any other backend (tfjs-node, "webgpu") callers keep the composite form ({@link hasFusedKernel}),
+ * and `strategy.plan()` lists them ({@link compositeKernels}).
  *
  * @module
  */
