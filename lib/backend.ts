@@ -3,7 +3,8 @@
  *
  * `backend: "auto"` picks tfjs-node when its native binding is installed and loads, else the
  * "webgpu" backend when a hardware WebGPU adapter answers (never a software one such as Mesa's
- * lavapipe/llvmpipe: {@link probeWebGpu}), else the "blas" backend (the WebAssembly backend with matrix products and convolutions in a native BLAS
+ * lavapipe/llvmpipe: {@link probeWebGpu}; on Linux only with XDG_RUNTIME_DIR set), else the "blas"
+ * backend (the WebAssembly backend with matrix products and convolutions in a native BLAS
  * called through FFI, `lib/backends/blas.ts`) when `--allow-ffi` is granted and a BLAS library
  * is found, else the WebAssembly backend (SIMD), else the plain JavaScript `cpu` backend. Which
  * one runs is reported, with the reason each one before it was skipped.
@@ -122,6 +123,18 @@ export async function findAdapter(gpu: GpuLike | undefined): Promise<WebGpuProbe
   return { ok: true, adapter: { description, software } };
 }
 
+/** True on Linux when XDG_RUNTIME_DIR is readable and unset (`auto` then skips WebGPU). */
+function xdgRuntimeDirMissing(): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+    if (Deno.permissions.querySync(env).state !== "granted") return false;
+    return !Deno.env.get("XDG_RUNTIME_DIR");
+  } catch {
+    return false;
+  }
+}
+
 async function tryWebGpu(): Promise<void> {
   await import("@tensorflow/tfjs-backend-webgpu");
   if (!(await tf.setBackend("webgpu"))) {
@@ -221,7 +234,13 @@ export async function setBackend(name: BackendName = "auto"): Promise<BackendInf
       }
     }
   }
-  if (name === "webgpu" || name === "auto") {
+  if (name === "auto" && xdgRuntimeDirMissing()) {
+    skipped.push({
+      name: "webgpu",
+      reason: "XDG_RUNTIME_DIR is not set, without which WebGPU's drivers print errors on Linux: " +
+        `set it (e.g. to a folder of your own under /tmp), or ask for backend "webgpu"`,
+    });
+  } else if (name === "webgpu" || name === "auto") {
     const probe = await probeWebGpu();
     if (!probe.ok) {
       if (name === "webgpu") throw new Error(`Backend "webgpu" is unavailable: ${probe.reason}`);

@@ -133,7 +133,9 @@ Deno.test(
       assert.deepEqual(info.adapter, probe.ok ? probe.adapter : undefined);
       const auto = await setBackend("auto");
       const webgpu = auto.skipped.find((s) => s.name === "webgpu");
-      if (probe.ok && probe.adapter.software) {
+      if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+        assert.match(webgpu!.reason, /XDG_RUNTIME_DIR is not set/);
+      } else if (probe.ok && probe.adapter.software) {
         assert.notEqual(auto.name, "webgpu");
         assert.match(webgpu!.reason, /software/);
       } else {
