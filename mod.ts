@@ -160,7 +160,12 @@ export type { Criterion } from "./lib/nn/losses.ts";
 export { IncrementalClassifier, MASK_VALUE, MultiHeadClassifier } from "./lib/models/heads.ts";
 export { Classifier, cnn, mlp, multiHeadMLP } from "./lib/models/mlp.ts";
 export type { CNNOptions, HeadKind, MLPOptions } from "./lib/models/mlp.ts";
-export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/features.ts";
+export {
+  extractFeatures,
+  extractFeaturesAsync,
+  hasEmbed,
+  l2NormalizeRows,
+} from "./lib/models/features.ts";
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
 export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";
