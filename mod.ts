@@ -23,8 +23,14 @@
 
 // Layer 1, backend, random and options: choosing the tfjs backend, seeded random numbers,
 // checking the options objects a builder takes (for plugins and builders of one's own).
-export { backendInfo, BACKENDS, setBackend, setup } from "./lib/backend.ts";
-export type { BackendInfo, BackendName, SetupOptions } from "./lib/backend.ts";
+export { backendInfo, BACKENDS, probeWebGpu, setBackend, setup } from "./lib/backend.ts";
+export type {
+  BackendInfo,
+  BackendName,
+  SetupOptions,
+  WebGpuAdapter,
+  WebGpuProbe,
+} from "./lib/backend.ts";
 export { Rng } from "./lib/random.ts";
 export type { RngState } from "./lib/random.ts";
 export { anyOf, checkOptions, closest, instanceOf, oneOf } from "./lib/options.ts";
@@ -223,7 +229,12 @@ export type {
   ResNetStage,
   SlimResNet18Options,
 } from "./lib/models/resnet.ts";
-export { extractFeatures, hasEmbed, l2NormalizeRows } from "./lib/models/features.ts";
+export {
+  extractFeatures,
+  extractFeaturesAsync,
+  hasEmbed,
+  l2NormalizeRows,
+} from "./lib/models/features.ts";
 export type { Embedder, ExtractFeaturesOptions, Features } from "./lib/models/features.ts";
 export { classMeansOf, NCMClassifier } from "./lib/models/ncm.ts";
 export type { NCMClassifierOptions, NCMMetric } from "./lib/models/ncm.ts";

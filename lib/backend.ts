@@ -2,7 +2,9 @@
  * Choosing the tfjs backend and seeding a run.
  *
  * `backend: "auto"` picks tfjs-node when its native binding is installed and loads, else the
- * "blas" backend (the WebAssembly backend with matrix products and convolutions in a native BLAS
+ * "webgpu" backend when a hardware WebGPU adapter answers (never a software one such as Mesa's
+ * lavapipe/llvmpipe: {@link probeWebGpu}; on Linux only with XDG_RUNTIME_DIR set), else the "blas"
+ * backend (the WebAssembly backend with matrix products and convolutions in a native BLAS
  * called through FFI, `lib/backends/blas.ts`) when `--allow-ffi` is granted and a BLAS library
  * is found, else the WebAssembly backend (SIMD), else the plain JavaScript `cpu` backend. Which
  * one runs is reported, with the reason each one before it was skipped.
@@ -17,10 +19,10 @@ import { BLAS_BACKEND, registerBlasBackend } from "./backends/blas.ts";
 import { checkOptions, closest, describeValue } from "./options.ts";
 
 /** Backends a run can ask for. */
-export type BackendName = "auto" | "node" | "blas" | "wasm" | "cpu";
+export type BackendName = "auto" | "node" | "webgpu" | "blas" | "wasm" | "cpu";
 
 /** Every name {@link setBackend} accepts. */
-export const BACKENDS: readonly BackendName[] = ["auto", "node", "blas", "wasm", "cpu"];
+export const BACKENDS: readonly BackendName[] = ["auto", "node", "webgpu", "blas", "wasm", "cpu"];
 
 /** Outcome of {@link setBackend}: the backend that runs and why others were skipped. */
 export interface BackendInfo {
@@ -30,6 +32,115 @@ export interface BackendInfo {
   requested: BackendName;
   /** Backends tried before the active one, with the reason each was not used. */
   skipped: { name: string; reason: string }[];
+  /** On "webgpu": the adapter it runs on. */
+  adapter?: WebGpuAdapter;
+}
+
+/** A WebGPU adapter as {@link probeWebGpu} found it. */
+export interface WebGpuAdapter {
+  /** The adapter's description (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"), else its vendor. */
+  description: string;
+  /**
+   * True for a software adapter (a CPU implementation such as Mesa's lavapipe/llvmpipe or
+   * SwiftShader): the adapter says `isFallbackAdapter`, or its vendor is Mesa's software vendor
+   * id 0x10005, or its description names one.
+   */
+  software: boolean;
+}
+
+/** What {@link probeWebGpu} found: an adapter, or why there is none and how to get one. */
+export type WebGpuProbe =
+  | { ok: true; adapter: WebGpuAdapter }
+  | { ok: false; reason: string };
+
+/** The parts of a WebGPU adapter read here. */
+export interface GpuAdapterLike {
+  isFallbackAdapter?: boolean;
+  info?: { vendor?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+}
+/** The part of the WebGPU API read here (Deno's `navigator.gpu`). */
+export interface GpuLike {
+  requestAdapter(opts?: { powerPreference?: string }): Promise<GpuAdapterLike | null>;
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|software|basic render/i;
+/** Vulkan's vendor id of Mesa's software drivers (VK_VENDOR_ID_MESA). */
+const MESA_SOFTWARE_VENDOR = 0x10005;
+
+let probed: Promise<WebGpuProbe> | undefined;
+
+/**
+ * Looks for a WebGPU adapter (once per process): Deno's `navigator.gpu` (Deno 2.9 has it by
+ * default; older versions need `--unstable-webgpu` or `"unstable": ["webgpu"]` in deno.json),
+ * then the adapter WebGPU offers for high performance, telling a software adapter (lavapipe,
+ * SwiftShader) from a GPU by the adapter's `isFallbackAdapter`, its vendor id and its
+ * description. When none answers, the reason says what to install.
+ *
+ * @example
+ * ```ts
+ * import { probeWebGpu } from "./backend.ts";
+ * const probe = await probeWebGpu();
+ * console.log(probe.ok ? probe.adapter.description : probe.reason);
+ * ```
+ */
+export function probeWebGpu(): Promise<WebGpuProbe> {
+  return probed ??= findAdapter(
+    (globalThis.navigator as unknown as { gpu?: GpuLike } | undefined)?.gpu,
+  );
+}
+
+/**
+ * What {@link probeWebGpu} concludes from `gpu` (Deno's `navigator.gpu`, undefined when absent).
+ * Internal; exported for tests.
+ */
+export async function findAdapter(gpu: GpuLike | undefined): Promise<WebGpuProbe> {
+  if (!gpu) {
+    return {
+      ok: false,
+      reason: "navigator.gpu is missing: run Deno with --unstable-webgpu (or put " +
+        `"unstable": ["webgpu"] in deno.json; Deno 2.9 and later have it by default)`,
+    };
+  }
+  let adapter: GpuAdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  } catch (e) {
+    adapter = null;
+    console.warn(`WebGPU: requestAdapter failed: ${(e as Error)?.message ?? e}`);
+  }
+  if (!adapter) {
+    return {
+      ok: false,
+      reason: "no WebGPU adapter: install the GPU's Vulkan driver with the Vulkan loader (on " +
+        "Debian/Ubuntu without a GPU, mesa-vulkan-drivers and libvulkan1 give the software " +
+        "adapter lavapipe) and set XDG_RUNTIME_DIR (e.g. to a folder of your own under /tmp)",
+    };
+  }
+  const info = adapter.info ?? {};
+  const description = info.description || info.device || info.vendor || "unnamed adapter";
+  const software = adapter.isFallbackAdapter === true || info.isFallbackAdapter === true ||
+    Number(info.vendor) === MESA_SOFTWARE_VENDOR || SOFTWARE_ADAPTER.test(description);
+  return { ok: true, adapter: { description, software } };
+}
+
+/** True on Linux when XDG_RUNTIME_DIR is readable and unset (`auto` then skips WebGPU). */
+function xdgRuntimeDirMissing(): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+    if (Deno.permissions.querySync(env).state !== "granted") return false;
+    return !Deno.env.get("XDG_RUNTIME_DIR");
+  } catch {
+    return false;
+  }
+}
+
+async function tryWebGpu(): Promise<void> {
+  await import("@tensorflow/tfjs-backend-webgpu");
+  if (!(await tf.setBackend("webgpu"))) {
+    throw new Error(`tf.setBackend("webgpu") returned false (no device from the adapter)`);
+  }
+  await tf.ready();
 }
 
 let current: BackendInfo | undefined;
@@ -77,7 +188,7 @@ async function tryNode(): Promise<void> {
 
 /**
  * Activates a tfjs backend. `"auto"` tries tfjs-node (only when its native binding is installed),
- * then blas (when `--allow-ffi` is granted and a BLAS library loads), then wasm, then cpu. An
+ * then webgpu (only on a hardware adapter), then blas (when `--allow-ffi` is granted and a BLAS library loads), then wasm, then cpu. An
  * explicit name that cannot start throws an error saying why and how to fix it.
  *
  * @example
@@ -98,8 +209,10 @@ export async function setBackend(name: BackendName = "auto"): Promise<BackendInf
   }
   quiet();
   const skipped: { name: string; reason: string }[] = [];
-  const activate = (active: string): BackendInfo => {
-    current = { name: active, requested: name, skipped };
+  const activate = (active: string, adapter?: WebGpuAdapter): BackendInfo => {
+    current = adapter
+      ? { name: active, requested: name, skipped, adapter }
+      : { name: active, requested: name, skipped };
     return current;
   };
   if (name === "node" || name === "auto") {
@@ -118,6 +231,34 @@ export async function setBackend(name: BackendName = "auto"): Promise<BackendInf
           );
         }
         skipped.push({ name: "node", reason });
+      }
+    }
+  }
+  if (name === "auto" && xdgRuntimeDirMissing()) {
+    skipped.push({
+      name: "webgpu",
+      reason: "XDG_RUNTIME_DIR is not set, without which WebGPU's drivers print errors on Linux: " +
+        `set it (e.g. to a folder of your own under /tmp), or ask for backend "webgpu"`,
+    });
+  } else if (name === "webgpu" || name === "auto") {
+    const probe = await probeWebGpu();
+    if (!probe.ok) {
+      if (name === "webgpu") throw new Error(`Backend "webgpu" is unavailable: ${probe.reason}`);
+      skipped.push({ name: "webgpu", reason: probe.reason });
+    } else if (name === "auto" && probe.adapter.software) {
+      skipped.push({
+        name: "webgpu",
+        reason: `the WebGPU adapter is a software one (${probe.adapter.description}), ` +
+          `slower than the CPU backends: ask for backend "webgpu" to use it anyway`,
+      });
+    } else {
+      try {
+        await tryWebGpu();
+        return activate("webgpu", probe.adapter);
+      } catch (e) {
+        const reason = String((e as Error)?.message ?? e).split("\n")[0];
+        if (name === "webgpu") throw new Error(`Backend "webgpu" could not start: ${reason}`);
+        skipped.push({ name: "webgpu", reason });
       }
     }
   }

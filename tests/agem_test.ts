@@ -286,21 +286,23 @@ function countReads(fn: () => void): number {
   return reads;
 }
 
-Deno.test("AGEM reads nothing back from the device in its training hooks", async () => {
+Deno.test("AGEM reads nothing back from the device in its iterations (one count per experience)", async () => {
   assert.equal(countReads(() => tf.tidy(() => void tf.scalar(1).dataSync())), 1, "the spy works");
   const bench = toyBenchmark({ n: 120, classes: 6, experiences: 3 });
   const model = mlp({ input: 64, hidden: [8], outputs: 6, seed: 0 });
   const inner = new AGEMPlugin(10, 5);
-  let reads = 0;
+  let reads = 0, expReads = 0;
   const wrapped: Plugin = {
     name: "wrapped",
-    afterTrainingExp: (ctx) => void (reads += countReads(() => inner.afterTrainingExp(ctx))),
+    // One asynchronous read per experience: the projection count joins its offset.
+    afterTrainingExp: (ctx) => void (expReads += countReads(() => inner.afterTrainingExp(ctx))),
     afterBackward: (ctx) => void (reads += countReads(() => inner.afterBackward(ctx))),
   };
   const s = naive({ model, batchSize: 10, seed: 0, plugins: [wrapped] });
   for (const exp of bench.train) await s.train(exp);
   assert.ok(inner.checks > 0);
   assert.equal(reads, 0);
+  assert.ok(expReads <= bench.train.length, `${expReads} reads after experiences`);
   s.dispose();
   model.dispose();
   inner.dispose();

@@ -6,7 +6,15 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { backendInfo, ensureBackend, seedGlobal, setup } from "../lib/backend.ts";
+import {
+  backendInfo,
+  ensureBackend,
+  findAdapter,
+  type GpuAdapterLike,
+  probeWebGpu,
+  seedGlobal,
+  setup,
+} from "../lib/backend.ts";
 import { drawSeed, Linear } from "../lib/nn/layers.ts";
 import { registerBlasBackend } from "../lib/backends/blas.ts";
 
@@ -46,9 +54,12 @@ Deno.test("a tensor made on one backend is usable after switching to the other",
   }
 });
 
-Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, skipping tfjs-node", async () => {
+Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, skipping tfjs-node and a software WebGPU adapter", async () => {
   const blas = await registerBlasBackend();
-  const want = blas.ok ? "blas" : "wasm";
+  const gpu = await probeWebGpu();
+  const xdg = Deno.build.os !== "linux" || !!Deno.env.get("XDG_RUNTIME_DIR");
+  const hardware = gpu.ok && !gpu.adapter.software && xdg;
+  const want = hardware ? "webgpu" : blas.ok ? "blas" : "wasm";
   try {
     // tfjs-node is not installed on this machine, so auto must not even try to import it.
     const info = await setBackend("auto");
@@ -57,13 +68,23 @@ Deno.test("'auto' picks blas when FFI and a BLAS library are there, else wasm, s
     assert.equal(tf.getBackend(), want);
     assert.equal(info.skipped[0].name, "node");
     assert.match(info.skipped[0].reason, /binding/);
-    if (blas.ok) {
+    if (hardware) {
       assert.equal(info.skipped.length, 1);
     } else {
-      // Without --allow-ffi (or a library) the reason names the fix.
-      assert.equal(info.skipped.length, 2);
-      assert.equal(info.skipped[1].name, "blas");
-      assert.match(info.skipped[1].reason, /--allow-ffi|OPENBLAS_LIB/);
+      // No adapter, or a software one (lavapipe): never taken silently; the reason says which.
+      assert.equal(info.skipped[1].name, "webgpu");
+      assert.match(
+        info.skipped[1].reason,
+        /software|navigator\.gpu|no WebGPU adapter|XDG_RUNTIME_DIR/,
+      );
+      if (blas.ok) {
+        assert.equal(info.skipped.length, 2);
+      } else {
+        // Without --allow-ffi (or a library) the reason names the fix.
+        assert.equal(info.skipped.length, 3);
+        assert.equal(info.skipped[2].name, "blas");
+        assert.match(info.skipped[2].reason, /--allow-ffi|OPENBLAS_LIB/);
+      }
     }
     assert.deepEqual(compute(), [3, 7]);
     // The default is auto.
@@ -85,7 +106,7 @@ Deno.test("an unknown backend name throws a TypeError listing the valid names", 
       (e: Error) => {
         assert.ok(e instanceof TypeError);
         assert.ok(e.message.includes(`"${bad}"`), e.message);
-        for (const valid of ["auto", "node", "blas", "wasm", "cpu"]) {
+        for (const valid of ["auto", "node", "webgpu", "blas", "wasm", "cpu"]) {
           assert.ok(e.message.includes(`"${valid}"`), `${e.message} lacks "${valid}"`);
         }
         return true;
@@ -146,4 +167,37 @@ Deno.test("setup() picks the asked backend and rejects a non-finite seed", async
   } finally {
     await setBackend("wasm");
   }
+});
+
+Deno.test("probeWebGpu says what is missing and tells software adapters from GPUs", async () => {
+  const missing = await findAdapter(undefined);
+  assert.ok(!missing.ok);
+  assert.match(
+    missing.reason,
+    /navigator\.gpu is missing: .*--unstable-webgpu.*"unstable": \["webgpu"\]/,
+  );
+  const gpu = (adapter: GpuAdapterLike | null) => ({
+    requestAdapter: () => Promise.resolve(adapter),
+  });
+  const none = await findAdapter(gpu(null));
+  assert.ok(!none.ok);
+  assert.match(
+    none.reason,
+    /no WebGPU adapter: .*mesa-vulkan-drivers and libvulkan1.*XDG_RUNTIME_DIR/,
+  );
+  const lavapipe = { info: { vendor: "65541", description: "llvmpipe (LLVM 15.0.6, 256 bits)" } };
+  const cases: [GpuAdapterLike, boolean][] = [
+    [lavapipe, true],
+    [{ info: { vendor: "65541", description: "" } }, true], // Mesa's software vendor id alone
+    [{ info: { description: "Some GPU", isFallbackAdapter: true } }, true],
+    [{ isFallbackAdapter: true, info: {} }, true],
+    [{ info: { vendor: "4318", description: "NVIDIA H100 80GB HBM3" } }, false],
+  ];
+  for (const [adapter, software] of cases) {
+    const probe = await findAdapter(gpu(adapter));
+    assert.ok(probe.ok);
+    assert.equal(probe.adapter.software, software, JSON.stringify(adapter));
+  }
+  const lp = await findAdapter(gpu(lavapipe));
+  assert.ok(lp.ok && lp.adapter.description === "llvmpipe (LLVM 15.0.6, 256 bits)");
 });

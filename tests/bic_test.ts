@@ -52,7 +52,7 @@ Deno.test("BiasLayer: alpha·z + beta on its classes' logits only, the others bi
   tf.dispose(z);
 });
 
-Deno.test("stage 2 moves alpha and beta by SGD with momentum as computed by hand", () => {
+Deno.test("stage 2 moves alpha and beta by SGD with momentum as computed by hand", async () => {
   // Class 0 twice at logits (0, 2), class 1 once; memSize 10 with valPercentage 0.2 holds out
   // one sample of each class with two or more: one (0, 2) of class 0.
   const data = new ArrayDataset({
@@ -72,7 +72,7 @@ Deno.test("stage 2 moves alpha and beta by SGD with momentum as computed by hand
   assert.equal(ctx.dataset!.length, 2); // the held-out sample left the training data
   const layer = new BiasLayer([1]);
   const start = tf.memory().numTensors;
-  plugin.trainBiasLayer(ctx, layer);
+  await plugin.trainBiasLayer(ctx, layer);
   assert.equal(tf.memory().numTensors, start);
   // Logits (0, 2α + β), label 0: ∂CE/∂β = p₁, ∂CE/∂α = 2 p₁; β also gets 0.1 β (its penalty).
   const sig = (v: number) => 1 / (1 + Math.exp(-v));

@@ -5,7 +5,7 @@
 // their names say why.
 // Run: deno test -A tests/blas_test.ts
 
-import { setBackend } from "../lib/backend.ts";
+import { probeWebGpu, setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
@@ -186,7 +186,8 @@ Deno.test("without --allow-ffi, auto falls back to wasm and blas fails naming th
   );
   assert.ok(auto.ok, auto.err);
   const info = JSON.parse(auto.out.trim().split("\n").pop()!);
-  assert.equal(info.name, "wasm");
+  const gpu = await probeWebGpu();
+  assert.equal(info.name, gpu.ok && !gpu.adapter.software ? "webgpu" : "wasm");
   const blas = info.skipped.find((s: { name: string }) => s.name === "blas");
   assert.ok(blas, `blas not among skipped: ${auto.out}`);
   assert.match(blas.reason, /--allow-ffi/);
@@ -205,9 +206,12 @@ blasTest("setBackend('blas') activates the backend and 'auto' prefers it to wasm
   assert.equal(info.name, BLAS_BACKEND);
   assert.equal(tf.getBackend(), BLAS_BACKEND);
   assert.deepEqual(info.skipped, []);
+  const gpu = await probeWebGpu();
+  if (gpu.ok && !gpu.adapter.software) return; // auto takes a hardware WebGPU adapter first
   const auto = await setBackend("auto");
   assert.equal(auto.name, BLAS_BACKEND);
-  assert.deepEqual(auto.skipped.map((s) => s.name), ["node"]);
+  // webgpu is skipped too: no adapter, or a software one (lavapipe).
+  assert.deepEqual(auto.skipped.map((s) => s.name), ["node", "webgpu"]);
   assert.deepEqual(
     tf.tidy(() => Array.from(tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.ones([2, 1])).dataSync())),
     [3, 7],

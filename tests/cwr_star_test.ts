@@ -46,19 +46,19 @@ function column(layer: Linear, c: number): number[] {
   return w.map((row) => row[c]);
 }
 
-Deno.test("CWR* reset and consolidation follow Avalanche's formula on hand-built weights", () => {
+Deno.test("CWR* reset and consolidation follow Avalanche's formula on hand-built weights", async () => {
   const model = mlp({ input: 3, hidden: [], outputs: 4, seed: 0 });
   const plugin = new CWRStarPlugin(model);
   assert.equal(plugin.cwrLayerName, "classifier");
   const layer = plugin.layer;
 
   // Experience 0: classes 0 (3 samples) and 1 (1 sample).
-  plugin.beforeTrainingExp(fakeCtx([0, 0, 1, 0], 0));
+  await plugin.beforeTrainingExp(fakeCtx([0, 0, 1, 0], 0));
   assert.deepEqual(Array.from(layer.weight.dataSync()), new Array(12).fill(0));
   assert.deepEqual(Array.from(layer.bias!.dataSync()), [0, 0, 0, 0]);
   // "Trained" weights: rows are inputs, columns classes.
   setLayer(layer, [[1, 3, 9, 9], [2, 4, 9, 9], [3, 5, 9, 9]], [0.5, -0.5, 7, 7]);
-  plugin.afterTrainingExp();
+  await plugin.afterTrainingExp();
   // avg over the entries of columns 0 and 1: (1+2+3+3+4+5)/6 = 3; bias mean 0.
   const cw = plugin.consolidatedWeights;
   close(cw.get(0)!.weight, [-2, -1, 0], 1e-6, "cw0");
@@ -73,14 +73,14 @@ Deno.test("CWR* reset and consolidation follow Avalanche's formula on hand-built
   close(layer.bias!.dataSync(), [0.5, -0.5, 7, 7]);
 
   // Experience 1: classes 1 (4 samples, seen before) and 2 (2 samples, new).
-  plugin.beforeTrainingExp(fakeCtx([1, 2, 1, 1, 2, 1], 1));
+  await plugin.beforeTrainingExp(fakeCtx([1, 2, 1, 1, 2, 1], 1));
   // Reset: all zeros but the consolidated column of class 1 (class 0 is not in the experience).
   close(column(layer, 0), [0, 0, 0]);
   close(column(layer, 1), [0, 1, 2]);
   close(column(layer, 2), [0, 0, 0]);
   close(layer.bias!.dataSync(), [0, -0.5, 0, 0]);
   setLayer(layer, [[5, 2, 4, 1], [5, 3, 6, 1], [5, 4, 8, 1]], [1, 2, 4, 1]);
-  plugin.afterTrainingExp();
+  await plugin.afterTrainingExp();
   // avg over columns 1 and 2: (2+3+4+4+6+8)/6 = 4.5; bias mean (2+4)/2 = 3.
   // Class 1: wpast = sqrt(past/cur) = sqrt(1/4) = 0.5; cw = (cw·0.5 + (w − 4.5)) / 1.5.
   const w1 = [0, 1, 2].map((v, i) => (v * 0.5 + ([2, 3, 4][i] - 4.5)) / 1.5);
@@ -98,9 +98,9 @@ Deno.test("CWR* reset and consolidation follow Avalanche's formula on hand-built
   close(column(layer, 3), [1, 1, 1]);
 
   // A third time for class 1: wpast = sqrt(5 / 5) = 1.
-  plugin.beforeTrainingExp(fakeCtx([1, 1, 1, 1, 1, 3, 3], 2));
+  await plugin.beforeTrainingExp(fakeCtx([1, 1, 1, 1, 1, 3, 3], 2));
   setLayer(layer, [[0, 1, 0, 3], [0, 1, 0, 3], [0, 1, 0, 3]], [0, 0, 0, 0]);
-  plugin.afterTrainingExp();
+  await plugin.afterTrainingExp();
   // avg over columns 1 and 3: 2.
   close(cw.get(1)!.weight, w1.map((v) => (v + (1 - 2)) / 2), 1e-6, "cw1 after exp 2");
   close(cw.get(3)!.weight, [1, 1, 1]);

@@ -1138,13 +1138,13 @@ Deno.test("setup and setBackend options", async () => {
   await rejectsExactly(
     () => setBackend("wsam" as never),
     "TypeError",
-    'Unknown backend "wsam": use one of "auto", "node", "blas", "wasm", "cpu" ' +
+    'Unknown backend "wsam": use one of "auto", "node", "webgpu", "blas", "wasm", "cpu" ' +
       '(did you mean "wasm"?)',
   );
   await rejectsExactly(
     () => setBackend({ backend: "cpu" } as never),
     "TypeError",
-    'Unknown backend an object: use one of "auto", "node", "blas", "wasm", "cpu"',
+    'Unknown backend an object: use one of "auto", "node", "webgpu", "blas", "wasm", "cpu"',
   );
 });
 

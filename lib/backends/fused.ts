@@ -22,7 +22,8 @@
  *   allocations and four passes per parameter.
  *
  * The loss and accumulator kernels are registered for the "wasm", "blas" and "cpu" backends; on
- * any other backend (tfjs-node) callers keep the composite form ({@link hasFusedKernel}).
+ * any other backend (tfjs-node, "webgpu") callers keep the composite form ({@link hasFusedKernel}),
+ * and `strategy.plan()` lists them ({@link compositeKernels}).
  *
  * @module
  */
@@ -628,6 +629,28 @@ export function linear(
 ): tf.Tensor2D {
   const inputs: tf.NamedTensorMap = bias ? { x, w, bias } : { x, w };
   return tf.engine().runKernel(LINEAR, inputs, { activation }) as tf.Tensor2D;
+}
+
+/**
+ * The fused kernels the training step and its losses may call, each with the composite form its
+ * callers take on a backend that lacks it.
+ */
+export const FUSED_KERNELS: readonly { readonly name: string; readonly composite: string }[] = [
+  { name: LINEAR, composite: "matMul + add (+ relu), tfjs' gradients or explicit transposes" },
+  { name: SOFTMAX_CE, composite: "logSoftmax, oneHot, mul, sum, mean and their gradients" },
+  { name: DISTILLATION, composite: "softmax and logSoftmax over the units and their gradients" },
+  { name: WEIGHTED_SQUARE, composite: "sub, square, mul, sum and their gradients" },
+  { name: BATCH_STATS, composite: "argMax, equal, cast, sum and add" },
+];
+
+/**
+ * The fused kernels of {@link FUSED_KERNELS} missing on the active backend, as
+ * `"<kernel> → <composite form>"`: their callers take the composite form there.
+ */
+export function compositeKernels(): string[] {
+  return FUSED_KERNELS.filter((k) => !hasFusedKernel(k.name)).map((k) =>
+    `${k.name} → ${k.composite}`
+  );
 }
 
 /** True when the fused kernel `name` runs on the active backend. */

@@ -235,10 +235,11 @@ async function checksum(
   return hex(await crypto.subtle.digest("SHA-256", text));
 }
 
-function stateOf(source: Strategy | StrategyState): StrategyState {
+async function stateOf(source: Strategy | StrategyState): Promise<StrategyState> {
   const s = source as Strategy;
   if (s && typeof s.checkpoint === "function" && typeof s.restore === "function") {
-    return s.checkpoint();
+    // checkpointAsync where there is one: checkpoint() cannot read GPU data on "webgpu".
+    return typeof s.checkpointAsync === "function" ? await s.checkpointAsync() : s.checkpoint();
   }
   const st = source as StrategyState;
   if (!st || typeof st !== "object" || st.version !== 1 || !st.model) {
@@ -252,14 +253,14 @@ function stateOf(source: Strategy | StrategyState): StrategyState {
 }
 
 /**
- * The bytes of a checkpoint file of `state` (a strategy's state is taken with `checkpoint()`), as
+ * The bytes of a checkpoint file of `state` (a strategy's state is taken with `checkpointAsync()`), as
  * the header part and the data part: {@link saveCheckpoint} writes them.
  */
 export async function encodeCheckpoint(
   source: Strategy | StrategyState,
   opts: SaveCheckpointOptions = {},
 ): Promise<{ header: Uint8Array; data: Uint8Array }> {
-  const state = stateOf(source);
+  const state = await stateOf(source);
   const extra = opts.metadata ?? {};
   for (const [k, v] of Object.entries(extra)) {
     if (RESERVED.includes(k)) {

@@ -391,7 +391,7 @@ export class ResumableRun {
       result: rest,
     });
     this.#call++;
-    await this.#write(s.checkpoint(), this.#record, "train");
+    await this.#write(await s.checkpointAsync(), this.#record, "train");
     return { ...result, rows: s.rows.slice(rowsFrom), skipped: false, resumed: cur !== undefined };
   }
 
@@ -419,7 +419,7 @@ export class ResumableRun {
         result: rest,
       });
       this.#call++;
-      await this.#write(s.checkpoint(), this.#record, "eval");
+      await this.#write(await s.checkpointAsync(), this.#record, "eval");
       return { ...result, skipped: false };
     } finally {
       this.#busy = false;

@@ -11,7 +11,7 @@
  *
  * Flags: --data DIR (default $PERENNIAL_DATA, else a shared datasets folder beside the repository
  * when present, else the cache / a verified download), --strategies a,b (default: all), --backend
- * auto|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
+ * auto|webgpu|blas|wasm|cpu|node, --repeats N (medians, every run under `runs`), --seed 0, --epochs 1,
  * --train-limit N / --test-limit N (subsample per experience, for a quick run: marked `quick`),
  * --torch (also run torch_ref.py, for derpp and erace lib/bench/torch_ref_replay.py, when
  * /usr/bin/python3 has torch, right after each of our runs of the same strategy so that the two
@@ -66,7 +66,7 @@ export {
 const USAGE = `Usage: deno task bench [--data DIR] [--strategies ${
   Object.keys(BENCH_STRATEGIES).join(",")
 }]
-       [--backend auto|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
+       [--backend auto|webgpu|blas|wasm|cpu|node] [--repeats 1] [--seed 0] [--epochs 1]
        [--train-limit N] [--test-limit N] [--resident train,test|none] [--torch]
        deno task bench --sweep [--seeds 0,1,2,3] [--workers N] [--threads N] [--backend blas]
        deno task bench --model slimresnet18|resnet32 [--batches 10,128] [--backend ...] [--torch]`;

@@ -10,7 +10,7 @@
  *
  * Flags: `--all`, `--list`, `--quick` / `--tiny` (reduced runs), `--data DIR` (default
  * $PERENNIAL_DATA, else a shared datasets folder beside the repository when present, else the
- * cache or a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|blas|wasm|cpu`,
+ * cache or a verified download), `--out DIR`, `--seed 0`, `--backend auto|node|webgpu|blas|wasm|cpu`,
  * `--svg` (figures as SVG instead of PNG), `--check` (exit 1 when a full run misses its target),
  * `--seeds 0,1,2` (every reproduction for each seed through the sweep engine: `--engine
  * local|inline|slurm`, `--workers N`, `--threads N`; runs cached in `runs/repro-seeds/<mode>/`,
@@ -43,7 +43,7 @@ import { sweepProgress } from "../sweep/progress.ts";
 const USAGE = `Usage: deno task repro <name...> | --all | --list
        [--quick | --tiny] [--data DIR] [--out DIR] [--seed 0 | --seeds 0,1,2]
        [--engine local|inline|slurm] [--workers N] [--threads N]
-       [--backend auto|node|blas|wasm|cpu] [--svg] [--check]
+       [--backend auto|node|webgpu|blas|wasm|cpu] [--svg] [--check]
 Reproductions: ${REPRODUCTIONS.map((r) => r.name).join(", ")}`;
 
 /** The repository root. */

@@ -20,6 +20,7 @@ import { type Criterion, crossEntropy } from "../nn/losses.ts";
 import { isLossTerm, type LossTerm } from "../nn/terms.ts";
 import type { TensorBatch } from "./batches.ts";
 import { type DirectStep, directStepFor } from "./direct.ts";
+import { compositeKernels } from "../backends/fused.ts";
 
 /** What a step reads and writes: the part of the hooks' context (`StrategyContext`) it fills in. */
 export interface StepState {
@@ -56,6 +57,14 @@ export interface StepPlan {
   readonly step: "tape" | "tape-free";
   /** One sentence per reason. */
   readonly reasons: readonly string[];
+  /** The backend the plan was made for (`tf.getBackend()`). */
+  readonly backend: string;
+  /**
+   * The fused kernels (`lib/backends/fused.ts`) this backend lacks, each as
+   * `"<kernel> → <composite form>"`: the layers and losses that would call them compute the
+   * composite form instead (e.g. every one of them on "webgpu" and tfjs-node).
+   */
+  readonly composite: readonly string[];
 }
 
 /** One implementation of the training step. */
@@ -223,12 +232,15 @@ export function planStep(
   }
   const direct = directStepFor(model);
   if (typeof direct === "string") reasons.push(direct);
+  const backend = tf.getBackend(), composite = compositeKernels();
   if (reasons.length > 0 || typeof direct === "string") {
-    return new TapeStep({ step: "tape", reasons });
+    return new TapeStep({ step: "tape", reasons, backend, composite });
   }
   const adding = plugins.filter((p) => p.inTape.length > 0).map((p) => p.name);
   return new TapeFreeStep(direct, {
     step: "tape-free",
+    backend,
+    composite,
     reasons: [
       "the model is a classifier of linear layers trained with crossEntropy",
       adding.length === 0

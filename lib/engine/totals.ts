@@ -41,9 +41,13 @@ export class RunningTotals {
     });
   }
 
-  /** The totals (one read-back). */
-  read(): { lossSum: number; correct: number } {
-    return { lossSum: this.#lossSum.dataSync()[0], correct: this.#correct.dataSync()[0] };
+  /**
+   * The totals (one read-back, asynchronous: the "webgpu" backend has no synchronous read of
+   * data on the GPU under Deno).
+   */
+  async read(): Promise<{ lossSum: number; correct: number }> {
+    const [lossSum, correct] = await Promise.all([this.#lossSum.data(), this.#correct.data()]);
+    return { lossSum: lossSum[0], correct: correct[0] };
   }
 
   dispose(): void {

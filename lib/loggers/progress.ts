@@ -105,7 +105,7 @@ export function progressBar(opts: ProgressBarOptions = {}): Plugin {
       done = 0;
       total = ctx.dataLoader?.length ?? 0;
     },
-    afterTrainingIteration(ctx) {
+    async afterTrainingIteration(ctx) {
       // Which step trains and why, once, and again whenever it changes (a plugin that brings
       // the tape back shows here).
       const step = ctx.step;
@@ -120,7 +120,8 @@ export function progressBar(opts: ProgressBarOptions = {}): Plugin {
       const now = performance.now();
       if (live && now - last >= interval) {
         last = now;
-        if (ctx.loss) loss = ctx.loss.dataSync()[0];
+        // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+        if (ctx.loss) loss = (await ctx.loss.data())[0];
         write(`\r${line(ctx, false)}\x1b[K`);
         lineOpen = true;
       }

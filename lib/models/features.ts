@@ -59,6 +59,54 @@ export function extractFeatures(
   data: Dataset,
   opts: ExtractFeaturesOptions = {},
 ): Features {
+  const batches = featureBatches(model, data, opts);
+  let values = new Float32Array(0), dim = 0;
+  for (const { out, start, n } of batches) {
+    try {
+      const chunk = out.dataSync() as Float32Array;
+      if (start === 0) [values, dim] = [new Float32Array(n * out.shape[1]!), out.shape[1]!];
+      values.set(chunk, start * dim);
+    } finally {
+      out.dispose();
+    }
+  }
+  const features = { values, n: batches.n, dim };
+  return opts.normalize ? l2NormalizeRows(features) : features;
+}
+
+/**
+ * {@link extractFeatures}, each batch's features read asynchronously: the same values, on every
+ * backend (the "webgpu" backend cannot read GPU data synchronously under Deno).
+ */
+export async function extractFeaturesAsync(
+  model: Module,
+  data: Dataset,
+  opts: ExtractFeaturesOptions = {},
+): Promise<Features> {
+  const batches = featureBatches(model, data, opts);
+  let values = new Float32Array(0), dim = 0;
+  for (const { out, start, n } of batches) {
+    try {
+      const chunk = await out.data() as Float32Array;
+      if (start === 0) [values, dim] = [new Float32Array(n * out.shape[1]!), out.shape[1]!];
+      values.set(chunk, start * dim);
+    } finally {
+      out.dispose();
+    }
+  }
+  const features = { values, n: batches.n, dim };
+  return opts.normalize ? l2NormalizeRows(features) : features;
+}
+
+/**
+ * The batches of {@link extractFeatures}: each one's features `[m, dim]` (the caller reads and
+ * disposes it) and where it starts; the model is in evaluation mode until the last one is taken.
+ */
+function featureBatches(
+  model: Module,
+  data: Dataset,
+  opts: ExtractFeaturesOptions,
+): Iterable<{ out: tf.Tensor; start: number; n: number }> & { n: number } {
   if (!hasEmbed(model)) {
     throw new TypeError(
       "extractFeatures needs a model with embed(x) (the features before the head), such as the " +
@@ -72,34 +120,27 @@ export function extractFeatures(
   const indices = opts.indices ?? Int32Array.from({ length: data.length }, (_, i) => i);
   const n = indices.length;
   const size = data.sampleSize;
-  const wasTraining = model.training;
-  model.eval();
-  let values = new Float32Array(0);
-  let dim = 0;
-  try {
-    const staging = new Float32Array(Math.min(batchSize, Math.max(n, 1)) * size);
-    for (let start = 0; start < n; start += batchSize) {
-      const m = Math.min(batchSize, n - start);
-      const idx = Array.from({ length: m }, (_, i) => indices[start + i]);
-      data.fillBatch(idx, staging);
-      const out = tf.tidy(() => {
-        const x = tf.tensor(staging.subarray(0, m * size), [m, ...data.inputShape]);
-        const f = model.embed(x);
-        return tf.reshape(f, [m, f.size / m]);
-      });
-      const chunk = out.dataSync() as Float32Array;
-      if (start === 0) {
-        dim = out.shape[1]!;
-        values = new Float32Array(n * dim);
+  function* batches() {
+    const wasTraining = model.training;
+    model.eval();
+    try {
+      const staging = new Float32Array(Math.min(batchSize, Math.max(n, 1)) * size);
+      for (let start = 0; start < n; start += batchSize) {
+        const m = Math.min(batchSize, n - start);
+        const idx = Array.from({ length: m }, (_, i) => indices[start + i]);
+        data.fillBatch(idx, staging);
+        const out = tf.tidy(() => {
+          const x = tf.tensor(staging.subarray(0, m * size), [m, ...data.inputShape]);
+          const f = (model as Embedder).embed(x);
+          return tf.reshape(f, [m, f.size / m]);
+        });
+        yield { out, start, n };
       }
-      values.set(chunk, start * dim);
-      out.dispose();
+    } finally {
+      model.train(wasTraining);
     }
-  } finally {
-    model.train(wasTraining);
   }
-  const features = { values, n, dim };
-  return opts.normalize ? l2NormalizeRows(features) : features;
+  return { n, [Symbol.iterator]: batches };
 }
 
 /** Each row divided by its L2 norm (a zero row stays zero), as a new {@link Features}. */

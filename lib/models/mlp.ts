@@ -48,10 +48,21 @@ export class Classifier extends Module implements Cloneable {
     return this.features.forward(x, opts);
   }
 
-  /** A new model of the same architecture holding a copy of this one's parameters. */
+  /**
+   * A new model of the same architecture holding a copy of this one's parameters, copied on the
+   * device (no read-back: the "webgpu" backend cannot read GPU data synchronously).
+   */
   clone(): Classifier {
     const c = this.rebuild();
-    c.loadStateDict(this.stateDict());
+    c.loadStructure(this.structure());
+    const mine = this.namedParameters();
+    for (const [n, v] of c.namedParameters()) {
+      const src = mine.get(n);
+      if (!src || src.shape.join() !== v.shape.join()) {
+        throw new RangeError(`Cannot clone parameter "${n}": the copy's structure differs`);
+      }
+      tf.tidy(() => v.assign(tf.clone(src)));
+    }
     c.train(this.training);
     return c;
   }

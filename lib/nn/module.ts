@@ -63,9 +63,36 @@ export interface ModuleState {
   structure?: Record<string, unknown>;
 }
 
+/** Tensors {@link tensorToState} was given while {@link withValuesOnCpu} collects them. */
+let collecting: tf.Tensor[] | undefined;
+
 /** Converts a tensor to plain data. */
 export function tensorToState(t: tf.Tensor): TensorState {
+  if (collecting) {
+    collecting.push(t);
+    return { shape: [...t.shape], values: [] };
+  }
   return { shape: [...t.shape], values: Array.from(t.dataSync()) };
+}
+
+/**
+ * `f()`, whose {@link tensorToState} calls find their tensors' values on the CPU: on the
+ * "webgpu" backend, which cannot read GPU data synchronously under Deno, `f` runs once to collect
+ * the tensors it converts (their values left empty, the result dropped), their values are read
+ * asynchronously (a value read once stays readable), then `f` runs for its result. Elsewhere
+ * `f()` alone. `f` must have no side effects beyond its conversions (a `checkpoint()`).
+ */
+export async function withValuesOnCpu<T>(f: () => T): Promise<T> {
+  if (tf.getBackend() !== "webgpu" || collecting) return f();
+  const seen: tf.Tensor[] = [];
+  collecting = seen;
+  try {
+    f();
+  } finally {
+    collecting = undefined;
+  }
+  await Promise.all(seen.filter((t) => !t.isDisposed).map((t) => t.data()));
+  return f();
 }
 
 /**

@@ -8,7 +8,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Dataset } from "../data/dataset.ts";
 import type { Experience } from "../data/experience.ts";
-import { extractFeatures, type Features, hasEmbed } from "../models/features.ts";
+import { extractFeaturesAsync, type Features, hasEmbed } from "../models/features.ts";
 import type { StrategyContext } from "../strategy/context.ts";
 import { StrategyPlugin } from "../strategy/plugin.ts";
 import { ClassBalancedStoragePolicy, StoragePolicy } from "./storage_policy.ts";
@@ -51,9 +51,17 @@ export abstract class FeatureClassifierUpdate<C extends FeatureClassifier> exten
     ctx.output = this.classifier.forward(model.embed(batch.x), width);
   }
 
-  /** The model's features of `data` (in eval mode), with the data's labels. */
-  protected features(ctx: StrategyContext, data: Dataset): { f: Features; y: Int32Array } {
-    const f = extractFeatures(ctx.model, data, { batchSize: ctx.settings.evalBatchSize });
+  /**
+   * The model's features of `data` (in eval mode), with the data's labels; read asynchronously
+   * (the "webgpu" backend cannot read GPU data synchronously).
+   */
+  protected async features(
+    ctx: StrategyContext,
+    data: Dataset,
+  ): Promise<{ f: Features; y: Int32Array }> {
+    const f = await extractFeaturesAsync(ctx.model, data, {
+      batchSize: ctx.settings.evalBatchSize,
+    });
     return { f, y: Int32Array.from(data.targets) };
   }
 }

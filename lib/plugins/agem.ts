@@ -208,8 +208,18 @@ export class AGEMPlugin extends StrategyPlugin {
   }
 
   /** Stores samples of the experience just trained. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     this.memory.addRandom(ctx.experience!.dataset, this.patternsPerExperience, ctx.rng);
+    // The experience's count joins the offset, read asynchronously ("webgpu" has no synchronous
+    // read of GPU data), so that `projections`, `state()` and `dispose()` read a value on the CPU.
+    const v = this.#projections;
+    if (v && !v.isDisposed) {
+      const n = (await v.data())[0];
+      if (n !== 0) {
+        this.#projectionsOffset += n;
+        tf.tidy(() => v.assign(tf.scalar(0))); // made in JavaScript: readable at once
+      }
+    }
   }
 
   /** Computes the reference gradient and projects `ctx.grads` when it conflicts with it. */

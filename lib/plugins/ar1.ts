@@ -254,12 +254,12 @@ export class AR1Plugin extends StrategyPlugin {
     this.model.classifier.train();
   }
 
-  beforeTrainingExp(ctx: StrategyContext): void {
+  async beforeTrainingExp(ctx: StrategyContext): Promise<void> {
     this.#setModes();
     const later = ctx.clock.trainExperiences > 0;
     if (later) ctx.optimizer.reset();
     this.si?.beforeTrainingExp(ctx);
-    this.cwr.beforeTrainingExp(ctx);
+    await this.cwr.beforeTrainingExp(ctx);
     this.#cur = undefined;
     this.#replayMb = 0;
     if (later && this.#rm) {
@@ -282,7 +282,7 @@ export class AR1Plugin extends StrategyPlugin {
     this.#setModes();
   }
 
-  beforeTrainingIteration(ctx: StrategyContext): void {
+  async beforeTrainingIteration(ctx: StrategyContext): Promise<void> {
     const batch = ctx.batch!;
     if (ctx.clock.trainExperiences > 0) {
       for (const name of this.#frozen) ctx.params.delete(name);
@@ -291,7 +291,8 @@ export class AR1Plugin extends StrategyPlugin {
       // The lower part's activations before this iteration's update (Avalanche stores those of
       // the training forward pass).
       const acts = tf.tidy(() => this.lower(batch.x));
-      const values = acts.dataSync() as Float32Array;
+      // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+      const values = await acts.data() as Float32Array;
       const shape = acts.shape.slice(1);
       if (acts !== batch.x) acts.dispose(); // an empty lower part returns the inputs themselves
       const cur = this.#cur ??= { shape, x: [], y: [] };
@@ -340,7 +341,7 @@ export class AR1Plugin extends StrategyPlugin {
     this.#replay = undefined;
   }
 
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     const cur = this.#cur;
     if (cur && cur.y.length > 0) {
       const k = ctx.clock.trainExperiences;
@@ -365,11 +366,11 @@ export class AR1Plugin extends StrategyPlugin {
     }
     this.#cur = undefined;
     this.si?.afterTrainingExp(ctx);
-    this.cwr.afterTrainingExp();
+    await this.cwr.afterTrainingExp();
   }
 
-  beforeEval(): void {
-    this.cwr.beforeEval();
+  async beforeEval(): Promise<void> {
+    await this.cwr.beforeEval();
   }
 
   afterEval(): void {

@@ -404,7 +404,7 @@ export class BiCPlugin extends StrategyPlugin {
   }
 
   /** The teacher, the memory's update, then stage 2 (from the second experience). */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     const model = ctx.model;
     if (!isCloneable(model)) {
       throw new TypeError(
@@ -427,7 +427,7 @@ export class BiCPlugin extends StrategyPlugin {
       .map(([c]) => c);
     if (classes.length === 0) return;
     const layer = new BiasLayer(classes);
-    this.trainBiasLayer(ctx, layer);
+    await this.trainBiasLayer(ctx, layer);
     this.#layers.push(layer);
   }
 
@@ -437,7 +437,7 @@ export class BiCPlugin extends StrategyPlugin {
    * 50, 100 and 150, minibatches of the strategy's batch size drawn from `ctx.rng`. The model is
    * only read, in evaluation mode: its weights do not change.
    */
-  trainBiasLayer(ctx: StrategyContext, layer: BiasLayer): void {
+  async trainBiasLayer(ctx: StrategyContext, layer: BiasLayer): Promise<void> {
     const val = [...this.#validation.values()].filter((m) => m.length > 0);
     const n = val.reduce((s, m) => s + m.length, 0);
     if (n === 0 || this.stage2Epochs === 0) return;
@@ -466,14 +466,16 @@ export class BiCPlugin extends StrategyPlugin {
         const lr = this.lr * 0.1 ** STAGE2_MILESTONES.filter((m) => e >= m).length;
         const order = ctx.rng.permutation(n);
         for (let s = 0; s < n; s += batchSize) {
-          const [ga, gb] = tf.tidy(() => {
+          const g = tf.tidy(() => {
             const idx = tf.tensor1d(order.subarray(s, Math.min(s + batchSize, n)), "int32");
             const z = tf.gather(logits, idx), y = tf.gather(labels, idx);
-            const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+            return tf.grads((a: tf.Tensor, b: tf.Tensor) =>
               crossEntropy(layer.apply(z, a as tf.Scalar, b as tf.Scalar), y)
             )([tf.scalar(layer.alpha), tf.scalar(layer.beta)]);
-            return [g[0].dataSync()[0], g[1].dataSync()[0]];
           });
+          // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+          const [ga, gb] = (await Promise.all(g.map((t) => t.data()))).map((v) => v[0]);
+          tf.dispose(g);
           // PyTorch's SGD with momentum: v ← μ·v + g, p ← p − lr·v.
           va = STAGE2_MOMENTUM * va + ga;
           vb = STAGE2_MOMENTUM * vb + gb + STAGE2_BETA_DECAY * layer.beta;

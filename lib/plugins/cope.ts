@@ -511,14 +511,15 @@ export class CoPEPlugin extends StrategyPlugin {
     ctx.lossTerms.set("ppp", ppp);
   }
 
-  afterTrainingIteration(ctx: StrategyContext): void {
+  async afterTrainingIteration(ctx: StrategyContext): Promise<void> {
     const batch = ctx.batch!;
     if (this.#raw && !this.#raw.isDisposed) {
       const sums = tf.tidy(() => {
         const onehot = tf.oneHot(batch.y, this.nClasses).toFloat();
         return tf.matMul(tf.transpose(onehot), l2Normalize(this.#raw!));
       });
-      const values = sums.dataSync();
+      // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+      const values = await sums.data();
       sums.dispose();
       const counts = new Map<number, number>();
       for (const c of batch.data.y.subarray(0, batch.n)) counts.set(c, (counts.get(c) ?? 0) + 1);

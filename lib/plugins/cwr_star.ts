@@ -208,7 +208,8 @@ export class CWRStarPlugin extends StrategyPlugin {
     return this.#cur;
   }
 
-  beforeTrainingExp(ctx: StrategyContext): void {
+  async beforeTrainingExp(ctx: StrategyContext): Promise<void> {
+    await this.#layerOnCpu();
     const exp = ctx.experience!;
     this.#cur = countClasses(exp.dataset.targets);
     const layer = this.layer;
@@ -255,7 +256,8 @@ export class CWRStarPlugin extends StrategyPlugin {
     for (const [name, v] of ctx.params) if (!keep.has(v)) ctx.params.delete(name);
   }
 
-  afterTrainingExp(): void {
+  async afterTrainingExp(): Promise<void> {
+    await this.#layerOnCpu();
     const { saved, past } = this.#consolidate();
     // In place: maps handed out by the getters stay current.
     for (const [c, s] of saved) this.#saved.set(c, s);
@@ -264,8 +266,9 @@ export class CWRStarPlugin extends StrategyPlugin {
     this.#live = false;
   }
 
-  beforeEval(): void {
+  async beforeEval(): Promise<void> {
     if (!this.#live || this.#backup) return;
+    await this.#layerOnCpu();
     // Periodic evaluation within an experience: evaluate what consolidation would give now.
     const layer = this.layer;
     this.#backup = {
@@ -312,6 +315,16 @@ export class CWRStarPlugin extends StrategyPlugin {
       layer.weight.assign(tf.tensor2d(w, [nIn, nOut]));
       layer.bias?.assign(tf.tensor1d(b));
     });
+  }
+
+  /**
+   * Brings the output layer's values to the CPU, asynchronously, before the hooks read them
+   * synchronously: the "webgpu" backend has no synchronous read of GPU data, and a value read
+   * once stays readable. The layer's new values are written from JavaScript, so readable too.
+   */
+  async #layerOnCpu(): Promise<void> {
+    const layer = this.layer;
+    await Promise.all([layer.weight.data(), layer.bias?.data()]);
   }
 
   /** Avalanche's consolidate_weights, returning the new state without committing it. */

@@ -262,6 +262,12 @@ export class EWCPlugin extends StrategyPlugin {
   #anchor = new Map<string, tf.Tensor>();
   /** Σ_e F_e (θ_e − μ)² over all parameters: the penalty's constant part (separate mode). */
   #constant = 0;
+  /**
+   * The last consolidation's addition to {@link EWCPlugin.constant}, kept on the device until it
+   * is first needed: `afterTrainingExp` reads it asynchronously (the "webgpu" backend cannot read
+   * GPU data synchronously), so that the synchronous reads after it find the value on the CPU.
+   */
+  #pendingConstant: tf.Tensor | undefined;
   #experiences = 0;
   #history: EWCExperienceData[] = [];
 
@@ -333,6 +339,16 @@ export class EWCPlugin extends StrategyPlugin {
 
   /** The constant part of the separate penalty, `Σ_e Σ_p F_e,p (θ_e,p − μ_p)²` (before λ). */
   get constant(): number {
+    return this.#settledConstant();
+  }
+
+  #settledConstant(): number {
+    const pending = this.#pendingConstant;
+    if (pending) {
+      this.#pendingConstant = undefined;
+      this.#constant += pending.dataSync()[0];
+      pending.dispose();
+    }
     return this.#constant;
   }
 
@@ -403,11 +419,14 @@ export class EWCPlugin extends StrategyPlugin {
         this.#importance.set(n, tf.keep(tf.tidy(() => tf.mul(s, this.decayFactor!))));
         s.dispose();
       }
+      this.#pendingConstant?.dispose();
+      this.#pendingConstant = undefined;
       this.#constant = 0;
+      extra.dispose();
     } else {
-      this.#constant += extra.dataSync()[0];
+      this.#settledConstant();
+      this.#pendingConstant = tf.keep(extra);
     }
-    extra.dispose();
     if (this.keepImportanceData) {
       this.#history.push({
         experience: this.#experiences,
@@ -463,7 +482,7 @@ export class EWCPlugin extends StrategyPlugin {
       if (x) entries.push({ name, x, importance, anchor: this.#anchor.get(name)! });
     }
     // λ Σ S (θ − μ)², with its gradient in one kernel where the backend has it.
-    return quadraticPenaltyTerm(entries, this.ewcLambda, this.#constant * this.ewcLambda);
+    return quadraticPenaltyTerm(entries, this.ewcLambda, this.#settledConstant() * this.ewcLambda);
   }
 
   /** Fits saved tensors to parameters that grew when the model adapted to the experience. */
@@ -481,7 +500,7 @@ export class EWCPlugin extends StrategyPlugin {
   }
 
   /** Computes the experience's importances and consolidates them with the parameters. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     const exp = ctx.experience;
     if (!exp) return;
     const wasTraining = ctx.model.training;
@@ -499,6 +518,8 @@ export class EWCPlugin extends StrategyPlugin {
     const values = new Map([...importances.keys()].map((n) => [n, params.get(n)! as tf.Tensor]));
     this.consolidate(importances, values);
     disposeMap(importances);
+    // Brought to the CPU here, asynchronously, for the penalty's synchronous read.
+    await this.#pendingConstant?.data();
   }
 
   /** Plain-data state for checkpoints. */
@@ -507,7 +528,7 @@ export class EWCPlugin extends StrategyPlugin {
       version: 1,
       mode: this.mode,
       experiences: this.#experiences,
-      constant: this.#constant,
+      constant: this.#settledConstant(),
       importance: fromTensorMap(this.#importance),
       anchor: fromTensorMap(this.#anchor),
       history: this.#history.map((h) => ({
@@ -553,6 +574,8 @@ export class EWCPlugin extends StrategyPlugin {
       disposeMap(h.params);
     }
     this.#history = [];
+    this.#pendingConstant?.dispose();
+    this.#pendingConstant = undefined;
     this.#constant = 0;
     this.#experiences = 0;
   }

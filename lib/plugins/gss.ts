@@ -227,7 +227,7 @@ export class GSS_greedyPlugin extends StrategyPlugin {
   }
 
   /** Offers the minibatch's current samples to the memory. */
-  afterBackward(ctx: StrategyContext): void {
+  async afterBackward(ctx: StrategyContext): Promise<void> {
     const parts = ctx.batch?.parts ?? [];
     const current = parts.filter((p) => p.dataset !== this.#replayed && p.indices.length > 0);
     if (current.length === 0 || ctx.params.size === 0) return;
@@ -237,21 +237,27 @@ export class GSS_greedyPlugin extends StrategyPlugin {
     const training = ctx.model.training;
     ctx.model.train(false);
     try {
-      this.#update(ctx, incoming);
+      await this.#update(ctx, incoming);
     } finally {
       ctx.model.train(training);
     }
   }
 
-  #update(ctx: StrategyContext, incoming: SampleMemory): void {
+  // Scores and similarities are read asynchronously: "webgpu" has no synchronous read of GPU data.
+  async #update(ctx: StrategyContext, incoming: SampleMemory): Promise<void> {
     const b = incoming.length;
     const size = this.memory.length;
     const room = this.memSize - size;
     if (room > 0) {
       const fit = incoming.select(Int32Array.from({ length: Math.min(room, b) }, (_, i) => i));
-      const scores = size === 0
-        ? new Float32Array(fit.length).fill(0.1)
-        : tf.tidy(() => this.#sampleScores(ctx, this.#memoryGradients(ctx, b), fit)).dataSync();
+      let scores: Float32Array;
+      if (size === 0) {
+        scores = new Float32Array(fit.length).fill(0.1);
+      } else {
+        const t = tf.tidy(() => this.#sampleScores(ctx, this.#memoryGradients(ctx, b), fit));
+        scores = await t.data() as Float32Array;
+        t.dispose();
+      }
       const entering = fit.withField(SCORE, scores, [1]);
       this.memory = SampleMemory.concat([this.memory, entering]);
       return;
@@ -266,7 +272,7 @@ export class GSS_greedyPlugin extends StrategyPlugin {
       const batchSim = maxCosineSimilarity(memGrads, tf.expandDims(mean, 0) as tf.Tensor2D);
       return tf.concat([batchSim, this.#sampleScores(ctx, memGrads, incoming)]);
     });
-    const all = sims.dataSync() as Float32Array;
+    const all = await sims.data() as Float32Array;
     sims.dispose();
     if (!(all[0] < 0)) return;
     const item = all.subarray(1);

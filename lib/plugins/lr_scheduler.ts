@@ -579,7 +579,7 @@ export class LRSchedulerPlugin extends StrategyPlugin {
     if (this.stepGranularity !== "iteration") return;
     const n = ctx.batch!.n;
     if (this.metric === "train_loss") {
-      this.#lossSum += ctx.loss!.dataSync()[0] * n;
+      this.#lossSum += (await ctx.loss!.data())[0] * n; // asynchronous: "webgpu" has no dataSync
       this.#lossCount += n;
     }
     await this.#record(ctx, ctx.clock.epoch);

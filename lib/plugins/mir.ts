@@ -265,7 +265,7 @@ export class MIRPlugin extends StrategyPlugin {
   }
 
   /** Scores memory candidates by their loss rise after a virtual step and replays the worst. */
-  afterBackward(ctx: StrategyContext): void {
+  async afterBackward(ctx: StrategyContext): Promise<void> {
     const mem = this.memory.buffer;
     if (mem.length === 0 || !ctx.grads || ctx.params.size === 0) return;
     const candidates = mem.length <= this.subsample
@@ -281,7 +281,8 @@ export class MIRPlugin extends StrategyPlugin {
     const data = mem.tensors(candidates, this.#staging);
     const rise = virtualStepIncrease(ctx.model, ctx.params, grads, lr, data);
     this.lastCandidates = candidates;
-    this.lastIncrease = rise.dataSync() as Float32Array;
+    // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+    this.lastIncrease = await rise.data() as Float32Array;
     const picked = topK(this.lastIncrease, this.batchSizeMem);
     this.lastChosen = picked.map((i) => candidates[i]);
     const replay = mem.tensors(this.lastChosen);

@@ -135,10 +135,10 @@ export class PackNetPlugin extends StrategyPlugin {
     ctx.optimizer.reset();
   }
 
-  beforeTrainingEpoch(ctx: StrategyContext): void {
+  async beforeTrainingEpoch(ctx: StrategyContext): Promise<void> {
     const model = this.#model(ctx);
     if (this.postPruneEpochs > 0 && ctx.clock.epoch === ctx.epochs - this.postPruneEpochs) {
-      if (!model.pruned) model.prune(this.proportionFor(ctx.clock.trainExperiences));
+      if (!model.pruned) await this.#prune(model, ctx);
     }
   }
 
@@ -146,10 +146,19 @@ export class PackNetPlugin extends StrategyPlugin {
     this.#model(ctx).enforceFrozen();
   }
 
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     const model = this.#model(ctx);
-    if (!model.pruned) model.prune(this.proportionFor(ctx.clock.trainExperiences));
+    if (!model.pruned) await this.#prune(model, ctx);
     model.freezePruned();
+  }
+
+  /**
+   * `model.prune`, its weights first brought to the CPU asynchronously: the "webgpu" backend
+   * has no synchronous read of GPU data, and a value read once stays readable.
+   */
+  async #prune(model: PackNetModel, ctx: StrategyContext): Promise<void> {
+    await Promise.all([...model.namedParameters().values()].map((p) => p.data()));
+    model.prune(this.proportionFor(ctx.clock.trainExperiences));
   }
 }
 

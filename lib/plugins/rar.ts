@@ -93,8 +93,16 @@ export function nearestOtherClass(
   currentFeatures: tf.Tensor,
   currentLabels: Int32Array,
 ): Int32Array {
-  const m = bufferLabels.length, n = currentLabels.length;
-  const d = tf.tidy(() => {
+  const d = squaredDistances(bufferFeatures, currentFeatures);
+  const dist = d.dataSync();
+  d.dispose();
+  return nearestFromDistances(dist, bufferLabels, currentLabels);
+}
+
+/** `[m, n]`: the squared distance (up to a constant order) of each buffer row to each current one. */
+function squaredDistances(bufferFeatures: tf.Tensor, currentFeatures: tf.Tensor): tf.Tensor {
+  const m = bufferFeatures.shape[0]!, n = currentFeatures.shape[0]!;
+  return tf.tidy(() => {
     const a = tf.reshape(bufferFeatures, [m, -1]), b = tf.reshape(currentFeatures, [n, -1]);
     // ‖a‖² + ‖b‖² − 2a·b: the order of distances is all that is used, so no square root.
     return tf.sub(
@@ -102,8 +110,15 @@ export function nearestOtherClass(
       tf.mul(tf.matMul(a, b, false, true), 2),
     );
   });
-  const dist = d.dataSync();
-  d.dispose();
+}
+
+/** {@link nearestOtherClass} from the distances `dist` (`[m, n]`, row-major). */
+function nearestFromDistances(
+  dist: ArrayLike<number>,
+  bufferLabels: Int32Array,
+  currentLabels: Int32Array,
+): Int32Array {
+  const m = bufferLabels.length, n = currentLabels.length;
   const out = Int32Array.from(bufferLabels);
   for (let j = 0; j < m; j++) {
     let best = Infinity;
@@ -300,7 +315,7 @@ export class RARPlugin extends StrategyPlugin {
   }
 
   /** Attacks memory samples and adds the gradient of their weighted loss to the update. */
-  afterBackward(ctx: StrategyContext): void {
+  async afterBackward(ctx: StrategyContext): Promise<void> {
     const buffer = this.storagePolicy.buffer;
     if (
       !this.useAdversarialReplay || this.betaCoef === 0 || buffer.length === 0 || !ctx.grads ||
@@ -312,12 +327,12 @@ export class RARPlugin extends StrategyPlugin {
       ? Int32Array.from({ length: k }, (_, i) => i)
       : ctx.rng.sample(mem.length, k);
     const data = mem.tensors(indices, this.#staging);
-    const labels = data.y.dataSync() as Int32Array;
+    const labels = await data.y.data() as Int32Array;
     const batch = ctx.batch;
     const current = { taskLabels: batch.t, taskLabelsArray: batch.data.t };
     const own = { taskLabels: data.t, taskLabelsArray: data.tArray };
     const grads = new Map([...ctx.grads].filter(([n]) => ctx.params.has(n)));
-    const { targets, perturbed } = this.#attack(ctx, grads, data.x, labels, own, current);
+    const { targets, perturbed } = await this.#attack(ctx, grads, data.x, labels, own, current);
     const replay = { x: perturbed, y: data.y, t: data.t, tArray: data.tArray, n: k };
     const extra = memoryGradients(ctx, ctx.params, replay);
     const next = new Map(ctx.grads);
@@ -329,7 +344,7 @@ export class RARPlugin extends StrategyPlugin {
     ctx.grads = next;
     this.lastIndices = indices;
     this.lastTargets = targets;
-    this.lastPerturbed = perturbed.dataSync() as Float32Array;
+    this.lastPerturbed = await perturbed.data() as Float32Array;
   }
 
   /**
@@ -337,14 +352,14 @@ export class RARPlugin extends StrategyPlugin {
    * gradient towards them, MI-FGSM. The parameters get their own values back and the mode is
    * restored, whatever happens.
    */
-  #attack(
+  async #attack(
     ctx: StrategyContext,
     grads: ReadonlyMap<string, tf.Tensor>,
     x: tf.Tensor,
     labels: Int32Array,
     own: ForwardOptions,
     current: ForwardOptions,
-  ): { targets: Int32Array; perturbed: tf.Tensor } {
+  ): Promise<{ targets: Int32Array; perturbed: tf.Tensor }> {
     const model = ctx.model, batch = ctx.batch!;
     const moved = [...ctx.params].filter(([n]) => grads.has(n));
     const saved = moved.map(([, v]) => tf.clone(v));
@@ -354,14 +369,13 @@ export class RARPlugin extends StrategyPlugin {
       moved.forEach(([n, v]) =>
         tf.tidy(() => v.assign(tf.sub(v, tf.mul(grads.get(n)!, this.optLr))))
       );
-      const targets = tf.tidy(() =>
-        nearestOtherClass(
-          this.#features(model, x, own),
-          labels,
-          this.#features(model, batch.x, current),
-          batch.data.y.subarray(0, batch.n),
-        )
+      // nearestOtherClass, its distances read asynchronously ("webgpu" has no synchronous read).
+      const d = tf.tidy(() =>
+        squaredDistances(this.#features(model, x, own), this.#features(model, batch.x, current))
       );
+      const dist = await d.data();
+      d.dispose();
+      const targets = nearestFromDistances(dist, labels, batch.data.y.subarray(0, batch.n));
       const perturbed = tf.tidy(() => {
         const target = tf.tensor1d(targets, "int32");
         const grad = tf.grad((input: tf.Tensor) =>

@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { extractFeatures, hasEmbed } from "../models/features.ts";
+import { extractFeaturesAsync, hasEmbed } from "../models/features.ts";
 import { NCMClassifier } from "../models/ncm.ts";
 import { Activation, Linear, Sequential } from "../nn/layers.ts";
 import type { ModuleState } from "../nn/module.ts";
@@ -293,17 +293,20 @@ export class SCRPlugin extends ERMemoryPlugin {
   }
 
   /** The class means of the memory's features, with the current model. */
-  computeClassMeans(ctx: StrategyContext): void {
+  async computeClassMeans(ctx: StrategyContext): Promise<void> {
     const memory = this.buffer as SampleMemory;
     this.#stale = false;
     if (memory.length === 0) return;
-    const features = extractFeatures(ctx.model, memory, { batchSize: ctx.settings.evalBatchSize });
+    // Read asynchronously: the "webgpu" backend has no synchronous read of GPU data.
+    const features = await extractFeaturesAsync(ctx.model, memory, {
+      batchSize: ctx.settings.evalBatchSize,
+    });
     this.ncm.fit(features, memory.targets);
   }
 
   /** Class means again if training ran since they were computed. */
-  beforeEval(ctx: StrategyContext): void {
-    if (this.#stale && hasEmbed(ctx.model)) this.computeClassMeans(ctx);
+  async beforeEval(ctx: StrategyContext): Promise<void> {
+    if (this.#stale && hasEmbed(ctx.model)) await this.computeClassMeans(ctx);
   }
 
   /** Nearest class mean: replaces the output by the NCM logits of the features. */

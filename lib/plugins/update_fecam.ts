@@ -64,8 +64,8 @@ function checkState(who: string, state: unknown): FeCAMUpdateState {
 
 /** The shared step: features of `data`, then the classifier's update with momentum 0.5. */
 abstract class FeCAMUpdate extends FeatureClassifierUpdate<FeCAMClassifier> {
-  protected fitOn(ctx: StrategyContext, data: Dataset): void {
-    const { f, y } = this.features(ctx, data);
+  protected async fitOn(ctx: StrategyContext, data: Dataset): Promise<void> {
+    const { f, y } = await this.features(ctx, data);
     this.classifier.fit(f, y, 0.5);
   }
 }
@@ -98,8 +98,8 @@ export class CurrentDataFeCAMUpdate extends FeCAMUpdate {
   }
 
   /** Updates the means and covariances from the experience's data. */
-  afterTrainingExp(ctx: StrategyContext): void {
-    this.fitOn(ctx, ctx.experience!.dataset);
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
+    await this.fitOn(ctx, ctx.experience!.dataset);
   }
 
   /** The classifier's statistics, as plain data. */
@@ -146,9 +146,9 @@ export class MemoryFeCAMUpdate extends FeCAMUpdate {
   }
 
   /** Updates the memory, then the statistics from it. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     this.storagePolicy.update(ctx);
-    if (this.storagePolicy.buffer.length > 0) this.fitOn(ctx, this.storagePolicy.buffer);
+    if (this.storagePolicy.buffer.length > 0) await this.fitOn(ctx, this.storagePolicy.buffer);
   }
 
   /** The memory and the classifier's statistics, as plain data. */
@@ -185,9 +185,9 @@ export class FeCAMOracle extends FeCAMUpdate {
   }
 
   /** Updates the statistics from all the data seen. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     this.#seen.add(ctx.experience!);
-    this.fitOn(ctx, concatDatasets(this.#seen.datasets()));
+    await this.fitOn(ctx, concatDatasets(this.#seen.datasets()));
   }
 
   /** Attaches the data of the experiences a restored checkpoint refers to. */

@@ -91,8 +91,8 @@ export class CurrentDataNCMUpdate extends FeatureClassifierUpdate<NCMClassifier>
   }
 
   /** Updates the class means from the experience's data. */
-  afterTrainingExp(ctx: StrategyContext): void {
-    const { f, y } = this.features(ctx, ctx.dataset!);
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
+    const { f, y } = await this.features(ctx, ctx.dataset!);
     this.classifier.updateClassMeansDict(classMeansOf(f, y, this.classifier.normalize));
   }
 
@@ -142,11 +142,11 @@ export class MemoryNCMUpdate extends FeatureClassifierUpdate<NCMClassifier> {
   }
 
   /** Updates the memory, then replaces the class means by the memory's. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     this.storagePolicy.update(ctx);
     const memory = this.storagePolicy.buffer;
     if (memory.length === 0) return;
-    const { f, y } = this.features(ctx, memory);
+    const { f, y } = await this.features(ctx, memory);
     this.classifier.replaceClassMeansDict(classMeansOf(f, y, this.classifier.normalize));
   }
 
@@ -184,9 +184,9 @@ export class NCMOracle extends FeatureClassifierUpdate<NCMClassifier> {
   }
 
   /** Replaces the class means by those of all the data seen. */
-  afterTrainingExp(ctx: StrategyContext): void {
+  async afterTrainingExp(ctx: StrategyContext): Promise<void> {
     this.#seen.add(ctx.experience!);
-    const { f, y } = this.features(ctx, concatDatasets(this.#seen.datasets()));
+    const { f, y } = await this.features(ctx, concatDatasets(this.#seen.datasets()));
     this.classifier.replaceClassMeansDict(classMeansOf(f, y, this.classifier.normalize));
   }
 

@@ -50,6 +50,18 @@ function keysOf(obj: object): string[] {
   return keys;
 }
 
+/**
+ * True when `key` is an accessor (a getter) on `obj` or its prototypes: not a hook, and not read
+ * while collecting, since a getter may compute (e.g. read a tensor back from the device).
+ */
+function isAccessor(obj: object, key: string): boolean {
+  for (let p: object | null = obj; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    const d = Object.getOwnPropertyDescriptor(p, key);
+    if (d) return d.get !== undefined || d.set !== undefined;
+  }
+  return false;
+}
+
 /** A plugin's name as shown in errors and plans. */
 export function pluginName(p: Plugin): string {
   return p.name ?? "(unnamed)";
@@ -71,6 +83,7 @@ export class Hooks {
     this.#byName.clear();
     for (const plugin of this.plugins) {
       for (const key of keysOf(plugin)) {
+        if (isAccessor(plugin, key)) continue;
         const fn = (plugin as Record<string, unknown>)[key];
         if (typeof fn !== "function") continue;
         checkHookName(plugin, key);

@@ -17,7 +17,7 @@ import type { Dataset } from "../data/dataset.ts";
 import { type BatchPlan, checkBatchSize, type DataLoader, DatasetLoader } from "../data/loader.ts";
 import { accuracyMatrix, type MetricRow, metricRows } from "../data/rows.ts";
 import { type Criterion, crossEntropy } from "../nn/losses.ts";
-import type { Module } from "../nn/module.ts";
+import { type Module, withValuesOnCpu } from "../nn/module.ts";
 import { type Optimizer, sgd } from "../optim/optimizers.ts";
 import { Rng } from "../random.ts";
 import { BatchAssembler, type BatchTransforms, type TensorBatch } from "../engine/batches.ts";
@@ -398,6 +398,8 @@ export class Strategy implements StrategySettings {
    * Which training step runs with the current model, criterion and plugins (tape or tape-free),
    * and why: a plugin that hooks into the tape without declaring `tapeFree`, a model or a
    * criterion the tape-free step does not know. Decided again at the start of every epoch.
+   * `composite` lists the fused kernels the active backend lacks (all of them on "webgpu"),
+   * whose composite forms run instead.
    */
   plan(): StepPlan {
     if (!this.#inTrain) this.#hooks.collect();
@@ -557,7 +559,8 @@ export class Strategy implements StrategySettings {
       if (byEpoch && (e + 1) % this.evalEvery === 0) await this.#periodicEval(evalStreams);
       if (save && every && (e + 1) % every === 0 && e + 1 < ctx.epochs && !this.#stop) {
         const position = { stream: exp.stream, experience: exp.id, epochsDone: e + 1 };
-        await save({ ...this.checkpoint(), position }, { ...position, midExperience: true });
+        const state = await this.checkpointAsync();
+        await save({ ...state, position }, { ...position, midExperience: true });
       }
     }
     await this.#hooks.call("afterTrainingExp", ctx);
@@ -569,7 +572,7 @@ export class Strategy implements StrategySettings {
     if (atEnd) await this.#periodicEval(evalStreams);
     if (save && (opts.checkpoint!.everyExperience ?? true)) {
       const at = { stream: exp.stream, experience: exp.id, epochsDone: this.clock.epoch };
-      await save(this.checkpoint(), { ...at, midExperience: false });
+      await save(await this.checkpointAsync(), { ...at, midExperience: false });
     }
   }
 
@@ -595,7 +598,7 @@ export class Strategy implements StrategySettings {
       }
       if (this.#stop) break;
     }
-    const { lossSum, correct } = this.#totals.read();
+    const { lossSum, correct } = await this.#totals.read();
     if (!Number.isFinite(lossSum)) {
       this.#diverged = `its training loss became ${lossSum} in epoch ${e} of experience ${exp.id}`;
       throw new RangeError(
@@ -802,7 +805,7 @@ export class Strategy implements StrategySettings {
     for (const plan of ctx.dataLoader.epoch(this.rng)) {
       samples += await this.#evalIteration(plan, dataset.inputShape);
     }
-    const { lossSum, correct } = this.#evalTotals.read();
+    const { lossSum, correct } = await this.#evalTotals.read();
     if (!Number.isFinite(lossSum)) {
       throw new RangeError(
         `Evaluating experience ${exp.id} of stream "${exp.stream}" gave a ${lossSum} loss: the ` +
@@ -871,6 +874,16 @@ export class Strategy implements StrategySettings {
     return `${i}:${p.name ?? "plugin"}`;
   }
 
+  /**
+   * {@link Strategy.checkpoint} with the tensors' values first read asynchronously: the same
+   * state, on every backend. On "webgpu", whose GPU data Deno cannot read synchronously,
+   * `checkpoint()` itself fails; train's `checkpoint` option, `restore` and the checkpoint files
+   * (`lib/checkpoint/`) take this one.
+   */
+  checkpointAsync(): Promise<StrategyState> {
+    return withValuesOnCpu(() => this.checkpoint());
+  }
+
   /** Everything the run knows, as plain data (JSON-serializable). */
   checkpoint(): StrategyState {
     this.#checkUsable();
@@ -915,7 +928,7 @@ export class Strategy implements StrategySettings {
       parameters: [...this.model.namedParameters().keys()],
     };
     checkStrategyState(state, shape);
-    const backup = this.checkpoint();
+    const backup = await this.checkpointAsync();
     try {
       await this.#load(state, opts);
     } catch (e) {
