@@ -663,6 +663,13 @@ export interface SeedsResult {
   label: string;
   mode: ReproMode;
   target: number;
+  /** The per-experience target, for reproductions that have one. */
+  experienceTarget?: number;
+  /**
+   * With an `experienceTarget`: each test experience's final accuracy, averaged over the seeds
+   * that finished.
+   */
+  experienceMeans?: number[];
   /** The final test-stream accuracy of each seed (NaN, with the error, for a failed run). */
   seeds: { seed: number; accuracy: number; error?: string }[];
   /** Seeds that finished. */
@@ -670,7 +677,10 @@ export interface SeedsResult {
   /** Mean and sample standard deviation (n − 1) of their accuracies. */
   mean: number;
   std: number;
-  /** Every seed finished and the mean reaches the target. */
+  /**
+   * Every seed finished, the mean reaches the target and, with an `experienceTarget`, each
+   * experience's mean final accuracy reaches that.
+   */
   reached: boolean;
 }
 
@@ -694,7 +704,10 @@ export function seedsTable(results: readonly SeedsResult[]): TableDisplay {
     results.map((r) => [
       r.name,
       r.label,
-      `≥ ${r.target.toFixed(2)}`,
+      targetText(r) +
+      (r.experienceMeans
+        ? `; lowest experience mean ${Math.min(...r.experienceMeans).toFixed(4)}`
+        : ""),
       Number.isFinite(r.std)
         ? `${r.mean.toFixed(4)} ± ${r.std.toFixed(4)}`
         : Number.isFinite(r.mean)

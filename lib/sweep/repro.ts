@@ -131,16 +131,30 @@ export async function reproSeeds(
     const std = ok.length > 1
       ? Math.sqrt(ok.reduce((a, b) => a + (b - mean) ** 2, 0) / (ok.length - 1))
       : NaN;
+    let experienceMeans: number[] | undefined;
+    if (c.experienceTarget !== undefined) {
+      const finals = mine.filter((r) => r.state === "done").map((r) => r.matrix.at(-1) ?? []);
+      const width = Math.max(0, ...finals.map((f) => f.length));
+      experienceMeans = Array.from({ length: width }, (_, j) => {
+        const v = finals.map((f) => f[j]).filter(Number.isFinite);
+        return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+      });
+    }
+    const each = c.experienceTarget === undefined ||
+      (experienceMeans!.length > 0 && experienceMeans!.every((v) => v >= c.experienceTarget!));
     return {
       name: c.name,
       label: c.label,
       mode,
       target: c.target,
+      ...(c.experienceTarget !== undefined
+        ? { experienceTarget: c.experienceTarget, experienceMeans }
+        : {}),
       seeds: per,
       n: ok.length,
       mean,
       std,
-      reached: ok.length === per.length && mean >= c.target,
+      reached: ok.length === per.length && mean >= c.target && each,
     };
   });
 }
