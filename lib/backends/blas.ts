@@ -79,6 +79,8 @@ interface BlasState {
   threads: number;
   /** Reused scratch (patch matrices), grown on demand. */
   scratch: Float32Array;
+  /** A second scratch (the output grid of a shifted convolution), grown on demand. */
+  scratch2: Float32Array;
   /** A vector of ones for sums, grown on demand. */
   ones: Float32Array;
   /** Elements of the patch matrix a convolution builds at once (16 MiB). */
@@ -104,6 +106,11 @@ function threadsFor(s: BlasState, work: number): void {
 function scratch(s: BlasState, n: number): Float32Array {
   if (s.scratch.length < n) s.scratch = new Float32Array(Math.max(n, s.scratch.length * 2));
   return s.scratch.subarray(0, n);
+}
+
+function scratch2(s: BlasState, n: number): Float32Array {
+  if (s.scratch2.length < n) s.scratch2 = new Float32Array(Math.max(n, s.scratch2.length * 2));
+  return s.scratch2.subarray(0, n);
 }
 
 function ones(s: BlasState, n: number): Float32Array {
@@ -571,6 +578,199 @@ function isPointwise(c: ConvInfo): boolean {
     c.outHeight === c.inHeight && c.outWidth === c.inWidth;
 }
 
+/**
+ * A stride-1 convolution computed on the zero-padded input grid (`Hp × Wp` positions per
+ * image): the output at grid position q reads the window starting at q, so the filter tap
+ * (ky, kx) is one product of the grid rows shifted by `ky·Wp + kx` with that tap's [C, O]
+ * slice, and no patch matrix is built (one `sgemm` per tap instead of im2col's copy, which costs
+ * more than the product on wide images of few channels). The positions past each row's valid
+ * outputs are computed and dropped, so this is chosen only where they are few.
+ */
+interface Grid {
+  /** Padded height and width. */
+  hp: number;
+  wp: number;
+  /** Grid rows the products cover (every valid output position is below it). */
+  span: number;
+}
+
+/** Largest share of grid positions to valid outputs for which {@link Grid} is used. */
+const GRID_WASTE = 1.3;
+
+function gridOf(c: ConvInfo, nb: number): Grid | undefined {
+  if (
+    c.strideHeight !== 1 || c.strideWidth !== 1 || c.dilationHeight !== 1 ||
+    c.dilationWidth !== 1 || c.filterHeight * c.filterWidth === 1
+  ) return undefined;
+  const hp = c.outHeight + c.filterHeight - 1, wp = c.outWidth + c.filterWidth - 1;
+  const { top, left } = c.padInfo;
+  if (top < 0 || left < 0 || hp < c.inHeight + top || wp < c.inWidth + left) return undefined;
+  if (hp * wp > GRID_WASTE * c.outHeight * c.outWidth) return undefined;
+  return { hp, wp, span: nb * hp * wp - ((c.filterHeight - 1) * wp + c.filterWidth - 1) };
+}
+
+/** Images per chunk of a grid convolution (its two scratch grids within `im2colChunk`). */
+function gridImages(s: BlasState, c: ConvInfo): number {
+  const hp = c.outHeight + c.filterHeight - 1, wp = c.outWidth + c.filterWidth - 1;
+  const perImage = hp * wp * Math.max(c.inChannels, c.outChannels);
+  return Math.max(1, Math.min(c.batchSize, Math.floor(s.im2colChunk / perImage)));
+}
+
+/** Images [b0, b0 + nb) of NHWC `x` into the zero-padded grid `xp`. */
+function padInto(x: Float32Array, c: ConvInfo, g: Grid, b0: number, nb: number, xp: Float32Array) {
+  const { inHeight: H, inWidth: W, inChannels: C } = c;
+  const { top, left } = c.padInfo;
+  xp.fill(0);
+  const row = W * C;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < H; y++) {
+      const src = ((b0 + b) * H + y) * row;
+      xp.set(x.subarray(src, src + row), ((b * g.hp + y + top) * g.wp + left) * C);
+    }
+  }
+}
+
+/** Outputs (dy) of images [b0, b0 + nb) onto the grid `yp` at their window's corner, zeros elsewhere. */
+function outputsInto(
+  dy: Float32Array,
+  c: ConvInfo,
+  g: Grid,
+  b0: number,
+  nb: number,
+  yp: Float32Array,
+) {
+  const { outHeight: OH, outWidth: OW, outChannels: O } = c;
+  yp.fill(0);
+  const row = OW * O;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < OH; y++) {
+      const src = ((b0 + b) * OH + y) * row;
+      yp.set(dy.subarray(src, src + row), (b * g.hp + y) * g.wp * O);
+    }
+  }
+}
+
+/** The forward on the grid: out[b0..] (+)= Σ over taps of shifted xp · W[tap]. */
+function gridForward(
+  s: BlasState,
+  x: Float32Array,
+  w: Float32Array,
+  c: ConvInfo,
+  out: Float32Array,
+  beta: 0 | 1,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O, outHeight: OH, outWidth: OW } = c;
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  const yp = scratch2(s, g.span * O);
+  padInto(x, c, g, b0, nb, xp);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      false,
+      false,
+      g.span,
+      O,
+      C,
+      xp.subarray(off, off + g.span * C),
+      w.subarray(t * tap, (t + 1) * tap),
+      t === 0 ? 0 : 1,
+      yp,
+    );
+  }
+  const row = OW * O;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < OH; y++) {
+      const src = (b * g.hp + y) * g.wp * O, dst = ((b0 + b) * OH + y) * row;
+      if (beta === 0) out.set(yp.subarray(src, src + row), dst);
+      else for (let j = 0; j < row; j++) out[dst + j] += yp[src + j];
+    }
+  }
+}
+
+/** The input gradient on the grid: dxp[q + tap] += dyp[q] · W[tap]ᵀ, then its interior. */
+function gridBackpropInput(
+  s: BlasState,
+  dy: Float32Array,
+  w: Float32Array,
+  c: ConvInfo,
+  dx: Float32Array,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O, inHeight: H, inWidth: W } = c;
+  const { top, left } = c.padInfo;
+  const yp = scratch2(s, nb * g.hp * g.wp * O);
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  outputsInto(dy, c, g, b0, nb, yp);
+  xp.fill(0);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  const dyp = yp.subarray(0, g.span * O);
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      false,
+      true,
+      g.span,
+      C,
+      O,
+      dyp,
+      w.subarray(t * tap, (t + 1) * tap),
+      1,
+      xp.subarray(off, off + g.span * C),
+    );
+  }
+  const row = W * C;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < H; y++) {
+      const src = ((b * g.hp + y + top) * g.wp + left) * C;
+      dx.set(xp.subarray(src, src + row), ((b0 + b) * H + y) * row);
+    }
+  }
+}
+
+/** The filter gradient on the grid: dW[tap] (+)= (shifted xp)ᵀ · dyp. */
+function gridBackpropFilter(
+  s: BlasState,
+  x: Float32Array,
+  dy: Float32Array,
+  c: ConvInfo,
+  dw: Float32Array,
+  beta: 0 | 1,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O } = c;
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  const yp = scratch2(s, nb * g.hp * g.wp * O);
+  padInto(x, c, g, b0, nb, xp);
+  outputsInto(dy, c, g, b0, nb, yp);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  const dyp = yp.subarray(0, g.span * O);
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      true,
+      false,
+      C,
+      O,
+      g.span,
+      xp.subarray(off, off + g.span * C),
+      dyp,
+      beta,
+      dw.subarray(t * tap, (t + 1) * tap),
+    );
+  }
+}
+
 /** NHWC convolution into `out` (+ out when beta is 1): im2col, then cols · W per chunk. */
 function convForward(
   x: Float32Array,
@@ -583,6 +783,14 @@ function convForward(
   const K = c.filterHeight * c.filterWidth * c.inChannels, N = c.outChannels;
   const perImage = c.outHeight * c.outWidth;
   if (isPointwise(c)) return gemm(s, false, false, c.batchSize * perImage, N, K, x, w, beta, out);
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridForward(s, x, w, c, out, beta, b0, nb, gridOf(c, nb)!);
+    }
+    return;
+  }
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const nb = Math.min(per, c.batchSize - b0);
@@ -652,6 +860,14 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
     gemm(s, false, true, c.batchSize * perImage, K, N, dyv, w, 0, dx);
     return info;
   }
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridBackpropInput(s, dyv, w, c, dx, b0, nb, gridOf(c, nb)!);
+    }
+    return info;
+  }
   dx.fill(0);
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
@@ -684,6 +900,14 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
     return info;
   }
   if (c.batchSize === 0) dw.fill(0);
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridBackpropFilter(s, xv, dyv, c, dw, b0 === 0 ? 0 : 1, b0, nb, gridOf(c, nb)!);
+    }
+    return info;
+  }
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const nb = Math.min(per, c.batchSize - b0);
@@ -898,6 +1122,7 @@ export async function registerBlasBackend(): Promise<BlasRegistration> {
     maxThreads,
     threads: maxThreads,
     scratch: new Float32Array(0),
+    scratch2: new Float32Array(0),
     ones: new Float32Array(0),
     im2colChunk: 1 << 22,
   };
