@@ -154,6 +154,37 @@ blasTest("FusedConv2D on the grid adds the bias and applies relu as cpu", async 
   assertClose(await runOn("blas", [xs, ks, bs], f), await runOn("cpu", [xs, ks, bs], f), "fused");
 });
 
+blasTest(
+  "FusedBatchNorm (evaluation mode) agrees with cpu, and other shapes fall back",
+  async () => {
+    let seed = 500;
+    for (const shape of [[7, 6, 6, 16], [1, 3, 3, 5], [9, 3]]) {
+      const c = shape.at(-1)!;
+      const xs = input(shape, seed++), ms = input([c], seed++), vs = input([c], seed++);
+      vs.values.forEach((v, i) => (vs.values[i] = v + 1.5));
+      xs.values.forEach((v, i) => (xs.values[i] = 40 * v + 100)); // a large mean
+      ms.values.forEach((v, i) => (ms.values[i] = v + 100));
+      const os = input([c], seed++), ss = input([c], seed++);
+      const full = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, o: tf.Tensor, s: tf.Tensor) =>
+        tf.batchNorm(x, m, v, o, s, 1e-5);
+      const bare = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor) => tf.batchNorm(x, m, v);
+      const ins = [xs, ms, vs, os, ss];
+      assertClose(await runOn("blas", ins, full), await runOn("cpu", ins, full), `[${shape}]`);
+      const ins3 = [xs, ms, vs];
+      assertClose(
+        await runOn("blas", ins3, bare),
+        await runOn("cpu", ins3, bare),
+        `bare [${shape}]`,
+      );
+    }
+    // Statistics of the input's shape: the wasm kernel's broadcasting.
+    const xs = input([2, 3, 4], 1), ms = input([2, 3, 4], 2), vs = input([2, 3, 4], 3);
+    vs.values.forEach((v, i) => (vs.values[i] = v + 1.5));
+    const f = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor) => tf.batchNorm(x, m, v);
+    assertClose(await runOn("blas", [xs, ms, vs], f), await runOn("cpu", [xs, ms, vs], f), "full");
+  },
+);
+
 /** The composite batch norm (tf.moments + tf.batchNorm), for the kernels to agree with. */
 function composite(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number) {
   const { mean, variance } = tf.moments(x, [...Array(x.rank - 1).keys()]);
