@@ -24,8 +24,9 @@
  * wasm SIMD kernels beat JavaScript loops on elementwise work (relu, add) at minibatch sizes, and
  * fresh megabyte typed arrays cost page faults on every output.
  *
- * Products of fewer than 2²² multiply-adds run on one BLAS thread: waking OpenBLAS' pool costs
- * more than it saves on them, much more on a busy machine. `OPENBLAS_NUM_THREADS` caps the
+ * Products of fewer than 2²² multiply-adds, or with a dimension under 128 (most of a small
+ * ResNet's convolutions), run on one BLAS thread: waking OpenBLAS' pool costs more than it saves
+ * on them, much more on a busy machine. `OPENBLAS_NUM_THREADS` caps the
  * threads of the others.
  *
  * Start it with `setBackend("blas")` from `lib/backend.ts` (or `await registerBlasBackend()`
@@ -95,9 +96,20 @@ function blas(): BlasState {
   return state;
 }
 
-/** Sizes the BLAS pool for a product of `work` multiply-adds. */
-function threadsFor(s: BlasState, work: number): void {
-  const want = work < PARALLEL_GEMM ? 1 : s.maxThreads;
+/**
+ * Products with a dimension below this run on one BLAS thread whatever their size: a
+ * convolution's products (few output channels, or a filter gradient's small [K, N] result over
+ * a long inner dimension) ran up to twice as slow on two threads as on one, where the bench
+ * MLP's (every dimension ≥ 128) gain from two.
+ */
+const PARALLEL_MIN_DIM = 128;
+
+/**
+ * Sizes the BLAS pool for a product of `work` multiply-adds whose smallest dimension is
+ * `minDim`.
+ */
+function threadsFor(s: BlasState, work: number, minDim = Infinity): void {
+  const want = work < PARALLEL_GEMM || minDim < PARALLEL_MIN_DIM ? 1 : s.maxThreads;
   if (want !== s.threads) {
     s.lib.setThreads(want);
     s.threads = want;
@@ -236,7 +248,7 @@ function gemm(
   }
   const work = m * n * k;
   if (work < SMALL_GEMM) return smallGemm(ta, tb, m, n, k, a, b, c, beta === 1);
-  threadsFor(s, work);
+  threadsFor(s, work, Math.min(m, n, k));
   s.lib.sgemm(ta, tb, m, n, k, 1, a, ta ? m : k, b, tb ? k : n, beta, c, n);
 }
 

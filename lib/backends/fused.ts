@@ -552,8 +552,9 @@ function columnSumKernel(): tf.KernelFunc {
 /**
  * Batch normalization of `rows` rows of `c` channels (channels last) by the batch statistics:
  * `y = (x − mean) / sqrt(var + eps) · weight + bias`, with the mean and the biased variance of
- * each channel (two passes, float64 sums, as `tf.moments` computes them: mean first, then the
- * mean squared deviation) written to `mean` and `variance`.
+ * each channel written to `mean` and `variance`. Two passes: the sums of `x − x₀` and of its
+ * square (float64, shifted by the first row `x₀` so that a large mean costs no precision), then
+ * the output.
  */
 export function batchNormForward(
   x: Float32Array,
@@ -566,25 +567,27 @@ export function batchNormForward(
   mean: Float32Array,
   variance: Float32Array,
 ): void {
-  const acc = new Float64Array(c);
   const n = rows * c;
-  for (let o = 0; o < n; o += c) for (let j = 0; j < c; j++) acc[j] += x[o + j];
-  for (let j = 0; j < c; j++) mean[j] = acc[j] / rows;
-  acc.fill(0);
-  const m = Float64Array.from(mean);
+  const shift0 = Float64Array.from(x.subarray(0, c));
+  const s1 = new Float64Array(c), s2 = new Float64Array(c);
   for (let o = 0; o < n; o += c) {
     for (let j = 0; j < c; j++) {
-      const d = x[o + j] - m[j];
-      acc[j] += d * d;
+      const d = x[o + j] - shift0[j];
+      s1[j] += d;
+      s2[j] += d * d;
     }
   }
   const scale = new Float64Array(c), shift = new Float64Array(c);
   for (let j = 0; j < c; j++) {
-    variance[j] = acc[j] / rows;
-    scale[j] = weight[j] / Math.sqrt(variance[j] + eps);
-    shift[j] = bias[j] - m[j] * scale[j];
+    const d = s1[j] / rows, m = shift0[j] + d, v = Math.max(0, s2[j] / rows - d * d);
+    mean[j] = m;
+    variance[j] = v;
+    scale[j] = weight[j] / Math.sqrt(v + eps);
+    shift[j] = bias[j] - m * scale[j];
   }
-  for (let o = 0; o < n; o += c) for (let j = 0; j < c; j++) y[o + j] = x[o + j] * scale[j] + shift[j];
+  for (let o = 0; o < n; o += c) {
+    for (let j = 0; j < c; j++) y[o + j] = x[o + j] * scale[j] + shift[j];
+  }
 }
 
 /**
