@@ -13,7 +13,11 @@
  *   shared matrix; the wasm versions are slow with a transpose flag, and the wasm fused product
  *   adds the bias wrongly with a transposed operand or a batch.
  * - `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter` (NHWC): im2col
- *   then `sgemm`, in chunks of images; the wasm backend has no `Conv2DBackpropFilter` at all.
+ *   then `sgemm` (the input's gradient: `sgemm` then col2im), in chunks of images; a 1×1
+ *   stride-1 convolution is one `sgemm` on the data as it is, and a stride-1 convolution of a
+ *   wide image (few padding positions per output) one `sgemm` per filter tap on the zero-padded
+ *   image, with no patch matrix (see `Grid`). The wasm backend has no `Conv2DBackpropFilter` at
+ *   all.
  * - `Sum` over leading or trailing axes (bias gradients): a product with a vector of ones.
  * - `MaxPoolGrad` (NHWC): one scan of each window for all channels.
  * - `FusedBatchNorm` (a batch norm in evaluation mode) over the last axis: one pass.

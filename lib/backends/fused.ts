@@ -17,6 +17,12 @@
  *   `PerennialReluGrad` for its relu. On "wasm", its backward transposes (`PerennialTranspose2D`)
  *   and sums the rows for the bias (`PerennialColumnSum`) in JavaScript, the same bits as wasm's
  *   Transpose and Sum, faster than those on minibatch shapes.
+ * - `PerennialBatchNorm`: batch normalization in training mode (the batch's mean and biased
+ *   variance per channel, then the normalized, scaled and shifted output) in two passes, and its
+ *   gradient `PerennialBatchNormGrad` (input, weight and bias at once) in two more, where the
+ *   composite form (`tf.moments`, `tf.batchNorm` and their gradients: broadcasts, tiles and
+ *   reductions) is about thirty kernels and took half of a SlimResNet18 training step on "blas".
+ *   `batchNorm` in `nn/norm.ts` uses it through {@link batchNormTrain}.
  * - {@link sgdStepInPlace}: SGD's update (momentum, dampening, weight decay, Nesterov) applied in
  *   place with BLAS `sscal`/`saxpy` on the "blas" backend instead of four kernels, four
  *   allocations and four passes per parameter.

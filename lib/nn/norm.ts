@@ -51,7 +51,10 @@ export interface BatchNormParams {
  * statistics over every other axis and moves the running statistics (the unbiased variance,
  * as PyTorch) by `momentum`; else normalizes by the running statistics. Differentiable in `x`,
  * `weight` and `bias` (the running statistics never reach the output in training mode, so no
- * gradient flows through their update). Call it inside `tf.tidy` or a gradient function.
+ * gradient flows through their update). Call it inside `tf.tidy` or a gradient function. In
+ * training mode with a weight and a bias, on the backends of `lib/backends/fused.ts` ("blas",
+ * "wasm", "cpu"), the normalization and its gradient are one kernel each (`batchNormTrain`);
+ * elsewhere the composite `tf.moments` and `tf.batchNorm` compute the same values.
  *
  * @example
  * ```ts
