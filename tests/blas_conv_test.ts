@@ -185,6 +185,26 @@ blasTest(
   },
 );
 
+blasTest("Slice agrees with cpu: ranks 1 to 6, whole and partial axes, int32", async () => {
+  const cases: [number[], number[], number[]][] = [
+    [[7], [2], [4]],
+    [[5, 6], [1, 0], [3, -1]],
+    [[3, 4, 5], [0, 1, 2], [3, 2, 3]],
+    [[2, 4, 2, 4, 2, 3], [0, 0, 0, 0, 0, 0], [2, 4, 1, 4, 1, 3]], // the pad shortcut's
+    [[2, 3, 4, 5], [1, 0, 0, 0], [1, 3, 4, 5]], // one contiguous block
+    [[2, 3, 4, 5], [0, 1, 1, 2], [2, 2, 3, 3]],
+    [[2, 3, 4], [0, 0, 0], [2, 0, 4]], // empty
+  ];
+  let seed = 900;
+  for (const [shape, begin, sz] of cases) {
+    const xs = input(shape, seed++);
+    const f = (x: tf.Tensor) => tf.slice(x, begin, sz);
+    assertClose(await runOn("blas", [xs], f), await runOn("cpu", [xs], f), `slice [${shape}]`);
+    const g = (x: tf.Tensor) => tf.slice(tf.cast(tf.mul(x, 100), "int32"), begin, sz);
+    assertClose(await runOn("blas", [xs], g), await runOn("cpu", [xs], g), `int [${shape}]`);
+  }
+});
+
 /** The composite batch norm (tf.moments + tf.batchNorm), for the kernels to agree with. */
 function composite(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number) {
   const { mean, variance } = tf.moments(x, [...Array(x.rank - 1).keys()]);

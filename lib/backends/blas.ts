@@ -21,6 +21,7 @@
  * - `Sum` over leading or trailing axes (bias gradients): a product with a vector of ones.
  * - `MaxPoolGrad` (NHWC): one scan of each window for all channels.
  * - `FusedBatchNorm` (a batch norm in evaluation mode) over the last axis: one pass.
+ * - `Slice` (float32, int32): contiguous blocks copied whole.
  * - `Identity` (clone): shares the data instead of copying it.
  *
  * The alternative, the JavaScript `cpu` backend with the same products (plus JavaScript
@@ -1110,6 +1111,52 @@ function sum(args: KernelArgs): TensorInfo {
 // ------------------------------------------------------------------- copies ----
 
 /**
+ * `Slice` of float32 or int32 data: the block of trailing axes that stays contiguous is copied
+ * whole, per position of the leading axes (wasm's kernel takes about as long as a convolution
+ * on the rank-6 slice of a ResNet's zero-padding shortcut, which keeps one pixel per window).
+ */
+function slice(args: KernelArgs): TensorInfo {
+  const x = args.inputs.x!;
+  const be = args.backend;
+  if (x.dtype !== "float32" && x.dtype !== "int32") return wasm(tf.Slice, args);
+  const [begin, sz] = tf.slice_util.parseSliceParams(
+    x as unknown as tf.Tensor,
+    args.attrs?.begin as number | number[],
+    args.attrs?.size as number | number[],
+  );
+  const shape = x.shape, rank = shape.length;
+  const info = be.makeOutput([...sz], x.dtype);
+  const n = size(sz);
+  if (n === 0) return info;
+  const off = be.dataIdMap.get(x.dataId).memoryOffset;
+  const buf = be.wasm.HEAPU8.buffer;
+  const xv = new Int32Array(buf, off, size(shape)); // 4-byte values, copied as bits
+  const ov = new Int32Array(buf, be.dataIdMap.get(info.dataId).memoryOffset, n);
+  // The last axis not taken whole, and the contiguous block from it to the end.
+  let d = rank - 1;
+  while (d > 0 && sz[d] === shape[d]) d--;
+  const strides = new Array<number>(rank);
+  strides[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * shape[i + 1];
+  const block = sz[d] * strides[d];
+  const idx = new Array<number>(d).fill(0);
+  let base = 0;
+  for (let i = 0; i < d; i++) base += begin[i] * strides[i];
+  base += begin[d] * strides[d];
+  for (let o = 0; o < n; o += block) {
+    let src = base;
+    for (let i = 0; i < d; i++) src += idx[i] * strides[i];
+    if (block < 64) { for (let j = 0; j < block; j++) ov[o + j] = xv[src + j]; }
+    else ov.set(xv.subarray(src, src + block), o);
+    for (let i = d - 1; i >= 0; i--) {
+      if (++idx[i] < sz[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return info;
+}
+
+/**
  * `Identity` (clone) shares the data instead of copying it, as `Reshape` already does on wasm
  * and `Identity` on cpu: tensors are immutable, and tfjs clones every tensor a gradient saves
  * (a matMul's inputs, a relu's input), so copying would add a pass over each of them to every
@@ -1135,6 +1182,7 @@ export const BLAS_KERNELS: Readonly<Record<string, tf.KernelFunc>> = Object.free
   [tf.Identity]: identity,
   [tf.MaxPoolGrad]: maxPoolGrad,
   [tf.FusedBatchNorm]: fusedBatchNorm,
+  [tf.Slice]: slice,
 } as unknown as Record<string, tf.KernelFunc>);
 
 // ------------------------------------------------------------- registration ----
