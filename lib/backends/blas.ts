@@ -13,9 +13,15 @@
  *   shared matrix; the wasm versions are slow with a transpose flag, and the wasm fused product
  *   adds the bias wrongly with a transposed operand or a batch.
  * - `Conv2D`, `FusedConv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter` (NHWC): im2col
- *   then `sgemm`, in chunks of images; the wasm backend has no `Conv2DBackpropFilter` at all.
+ *   then `sgemm` (the input's gradient: `sgemm` then col2im), in chunks of images; a 1×1
+ *   stride-1 convolution is one `sgemm` on the data as it is, and a stride-1 convolution of a
+ *   wide image (few padding positions per output) one `sgemm` per filter tap on the zero-padded
+ *   image, with no patch matrix (see `Grid`). The wasm backend has no `Conv2DBackpropFilter` at
+ *   all.
  * - `Sum` over leading or trailing axes (bias gradients): a product with a vector of ones.
  * - `MaxPoolGrad` (NHWC): one scan of each window for all channels.
+ * - `FusedBatchNorm` (a batch norm in evaluation mode) over the last axis: one pass.
+ * - `Slice` (float32, int32): contiguous blocks copied whole.
  * - `Identity` (clone): shares the data instead of copying it.
  *
  * The alternative, the JavaScript `cpu` backend with the same products (plus JavaScript
@@ -23,8 +29,9 @@
  * wasm SIMD kernels beat JavaScript loops on elementwise work (relu, add) at minibatch sizes, and
  * fresh megabyte typed arrays cost page faults on every output.
  *
- * Products of fewer than 2²² multiply-adds run on one BLAS thread: waking OpenBLAS' pool costs
- * more than it saves on them, much more on a busy machine. `OPENBLAS_NUM_THREADS` caps the
+ * Products of fewer than 2²² multiply-adds, or with a dimension under 128 (most of a small
+ * ResNet's convolutions), run on one BLAS thread: waking OpenBLAS' pool costs more than it saves
+ * on them, much more on a busy machine. `OPENBLAS_NUM_THREADS` caps the
  * threads of the others.
  *
  * Start it with `setBackend("blas")` from `lib/backend.ts` (or `await registerBlasBackend()`
@@ -79,6 +86,8 @@ interface BlasState {
   threads: number;
   /** Reused scratch (patch matrices), grown on demand. */
   scratch: Float32Array;
+  /** A second scratch (the output grid of a shifted convolution), grown on demand. */
+  scratch2: Float32Array;
   /** A vector of ones for sums, grown on demand. */
   ones: Float32Array;
   /** Elements of the patch matrix a convolution builds at once (16 MiB). */
@@ -92,9 +101,20 @@ function blas(): BlasState {
   return state;
 }
 
-/** Sizes the BLAS pool for a product of `work` multiply-adds. */
-function threadsFor(s: BlasState, work: number): void {
-  const want = work < PARALLEL_GEMM ? 1 : s.maxThreads;
+/**
+ * Products with a dimension below this run on one BLAS thread whatever their size: a
+ * convolution's products (few output channels, or a filter gradient's small [K, N] result over
+ * a long inner dimension) ran up to twice as slow on two threads as on one, where the bench
+ * MLP's (every dimension ≥ 128) gain from two.
+ */
+const PARALLEL_MIN_DIM = 128;
+
+/**
+ * Sizes the BLAS pool for a product of `work` multiply-adds whose smallest dimension is
+ * `minDim`.
+ */
+function threadsFor(s: BlasState, work: number, minDim = Infinity): void {
+  const want = work < PARALLEL_GEMM || minDim < PARALLEL_MIN_DIM ? 1 : s.maxThreads;
   if (want !== s.threads) {
     s.lib.setThreads(want);
     s.threads = want;
@@ -104,6 +124,11 @@ function threadsFor(s: BlasState, work: number): void {
 function scratch(s: BlasState, n: number): Float32Array {
   if (s.scratch.length < n) s.scratch = new Float32Array(Math.max(n, s.scratch.length * 2));
   return s.scratch.subarray(0, n);
+}
+
+function scratch2(s: BlasState, n: number): Float32Array {
+  if (s.scratch2.length < n) s.scratch2 = new Float32Array(Math.max(n, s.scratch2.length * 2));
+  return s.scratch2.subarray(0, n);
 }
 
 function ones(s: BlasState, n: number): Float32Array {
@@ -228,7 +253,7 @@ function gemm(
   }
   const work = m * n * k;
   if (work < SMALL_GEMM) return smallGemm(ta, tb, m, n, k, a, b, c, beta === 1);
-  threadsFor(s, work);
+  threadsFor(s, work, Math.min(m, n, k));
   s.lib.sgemm(ta, tb, m, n, k, 1, a, ta ? m : k, b, tb ? k : n, beta, c, n);
 }
 
@@ -571,6 +596,199 @@ function isPointwise(c: ConvInfo): boolean {
     c.outHeight === c.inHeight && c.outWidth === c.inWidth;
 }
 
+/**
+ * A stride-1 convolution computed on the zero-padded input grid (`Hp × Wp` positions per
+ * image): the output at grid position q reads the window starting at q, so the filter tap
+ * (ky, kx) is one product of the grid rows shifted by `ky·Wp + kx` with that tap's [C, O]
+ * slice, and no patch matrix is built (one `sgemm` per tap instead of im2col's copy, which costs
+ * more than the product on wide images of few channels). The positions past each row's valid
+ * outputs are computed and dropped, so this is chosen only where they are few.
+ */
+interface Grid {
+  /** Padded height and width. */
+  hp: number;
+  wp: number;
+  /** Grid rows the products cover (every valid output position is below it). */
+  span: number;
+}
+
+/** Largest share of grid positions to valid outputs for which {@link Grid} is used. */
+const GRID_WASTE = 1.3;
+
+function gridOf(c: ConvInfo, nb: number): Grid | undefined {
+  if (
+    c.strideHeight !== 1 || c.strideWidth !== 1 || c.dilationHeight !== 1 ||
+    c.dilationWidth !== 1 || c.filterHeight * c.filterWidth === 1
+  ) return undefined;
+  const hp = c.outHeight + c.filterHeight - 1, wp = c.outWidth + c.filterWidth - 1;
+  const { top, left } = c.padInfo;
+  if (top < 0 || left < 0 || hp < c.inHeight + top || wp < c.inWidth + left) return undefined;
+  if (hp * wp > GRID_WASTE * c.outHeight * c.outWidth) return undefined;
+  return { hp, wp, span: nb * hp * wp - ((c.filterHeight - 1) * wp + c.filterWidth - 1) };
+}
+
+/** Images per chunk of a grid convolution (its two scratch grids within `im2colChunk`). */
+function gridImages(s: BlasState, c: ConvInfo): number {
+  const hp = c.outHeight + c.filterHeight - 1, wp = c.outWidth + c.filterWidth - 1;
+  const perImage = hp * wp * Math.max(c.inChannels, c.outChannels);
+  return Math.max(1, Math.min(c.batchSize, Math.floor(s.im2colChunk / perImage)));
+}
+
+/** Images [b0, b0 + nb) of NHWC `x` into the zero-padded grid `xp`. */
+function padInto(x: Float32Array, c: ConvInfo, g: Grid, b0: number, nb: number, xp: Float32Array) {
+  const { inHeight: H, inWidth: W, inChannels: C } = c;
+  const { top, left } = c.padInfo;
+  xp.fill(0);
+  const row = W * C;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < H; y++) {
+      const src = ((b0 + b) * H + y) * row;
+      xp.set(x.subarray(src, src + row), ((b * g.hp + y + top) * g.wp + left) * C);
+    }
+  }
+}
+
+/** Outputs (dy) of images [b0, b0 + nb) onto the grid `yp` at their window's corner, zeros elsewhere. */
+function outputsInto(
+  dy: Float32Array,
+  c: ConvInfo,
+  g: Grid,
+  b0: number,
+  nb: number,
+  yp: Float32Array,
+) {
+  const { outHeight: OH, outWidth: OW, outChannels: O } = c;
+  yp.fill(0);
+  const row = OW * O;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < OH; y++) {
+      const src = ((b0 + b) * OH + y) * row;
+      yp.set(dy.subarray(src, src + row), (b * g.hp + y) * g.wp * O);
+    }
+  }
+}
+
+/** The forward on the grid: out[b0..] (+)= Σ over taps of shifted xp · W[tap]. */
+function gridForward(
+  s: BlasState,
+  x: Float32Array,
+  w: Float32Array,
+  c: ConvInfo,
+  out: Float32Array,
+  beta: 0 | 1,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O, outHeight: OH, outWidth: OW } = c;
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  const yp = scratch2(s, g.span * O);
+  padInto(x, c, g, b0, nb, xp);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      false,
+      false,
+      g.span,
+      O,
+      C,
+      xp.subarray(off, off + g.span * C),
+      w.subarray(t * tap, (t + 1) * tap),
+      t === 0 ? 0 : 1,
+      yp,
+    );
+  }
+  const row = OW * O;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < OH; y++) {
+      const src = (b * g.hp + y) * g.wp * O, dst = ((b0 + b) * OH + y) * row;
+      if (beta === 0) out.set(yp.subarray(src, src + row), dst);
+      else for (let j = 0; j < row; j++) out[dst + j] += yp[src + j];
+    }
+  }
+}
+
+/** The input gradient on the grid: dxp[q + tap] += dyp[q] · W[tap]ᵀ, then its interior. */
+function gridBackpropInput(
+  s: BlasState,
+  dy: Float32Array,
+  w: Float32Array,
+  c: ConvInfo,
+  dx: Float32Array,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O, inHeight: H, inWidth: W } = c;
+  const { top, left } = c.padInfo;
+  const yp = scratch2(s, nb * g.hp * g.wp * O);
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  outputsInto(dy, c, g, b0, nb, yp);
+  xp.fill(0);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  const dyp = yp.subarray(0, g.span * O);
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      false,
+      true,
+      g.span,
+      C,
+      O,
+      dyp,
+      w.subarray(t * tap, (t + 1) * tap),
+      1,
+      xp.subarray(off, off + g.span * C),
+    );
+  }
+  const row = W * C;
+  for (let b = 0; b < nb; b++) {
+    for (let y = 0; y < H; y++) {
+      const src = ((b * g.hp + y + top) * g.wp + left) * C;
+      dx.set(xp.subarray(src, src + row), ((b0 + b) * H + y) * row);
+    }
+  }
+}
+
+/** The filter gradient on the grid: dW[tap] (+)= (shifted xp)ᵀ · dyp. */
+function gridBackpropFilter(
+  s: BlasState,
+  x: Float32Array,
+  dy: Float32Array,
+  c: ConvInfo,
+  dw: Float32Array,
+  beta: 0 | 1,
+  b0: number,
+  nb: number,
+  g: Grid,
+): void {
+  const { inChannels: C, outChannels: O } = c;
+  const xp = scratch(s, nb * g.hp * g.wp * C);
+  const yp = scratch2(s, nb * g.hp * g.wp * O);
+  padInto(x, c, g, b0, nb, xp);
+  outputsInto(dy, c, g, b0, nb, yp);
+  const taps = c.filterHeight * c.filterWidth, tap = C * O;
+  const dyp = yp.subarray(0, g.span * O);
+  for (let t = 0; t < taps; t++) {
+    const off = (Math.floor(t / c.filterWidth) * g.wp + (t % c.filterWidth)) * C;
+    gemm(
+      s,
+      true,
+      false,
+      C,
+      O,
+      g.span,
+      xp.subarray(off, off + g.span * C),
+      dyp,
+      beta,
+      dw.subarray(t * tap, (t + 1) * tap),
+    );
+  }
+}
+
 /** NHWC convolution into `out` (+ out when beta is 1): im2col, then cols · W per chunk. */
 function convForward(
   x: Float32Array,
@@ -583,6 +801,14 @@ function convForward(
   const K = c.filterHeight * c.filterWidth * c.inChannels, N = c.outChannels;
   const perImage = c.outHeight * c.outWidth;
   if (isPointwise(c)) return gemm(s, false, false, c.batchSize * perImage, N, K, x, w, beta, out);
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridForward(s, x, w, c, out, beta, b0, nb, gridOf(c, nb)!);
+    }
+    return;
+  }
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const nb = Math.min(per, c.batchSize - b0);
@@ -652,6 +878,14 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
     gemm(s, false, true, c.batchSize * perImage, K, N, dyv, w, 0, dx);
     return info;
   }
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridBackpropInput(s, dyv, w, c, dx, b0, nb, gridOf(c, nb)!);
+    }
+    return info;
+  }
   dx.fill(0);
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
@@ -684,6 +918,14 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
     return info;
   }
   if (c.batchSize === 0) dw.fill(0);
+  if (gridOf(c, 1)) {
+    const per = gridImages(s, c);
+    for (let b0 = 0; b0 < c.batchSize; b0 += per) {
+      const nb = Math.min(per, c.batchSize - b0);
+      gridBackpropFilter(s, xv, dyv, c, dw, b0 === 0 ? 0 : 1, b0, nb, gridOf(c, nb)!);
+    }
+    return info;
+  }
   const per = chunkImages(s, c);
   for (let b0 = 0; b0 < c.batchSize; b0 += per) {
     const nb = Math.min(per, c.batchSize - b0);
@@ -750,6 +992,43 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
       }
     }
   }
+  return info;
+}
+
+// --------------------------------------------------------------- batch norm ----
+
+/**
+ * `FusedBatchNorm` (`tf.batchNorm`, a batch norm in evaluation mode) with per-channel statistics
+ * of the last axis: `x · scale' + shift'` in one JavaScript pass, the factors folded per channel
+ * first (the wasm kernel takes several times longer on a ResNet's activations). Other shapes
+ * fall back to the wasm kernel.
+ */
+function fusedBatchNorm(args: KernelArgs): TensorInfo {
+  const { x, mean, variance, offset, scale } = args.inputs;
+  const be = args.backend;
+  const c = x ? x.shape[x.shape.length - 1] : 0;
+  const perChannel = (t: TensorInfo | undefined) =>
+    t === undefined || (t.dtype === "float32" && size(t.shape) === c && t.shape.length <= 1);
+  if (
+    !x || !mean || !variance || x.dtype !== "float32" || x.shape.length < 1 ||
+    ![mean, variance, offset, scale].every(perChannel)
+  ) {
+    return wasm(tf.FusedBatchNorm, args);
+  }
+  const eps = Number(args.attrs?.varianceEpsilon ?? 0.001);
+  const info = be.makeOutput([...x.shape], "float32");
+  const xv = view(be, x), out = view(be, info);
+  const m = view(be, mean), v = view(be, variance);
+  const sc = scale ? view(be, scale) : undefined, off = offset ? view(be, offset) : undefined;
+  // Float64 factors: JavaScript's arithmetic is double, so x · a + b loses nothing to a large
+  // mean.
+  const a = new Float64Array(c), b = new Float64Array(c);
+  for (let j = 0; j < c; j++) {
+    a[j] = (sc ? sc[j] : 1) / Math.sqrt(v[j] + eps);
+    b[j] = (off ? off[j] : 0) - m[j] * a[j];
+  }
+  const n = xv.length;
+  for (let o = 0; o < n; o += c) for (let j = 0; j < c; j++) out[o + j] = xv[o + j] * a[j] + b[j];
   return info;
 }
 
@@ -832,6 +1111,52 @@ function sum(args: KernelArgs): TensorInfo {
 // ------------------------------------------------------------------- copies ----
 
 /**
+ * `Slice` of float32 or int32 data: the block of trailing axes that stays contiguous is copied
+ * whole, per position of the leading axes (wasm's kernel takes about as long as a convolution
+ * on the rank-6 slice of a ResNet's zero-padding shortcut, which keeps one pixel per window).
+ */
+function slice(args: KernelArgs): TensorInfo {
+  const x = args.inputs.x!;
+  const be = args.backend;
+  if (x.dtype !== "float32" && x.dtype !== "int32") return wasm(tf.Slice, args);
+  const [begin, sz] = tf.slice_util.parseSliceParams(
+    x as unknown as tf.Tensor,
+    args.attrs?.begin as number | number[],
+    args.attrs?.size as number | number[],
+  );
+  const shape = x.shape, rank = shape.length;
+  const info = be.makeOutput([...sz], x.dtype);
+  const n = size(sz);
+  if (n === 0) return info;
+  const off = be.dataIdMap.get(x.dataId).memoryOffset;
+  const buf = be.wasm.HEAPU8.buffer;
+  const xv = new Int32Array(buf, off, size(shape)); // 4-byte values, copied as bits
+  const ov = new Int32Array(buf, be.dataIdMap.get(info.dataId).memoryOffset, n);
+  // The last axis not taken whole, and the contiguous block from it to the end.
+  let d = rank - 1;
+  while (d > 0 && sz[d] === shape[d]) d--;
+  const strides = new Array<number>(rank);
+  strides[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * shape[i + 1];
+  const block = sz[d] * strides[d];
+  const idx = new Array<number>(d).fill(0);
+  let base = 0;
+  for (let i = 0; i < d; i++) base += begin[i] * strides[i];
+  base += begin[d] * strides[d];
+  for (let o = 0; o < n; o += block) {
+    let src = base;
+    for (let i = 0; i < d; i++) src += idx[i] * strides[i];
+    if (block < 64) { for (let j = 0; j < block; j++) ov[o + j] = xv[src + j]; }
+    else ov.set(xv.subarray(src, src + block), o);
+    for (let i = d - 1; i >= 0; i--) {
+      if (++idx[i] < sz[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return info;
+}
+
+/**
  * `Identity` (clone) shares the data instead of copying it, as `Reshape` already does on wasm
  * and `Identity` on cpu: tensors are immutable, and tfjs clones every tensor a gradient saves
  * (a matMul's inputs, a relu's input), so copying would add a pass over each of them to every
@@ -856,6 +1181,8 @@ export const BLAS_KERNELS: Readonly<Record<string, tf.KernelFunc>> = Object.free
   [tf.Sum]: sum,
   [tf.Identity]: identity,
   [tf.MaxPoolGrad]: maxPoolGrad,
+  [tf.FusedBatchNorm]: fusedBatchNorm,
+  [tf.Slice]: slice,
 } as unknown as Record<string, tf.KernelFunc>);
 
 // ------------------------------------------------------------- registration ----
@@ -898,6 +1225,7 @@ export async function registerBlasBackend(): Promise<BlasRegistration> {
     maxThreads,
     threads: maxThreads,
     scratch: new Float32Array(0),
+    scratch2: new Float32Array(0),
     ones: new Float32Array(0),
     im2colChunk: 1 << 22,
   };

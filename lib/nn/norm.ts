@@ -16,6 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { BATCH_NORM, batchNormTrain, hasFusedKernel } from "../backends/fused.ts";
 import { Module } from "./module.ts";
 import { checkOptions, type OptionSpec } from "../options.ts";
 
@@ -50,7 +51,10 @@ export interface BatchNormParams {
  * statistics over every other axis and moves the running statistics (the unbiased variance,
  * as PyTorch) by `momentum`; else normalizes by the running statistics. Differentiable in `x`,
  * `weight` and `bias` (the running statistics never reach the output in training mode, so no
- * gradient flows through their update). Call it inside `tf.tidy` or a gradient function.
+ * gradient flows through their update). Call it inside `tf.tidy` or a gradient function. In
+ * training mode with a weight and a bias, on the backends of `lib/backends/fused.ts` ("blas",
+ * "wasm", "cpu"), the normalization and its gradient are one kernel each (`batchNormTrain`);
+ * elsewhere the composite `tf.moments` and `tf.batchNorm` compute the same values.
  *
  * @example
  * ```ts
@@ -92,9 +96,15 @@ export function batchNorm(
         `(as PyTorch: train with minibatches of at least 2 samples, or evaluate in eval mode)`,
     );
   }
-  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-  const { mean, variance } = tf.moments(x, axes);
-  const y = tf.batchNorm(x, mean, variance, bias, weight, eps);
+  let y: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor;
+  if (weight && bias && x.dtype === "float32" && hasFusedKernel(BATCH_NORM)) {
+    // One kernel forward and one backward where the composite form is about thirty.
+    ({ y, mean, variance } = batchNormTrain(x, weight, bias, eps));
+  } else {
+    const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+    ({ mean, variance } = tf.moments(x, axes));
+    y = tf.batchNorm(x, mean, variance, bias, weight, eps);
+  }
   tf.tidy(() => {
     const { runningMean, runningVar } = params;
     runningMean.assign(tf.add(tf.mul(runningMean, 1 - momentum), tf.mul(mean, momentum)));
