@@ -328,7 +328,7 @@ Deno.test({
       assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
       const a = await loadSweep(join(tmp, "ref"));
       const b = await loadSweep(out);
-      assert.deepEqual(b.map((x) => x.matrix), a.map((x) => x.matrix));
+      assert.deepEqual(b.map((x) => x.matrix), a.map((x) => x.matrix), `killed at ${killedAt}`);
       // The same table (training times aside, which no two runs share).
       const table = (runs: typeof a) =>
         groupSummary(runs, { by: ["label"] }).map((g) => [
@@ -342,9 +342,20 @@ Deno.test({
       assert.deepEqual(table(b), table(a));
       assert.ok(await Deno.stat(join(out, "summary.md")));
       const statuses = await Promise.all(b.map((x) => readStatus(out, x.id)));
-      assert.deepEqual(statuses.map((s) => s!.completions), b.map(() => 1), "no run done twice");
-      assert.ok(statuses.some((s) => s!.resumed), "a killed run resumed from its checkpoint");
-      assert.ok(statuses.some((s) => s!.attempts === 1 && !s!.resumed), "a done run was kept");
+      const why = `killed at ${killedAt}; statuses ${JSON.stringify(statuses)}`;
+      assert.deepEqual(
+        statuses.map((s) => s!.completions),
+        b.map(() => 1),
+        `no run done twice: ${why}`,
+      );
+      assert.ok(
+        statuses.some((s) => s!.resumed),
+        `a killed run resumed from its checkpoint: ${why}`,
+      );
+      assert.ok(
+        statuses.some((s) => s!.attempts === 1 && !s!.resumed),
+        `a done run was kept: ${why}`,
+      );
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }

@@ -97,8 +97,11 @@ function positive(name: string, v: number | undefined, fallback: number): number
   return x;
 }
 
-/** Sorts a sweep's runs into those already finished and those to run. */
-async function triage(
+/**
+ * Sorts a sweep's runs into those already finished (done, or failed and not to be retried)
+ * and those to run.
+ */
+export async function triage(
   out: string,
   plans: readonly SweepRunPlan[],
   retryFailed: boolean,
@@ -254,7 +257,8 @@ class Worker {
   }
 }
 
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/** The non-empty lines of a byte stream, trimmed. */
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffer = "";
   for await (const chunk of stream) {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { SweepResources } from "./spec.ts";
 import type { SweepRunPlan } from "./spec.ts";
 import type { EngineOptions, EngineOutcome } from "./local.ts";
-import { workerCommand } from "./local.ts";
+import { triage, workerCommand } from "./local.ts";
 import { readStatus, runDir, writeStatus } from "./store.ts";
 import { checkOptions } from "../options.ts";
 
@@ -199,26 +199,8 @@ export async function runSlurm(
   });
   const print = opts.print ?? ((s: string) => console.log(s));
   const start = performance.now();
-  const results: EngineOutcome[] = [];
-  const todo: SweepRunPlan[] = [];
-  for (const p of plans) {
-    const s = await readStatus(out, p.id);
-    if (s?.state === "done") {
-      results.push({
-        id: p.id,
-        label: p.label,
-        seed: p.seed,
-        outcome: { state: "cached", prior: "done" },
-      });
-    } else if (s?.state === "failed" && !opts.retryFailed) {
-      results.push({
-        id: p.id,
-        label: p.label,
-        seed: p.seed,
-        outcome: { state: "cached", prior: "failed", ...(s.error ? { error: s.error } : {}) },
-      });
-    } else todo.push(p);
-  }
+  const { cached, todo } = await triage(out, plans, opts.retryFailed ?? false);
+  const results: EngineOutcome[] = [...cached];
   const report = async (running: number, last?: EngineOutcome) => {
     const done =
       results.filter((r) =>

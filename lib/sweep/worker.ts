@@ -17,6 +17,7 @@ import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { executeRun, type RunOutcome } from "./execute.ts";
+import { lines } from "./local.ts";
 import { runDir } from "./store.ts";
 
 const encoder = new TextEncoder();
@@ -55,21 +56,6 @@ function exitCode(o: RunOutcome): number {
   return o.state === "done" || o.state === "skipped" ? 0 : o.state === "busy" ? 3 : 1;
 }
 
-async function* stdinLines(): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line) yield line;
-    }
-  }
-  if (buffer.trim()) yield buffer.trim();
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -95,7 +81,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (values.serve) {
-    for await (const id of stdinLines()) {
+    for await (const id of lines(Deno.stdin.readable)) {
       const outcome = await runOne(out, id, data, every);
       try {
         await Deno.stdout.write(encoder.encode(JSON.stringify({ id, outcome }) + "\n"));
