@@ -107,6 +107,14 @@ export type { Checksum } from "./datasets/checksum.ts";
 export { downloadVerified } from "./datasets/cache.ts";
 export type { DownloadOptions, DownloadProgress } from "./datasets/cache.ts";
 export { clearDatasetMemo, loadArchive, loadDataset } from "./datasets/load.ts";
+export {
+  archiveChecksums,
+  cifarRecords,
+  classPalette,
+  encodeCifarRecords,
+  syntheticCifar10Archive,
+} from "./datasets/synthetic_archives.ts";
+export type { CifarRecords, SyntheticCifar10Options } from "./datasets/synthetic_archives.ts";
 export { syntheticImages } from "./datasets/synthetic.ts";
 export type { SyntheticOptions } from "./datasets/synthetic.ts";
 

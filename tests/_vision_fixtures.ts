@@ -4,77 +4,30 @@ import { gzipSync } from "node:zlib";
 import { createTar } from "nanotar";
 import { zipSync } from "fflate";
 import jpeg from "jpeg-js";
-import { ARCHIVE_DATASETS, type ArchiveDatasetSpec, hashBytes } from "../datasets/mod.ts";
+import { ARCHIVE_DATASETS, type ArchiveDatasetSpec } from "../datasets/mod.ts";
+import {
+  archiveChecksums,
+  type CifarRecords,
+  cifarRecords,
+  encodeCifarRecords,
+  syntheticCifar10Archive,
+} from "../datasets/synthetic_archives.ts";
 import { Rng } from "../lib/random.ts";
 
 /** One generated image set: pixels planar as CIFAR stores them, plus labels. */
-export interface Records {
-  /** n × 3072 bytes: 1024 red, 1024 green, 1024 blue (row-major 32×32 each). */
-  planes: Uint8Array;
-  labels: Uint8Array;
-  coarse?: Uint8Array;
-}
+export type Records = CifarRecords;
 
-function records(n: number, classes: number, rng: Rng, coarse = false): Records {
-  const planes = new Uint8Array(n * 3072);
-  for (let i = 0; i < planes.length; i++) planes[i] = rng.int(256);
-  const labels = Uint8Array.from({ length: n }, (_, i) => i % classes);
-  return {
-    planes,
-    labels,
-    coarse: coarse ? Uint8Array.from(labels, (l) => l % 20) : undefined,
-  };
-}
-
-function encode(r: Records, from: number, to: number): Uint8Array {
-  const labelBytes = r.coarse ? 2 : 1, rec = labelBytes + 3072;
-  const out = new Uint8Array((to - from) * rec);
-  for (let i = from; i < to; i++) {
-    const o = (i - from) * rec;
-    if (r.coarse) out[o] = r.coarse[i];
-    out[o + labelBytes - 1] = r.labels[i];
-    out.set(r.planes.subarray(i * 3072, (i + 1) * 3072), o + labelBytes);
-  }
-  return out;
-}
+const records = (n: number, classes: number, rng: Rng, coarse = false): Records =>
+  cifarRecords(n, classes, rng, { coarse });
+const encode = encodeCifarRecords;
 
 /** Lower-case checksums and size of `bytes`, as a registry entry has them. */
-export function checksumOf(bytes: Uint8Array) {
-  return { md5: hashBytes(bytes, "md5"), sha256: hashBytes(bytes, "sha256"), bytes: bytes.length };
-}
+export const checksumOf = archiveChecksums;
 
 export const CIFAR10_NAMES = ARCHIVE_DATASETS.cifar10.classNames!;
 
-/**
- * `cifar-10-binary.tar.gz` with `perBatch` images in each of the five data batches and `test`
- * in the test batch (members as published: cifar-10-batches-bin/...), and the spec that
- * describes it (the registry's entry, with this archive's checksums and counts).
- */
-export function cifar10Archive(
-  opts: { perBatch?: number; test?: number; seed?: number; omit?: string } = {},
-): { bytes: Uint8Array; spec: ArchiveDatasetSpec; train: Records; test: Records } {
-  const perBatch = opts.perBatch ?? 4, nTest = opts.test ?? 6;
-  const rng = new Rng(opts.seed ?? 1);
-  const train = records(5 * perBatch, 10, rng), test = records(nTest, 10, rng);
-  const dir = "cifar-10-batches-bin";
-  const files = [
-    { name: `${dir}/`, attrs: { mode: "755" } },
-    { name: `${dir}/batches.meta.txt`, data: CIFAR10_NAMES.join("\n") + "\n\n" },
-    ...[1, 2, 3, 4, 5].map((b) => ({
-      name: `${dir}/data_batch_${b}.bin`,
-      data: encode(train, (b - 1) * perBatch, b * perBatch),
-    })),
-    { name: `${dir}/readme.html`, data: "<html>CIFAR-10</html>\n" },
-    { name: `${dir}/test_batch.bin`, data: encode(test, 0, nTest) },
-  ].filter((f) => f.name !== `${dir}/${opts.omit}`);
-  const bytes = new Uint8Array(gzipSync(createTar(files)));
-  const spec: ArchiveDatasetSpec = {
-    ...ARCHIVE_DATASETS.cifar10,
-    archive: { file: "cifar-10-binary.tar.gz", ...checksumOf(bytes) },
-    samples: { train: 5 * perBatch, test: nTest },
-  };
-  return { bytes, spec, train, test };
-}
+/** `cifar-10-binary.tar.gz` in the published layout (see `syntheticCifar10Archive`). */
+export const cifar10Archive = syntheticCifar10Archive;
 
 /** The 100 fine and 20 coarse names of the generated CIFAR-100 archive. */
 export const FINE = Array.from({ length: 100 }, (_, i) => `fine_${i}`);
