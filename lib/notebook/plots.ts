@@ -10,8 +10,10 @@ import type { MetricRow, Phase } from "../data/rows.ts";
 import { type Figure, type LegendEntry, legendWidth, renderPlot } from "./render.ts";
 import {
   forgettingPerExperience,
+  groupFieldOf,
   type Matrix,
   matrixOf,
+  meanStd,
   type NamedRun,
   rowsOf,
   type RowSource,
@@ -684,22 +686,11 @@ export function compareRuns(runs: readonly NamedRun[], options: CompareOptions =
   }, { label: "average accuracy by run", title: options.title, legend });
 }
 
-/** A run's field for grouping: its own property, else its `setting`'s (sweep runs). */
-function groupField(run: NamedRun, field: string): unknown {
-  const r = run as unknown as Record<string, unknown>;
-  if (field in r) return r[field];
-  const setting = r.setting as Record<string, unknown> | undefined;
-  return setting && field in setting ? setting[field] : undefined;
-}
-
-function meanAndStd(values: readonly number[]): { mean: number; std: number; n: number } {
-  const v = values.filter(Number.isFinite);
-  if (v.length === 0) return { mean: NaN, std: NaN, n: 0 };
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  const std = v.length > 1
-    ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1))
-    : 0;
-  return { mean, std, n: v.length };
+/** The mean and a ± one std range of the finite values (no spread for one value). */
+function band(values: readonly number[]): { mean: number; lo: number; hi: number; n: number } {
+  const { mean, std } = meanStd(values);
+  const spread = Number.isFinite(std) ? std : 0;
+  return { mean, lo: mean - spread, hi: mean + spread, n: values.filter(Number.isFinite).length };
 }
 
 /** {@link compareRuns} with `by`: each group's mean, with a ± one std band or error bar. */
@@ -711,7 +702,7 @@ function compareGroups(runs: readonly NamedRun[], options: CompareOptions): Figu
   const stream = options.stream ?? "test";
   const groups = new Map<string, NamedRun[]>();
   for (const r of runs) {
-    const name = by.map((f) => String(groupField(r, f) ?? "")).join(" · ");
+    const name = by.map((f) => String(groupFieldOf(r, f) ?? "")).join(" · ");
     if (!groups.has(name)) groups.set(name, []);
     groups.get(name)!.push(r);
   }
@@ -724,14 +715,14 @@ function compareGroups(runs: readonly NamedRun[], options: CompareOptions): Figu
   if (kind === "bars") {
     const key = stat === "accuracy" ? "finalAccuracy" : stat;
     const data = names.map((name) => {
-      const m = meanAndStd(
+      const m = band(
         groups.get(name)!.map((r) => runSummary(matrixOf(rowsOf(r), stream))[key]),
       );
       return {
         run: name,
         v: m.mean,
-        lo: m.mean - m.std,
-        hi: m.mean + m.std,
+        lo: m.lo,
+        hi: m.hi,
         label: fmt(m.mean, 3),
       };
     }).filter((d) => Number.isFinite(d.v));
@@ -771,9 +762,9 @@ function compareGroups(runs: readonly NamedRun[], options: CompareOptions): Figu
         const vals = (avgOf === "seen" ? row.slice(0, i + 1) : row).filter(Number.isFinite);
         return vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : NaN;
       });
-      const m = meanAndStd(per);
+      const m = band(per);
       if (m.n > 0) {
-        points.push({ x: i, y: m.mean, lo: m.mean - m.std, hi: m.mean + m.std, series: name });
+        points.push({ x: i, y: m.mean, lo: m.lo, hi: m.hi, series: name });
       }
     }
   }

@@ -496,7 +496,7 @@ export function meanStd(values: readonly number[]): MeanStd {
 }
 
 /** A run's field for grouping: its own property, else its `setting`'s (sweep runs). */
-function fieldOf(run: NamedRun, field: string): unknown {
+export function groupFieldOf(run: NamedRun, field: string): unknown {
   const r = run as unknown as Record<string, unknown>;
   if (field in r) return r[field];
   const setting = r.setting as Record<string, unknown> | undefined;
@@ -545,7 +545,7 @@ export function groupSummary(
   }
   const groups = new Map<string, { keys: Record<string, unknown>; runs: NamedRun[] }>();
   for (const r of runs) {
-    const keys = Object.fromEntries(by.map((f) => [f, fieldOf(r, f)]));
+    const keys = Object.fromEntries(by.map((f) => [f, groupFieldOf(r, f)]));
     const k = JSON.stringify(by.map((f) => keys[f]));
     if (!groups.has(k)) groups.set(k, { keys, runs: [] });
     groups.get(k)!.runs.push(r);

@@ -199,6 +199,17 @@ const MIR_SETTING = "As the baseline: 5% of each training experience held out as
   "candidates (Avalanche 0.6 draws only batch_size_mem candidates, so it keeps them all).";
 const MAMMOTH = "https://github.com/aimagelab/mammoth/blob/master";
 const NATURAL_ORDER = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+/** Mammoth's `seq-mnist`: natural-order class pairs, pixels in [0, 1], MNISTMLP 784-100-100-10. */
+const MAMMOTH_SEQ_MNIST = {
+  scenario: "Split MNIST, 5 experiences of 2 classes in natural order, class-incremental, 1 epoch",
+  benchmark: {
+    name: "splitMNIST",
+    experiences: 5,
+    fixedClassOrder: NATURAL_ORDER,
+    normalize: false,
+  },
+  model: { hidden: [100, 100], outputs: 10 },
+} as const;
 
 /**
  * The reproductions, in the order of the results table. Settings and targets: ContinualAI's
@@ -573,15 +584,7 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
     paper: "Buzzega, Boschini, Porrello, Abati & Calderara, Dark Experience for General " +
       "Continual Learning: a Strong, Simple Baseline, NeurIPS 2020",
     source: `${MAMMOTH}/utils/best_args.py`,
-    scenario:
-      "Split MNIST, 5 experiences of 2 classes in natural order, class-incremental, 1 epoch",
-    benchmark: {
-      name: "splitMNIST",
-      experiences: 5,
-      fixedClassOrder: NATURAL_ORDER,
-      normalize: false,
-    },
-    model: { hidden: [100, 100], outputs: 10 },
+    ...MAMMOTH_SEQ_MNIST,
     optimizer: { name: "sgd", lr: 0.03 },
     epochs: 1,
     batchSize: 10,
@@ -611,15 +614,7 @@ export const REPRODUCTIONS: readonly ReproConfig[] = [
     paper: "Rebuffi, Kolesnikov, Sperl & Lampert, iCaRL: Incremental Classifier and " +
       "Representation Learning, CVPR 2017",
     source: `${MAMMOTH}/utils/best_args.py`,
-    scenario:
-      "Split MNIST, 5 experiences of 2 classes in natural order, class-incremental, 1 epoch",
-    benchmark: {
-      name: "splitMNIST",
-      experiences: 5,
-      fixedClassOrder: NATURAL_ORDER,
-      normalize: false,
-    },
-    model: { hidden: [100, 100], outputs: 10 },
+    ...MAMMOTH_SEQ_MNIST,
     optimizer: { name: "sgd", lr: 0.1 },
     epochs: 1,
     batchSize: 10,

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import type { BackendName } from "../backend.ts";
 import type { ExperimentSpec, ReproConfig, ReproMode } from "../repro/configs.ts";
 import { scaleConfig } from "../repro/configs.ts";
+import { meanStd } from "../notebook/tables.ts";
 import { SEEDS_FILE, type SeedsResult } from "../repro/run.ts";
 import { type EngineOptions, runInline, runLocal } from "./local.ts";
 import { runSlurm, type SlurmOptions } from "./slurm.ts";
@@ -126,19 +127,17 @@ export async function reproSeeds(
         ...(r?.state === "failed" ? { error: r.error ?? "failed" } : {}),
       };
     });
-    const ok = per.map((p) => p.accuracy).filter(Number.isFinite);
-    const mean = ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN;
-    const std = ok.length > 1
-      ? Math.sqrt(ok.reduce((a, b) => a + (b - mean) ** 2, 0) / (ok.length - 1))
-      : NaN;
+    const accuracies = per.map((p) => p.accuracy);
+    const ok = accuracies.filter(Number.isFinite);
+    const { mean, std } = meanStd(accuracies);
     let experienceMeans: number[] | undefined;
     if (c.experienceTarget !== undefined) {
       const finals = mine.filter((r) => r.state === "done").map((r) => r.matrix.at(-1) ?? []);
       const width = Math.max(0, ...finals.map((f) => f.length));
-      experienceMeans = Array.from({ length: width }, (_, j) => {
-        const v = finals.map((f) => f[j]).filter(Number.isFinite);
-        return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
-      });
+      experienceMeans = Array.from(
+        { length: width },
+        (_, j) => meanStd(finals.map((f) => f[j])).mean,
+      );
     }
     const each = c.experienceTarget === undefined ||
       (experienceMeans!.length > 0 && experienceMeans!.every((v) => v >= c.experienceTarget!));
