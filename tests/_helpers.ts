@@ -13,7 +13,10 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type OnlineBenchmark, splitMNIST, splitOnline, subsample } from "../lib/benchmarks/mod.ts";
-import { mlp } from "../lib/models/mlp.ts";
+import { type Classifier, mlp } from "../lib/models/mlp.ts";
+import { permutedMNIST } from "../lib/benchmarks/classic.ts";
+import { setBackend } from "../lib/backend.ts";
+import { registerBlasBackend } from "../lib/backends/blas.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 
@@ -233,4 +236,107 @@ export async function checkOnlineResume(
 ): Promise<StrategyState> {
   const bench = splitOnline(toyBenchmark({ n: 120, experiences: 2 }), { experienceSize: 10 });
   return await checkResume({ make, train: bench.train, test: bench.test, cut: 4, check });
+}
+
+/**
+ * Trains Naive and then the method (`method(opts)`, from the same options) on Permuted MNIST
+ * from the shared datasets (3 experiences, 1000 training and 1000 test samples each; MLP of 256
+ * units, seed 0; SGD lr 0.01 momentum 0.9; 2 epochs of batches of 32), logs both mean accuracies
+ * and returns both evaluations of the test stream, for the caller's assertions.
+ */
+export async function againstNaiveOnPermutedMNIST(
+  label: string,
+  method: (opts: StrategyOptions) => Strategy,
+): Promise<{ base: EvalResult; ours: EvalResult }> {
+  const bench = subsample(await permutedMNIST({ experiences: 3, dataDir: SHARED_DATA }), {
+    trainPerExperience: 1000,
+    testPerExperience: 1000,
+  });
+  const run = async (withMethod: boolean) => {
+    const model = mlp({ hidden: [256], seed: 0 });
+    const opts: StrategyOptions = {
+      model,
+      epochs: 2,
+      batchSize: 32,
+      seed: 0,
+      optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
+    };
+    const s = withMethod ? method(opts) : naive(opts);
+    for (const exp of bench.train) await s.train(exp);
+    const r = await s.eval(bench.test);
+    (s.plugins[0] as { dispose?: () => void } | undefined)?.dispose?.();
+    s.dispose();
+    model.dispose();
+    return r;
+  };
+  const base = await run(false);
+  const ours = await run(true);
+  console.log(
+    `Permuted MNIST final average accuracy: naive ${base.meanAccuracy.toFixed(3)} ` +
+      `[${base.experiences.map((e) => e.accuracy.toFixed(2))}], ${label} ${
+        ours.meanAccuracy.toFixed(3)
+      } [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+  );
+  return { base, ours };
+}
+
+/**
+ * Registers, for the wasm and blas backends (blas skipped with its reason where it cannot load),
+ * the test that a method trains bit for bit the same with and without the tape: `build(model,
+ * plugins)` makes the strategy (its first plugin the method's), trained for two experiences of a
+ * toy benchmark once as planned (it must take the tape-free step) and once with a plugin that
+ * forces the tape; the epoch losses and every parameter's bits must agree, and no tensor stay.
+ */
+export async function tapeFreeMatchesTape(
+  label: string,
+  build: (model: Classifier, plugins: Plugin[]) => Strategy,
+): Promise<void> {
+  const trainBits = async (tape: boolean) => {
+    const bench = toyBenchmark({ n: 80 });
+    const model = mlp({ input: 64, hidden: [16, 12], outputs: 4, seed: 3 });
+    const steps = new Set<string>();
+    const plugins: Plugin[] = [{
+      name: "seen",
+      afterBackward: (ctx) => void steps.add(ctx.step!.step),
+    }];
+    if (tape) plugins.push({ name: "tape", beforeForward: () => {} });
+    const s = build(model, plugins);
+    const losses: number[] = [];
+    for (const exp of bench.train) {
+      for (const e of (await s.train(exp)).epochs) losses.push(e.loss);
+    }
+    const params = new Map(
+      [...model.namedParameters()].map(([n, v]) => [n, new Uint32Array(v.dataSync().buffer)]),
+    );
+    (s.plugins[0] as { dispose?: () => void }).dispose?.();
+    s.dispose();
+    model.dispose();
+    return { params, losses, steps: [...steps] };
+  };
+  const blas = await registerBlasBackend();
+  for (const backend of ["wasm", "blas"] as const) {
+    const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
+    Deno.test({
+      name: `${label} trains bit for bit the same with and without the tape (${backend})` +
+        (skip ? ` (skipped: ${skip})` : ""),
+      ignore: skip !== undefined,
+      fn: async () => {
+        await setBackend(backend);
+        try {
+          const before = tf.memory().numTensors;
+          const free = await trainBits(false);
+          const tape = await trainBits(true);
+          assert.deepEqual(free.steps, ["tape-free"], `${label}'s penalty has a tape-free form`);
+          assert.deepEqual(tape.steps, ["tape"]);
+          assert.deepEqual(free.losses, tape.losses);
+          for (const [name, bits] of tape.params) {
+            assert.deepEqual(free.params.get(name), bits, name);
+          }
+          assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+        } finally {
+          await setBackend("wasm");
+        }
+      },
+    });
+  }
 }

@@ -3,7 +3,6 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { permutedMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import type { IncrementalClassifier } from "../lib/models/heads.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import type { Module } from "../lib/nn/module.ts";
@@ -11,7 +10,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { ewc, EWCPlugin, ewcPlugin, fitToShape } from "../lib/plugins/ewc.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { againstNaiveOnPermutedMNIST, checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -348,30 +347,11 @@ Deno.test({
     : "EWC beats Naive on Permuted MNIST (skipped: no shared MNIST data)",
   ignore: !SHARED_DATA,
   fn: async () => {
-    const bench = subsample(await permutedMNIST({ experiences: 3, dataDir: SHARED_DATA }), {
-      trainPerExperience: 1000,
-      testPerExperience: 1000,
-    });
-    const run = async (lambda: number | undefined) => {
-      const model = mlp({ hidden: [256], seed: 0 });
-      const opts = {
-        model,
-        epochs: 2,
-        batchSize: 32,
-        seed: 0,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-      };
-      const s = lambda === undefined ? naive(opts) : ewc({ ...opts, lambda });
-      for (const exp of bench.train) await s.train(exp);
-      const r = await s.eval(bench.test);
-      s.dispose();
-      (s.plugins[0] as EWCPlugin | undefined)?.dispose();
-      model.dispose();
-      return r.meanAccuracy;
-    };
-    const naiveAcc = await run(undefined);
-    const ewcAcc = await run(1000);
-    console.log(`Permuted MNIST final average accuracy: naive ${naiveAcc}, EWC ${ewcAcc}`);
+    const { base, ours } = await againstNaiveOnPermutedMNIST(
+      "EWC",
+      (opts) => ewc({ ...opts, lambda: 1000 }),
+    );
+    const naiveAcc = base.meanAccuracy, ewcAcc = ours.meanAccuracy;
     assert.ok(ewcAcc > naiveAcc + 0.05, `EWC ${ewcAcc} vs naive ${naiveAcc}`);
   },
 });

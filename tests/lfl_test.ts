@@ -3,7 +3,6 @@ await setBackend("wasm");
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { permutedMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { makeExperience } from "../lib/data/experience.ts";
 import { type Classifier, mlp } from "../lib/models/mlp.ts";
@@ -13,7 +12,7 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { lfl, LFLPlugin, lflPlugin } from "../lib/plugins/lfl.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import { againstNaiveOnPermutedMNIST, checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -225,34 +224,9 @@ Deno.test({
     : "LFL beats Naive on Permuted MNIST (skipped: no shared MNIST data)",
   ignore: !SHARED_DATA,
   fn: async () => {
-    const bench = subsample(await permutedMNIST({ experiences: 3, dataDir: SHARED_DATA }), {
-      trainPerExperience: 1000,
-      testPerExperience: 1000,
-    });
-    const run = async (lambdaE: number | undefined) => {
-      const model = mlp({ hidden: [256], seed: 0 });
-      const opts = {
-        model,
-        epochs: 2,
-        batchSize: 32,
-        seed: 0,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-      };
-      const s = lambdaE === undefined ? naive(opts) : lfl({ ...opts, lambdaE });
-      for (const exp of bench.train) await s.train(exp);
-      const r = await s.eval(bench.test);
-      (s.plugins[0] as LFLPlugin | undefined)?.dispose?.();
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const base = await run(undefined);
-    const ours = await run(1);
-    console.log(
-      `Permuted MNIST final average accuracy: naive ${base.meanAccuracy.toFixed(3)} ` +
-        `[${base.experiences.map((e) => e.accuracy.toFixed(2))}], LFL ${
-          ours.meanAccuracy.toFixed(3)
-        } [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+    const { base, ours } = await againstNaiveOnPermutedMNIST(
+      "LFL",
+      (opts) => lfl({ ...opts, lambdaE: 1 }),
     );
     assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.05, "LFL forgets less than Naive");
   },

@@ -2,9 +2,7 @@ import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
-import { registerBlasBackend } from "../lib/backends/blas.ts";
 import * as tf from "@tensorflow/tfjs-core";
-import { permutedMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { mlp } from "../lib/models/mlp.ts";
 import type { Module } from "../lib/nn/module.ts";
@@ -12,7 +10,13 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { mas, masImportances, MASPlugin, masPlugin } from "../lib/plugins/mas.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import {
+  againstNaiveOnPermutedMNIST,
+  checkResume,
+  SHARED_DATA,
+  tapeFreeMatchesTape,
+  toyBenchmark,
+} from "./_helpers.ts";
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -133,17 +137,8 @@ Deno.test("MAS blends importances with alpha and its penalty is λ/2 Σ Ω (θ �
   small.dispose();
 });
 
-/** Two experiences of a toy benchmark; the parameters' bits and the epoch losses. */
-async function trainBits(tape: boolean) {
-  const bench = toyBenchmark({ n: 80 });
-  const model = mlp({ input: 64, hidden: [16, 12], outputs: 4, seed: 3 });
-  const steps = new Set<string>();
-  const plugins: Plugin[] = [{
-    name: "seen",
-    afterBackward: (ctx) => void steps.add(ctx.step!.step),
-  }];
-  if (tape) plugins.push({ name: "tape", beforeForward: () => {} });
-  const s = mas({
+await tapeFreeMatchesTape("MAS", (model, plugins) =>
+  mas({
     model,
     lambdaReg: 50,
     alpha: 0.5,
@@ -152,47 +147,7 @@ async function trainBits(tape: boolean) {
     epochs: 2,
     seed: 0,
     plugins,
-  });
-  const losses: number[] = [];
-  for (const exp of bench.train) {
-    for (const e of (await s.train(exp)).epochs) losses.push(e.loss);
-  }
-  const params = new Map(
-    [...model.namedParameters()].map(([n, v]) => [n, new Uint32Array(v.dataSync().buffer)]),
-  );
-  (s.plugins[0] as MASPlugin).dispose();
-  s.dispose();
-  model.dispose();
-  return { params, losses, steps: [...steps] };
-}
-
-const blas = await registerBlasBackend();
-
-for (const backend of ["wasm", "blas"] as const) {
-  const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
-  Deno.test({
-    name: `MAS trains bit for bit the same with and without the tape (${backend})` +
-      (skip ? ` (skipped: ${skip})` : ""),
-    ignore: skip !== undefined,
-    fn: async () => {
-      await setBackend(backend);
-      try {
-        const before = tf.memory().numTensors;
-        const free = await trainBits(false);
-        const tape = await trainBits(true);
-        assert.deepEqual(free.steps, ["tape-free"], "MAS's penalty has a tape-free form");
-        assert.deepEqual(tape.steps, ["tape"]);
-        assert.deepEqual(free.losses, tape.losses);
-        for (const [name, bits] of tape.params) {
-          assert.deepEqual(free.params.get(name), bits, name);
-        }
-        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
-      } finally {
-        await setBackend("wasm");
-      }
-    },
-  });
-}
+  }));
 
 Deno.test("MAS options are checked with messages that name the fix", () => {
   assert.throws(() => new MASPlugin(-1), /MAS lambdaReg must be a finite number ≥ 0, got -1/);
@@ -264,34 +219,9 @@ Deno.test({
     : "MAS beats Naive on Permuted MNIST (skipped: no shared MNIST data)",
   ignore: !SHARED_DATA,
   fn: async () => {
-    const bench = subsample(await permutedMNIST({ experiences: 3, dataDir: SHARED_DATA }), {
-      trainPerExperience: 1000,
-      testPerExperience: 1000,
-    });
-    const run = async (lambdaReg: number | undefined) => {
-      const model = mlp({ hidden: [256], seed: 0 });
-      const opts = {
-        model,
-        epochs: 2,
-        batchSize: 32,
-        seed: 0,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-      };
-      const s = lambdaReg === undefined ? naive(opts) : mas({ ...opts, lambdaReg, alpha: 0.5 });
-      for (const exp of bench.train) await s.train(exp);
-      const r = await s.eval(bench.test);
-      (s.plugins[0] as MASPlugin | undefined)?.dispose?.();
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const base = await run(undefined);
-    const ours = await run(10);
-    console.log(
-      `Permuted MNIST final average accuracy: naive ${base.meanAccuracy.toFixed(3)} ` +
-        `[${base.experiences.map((e) => e.accuracy.toFixed(2))}], MAS ${
-          ours.meanAccuracy.toFixed(3)
-        } [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+    const { base, ours } = await againstNaiveOnPermutedMNIST(
+      "MAS",
+      (opts) => mas({ ...opts, lambdaReg: 10, alpha: 0.5 }),
     );
     assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.05, "MAS forgets less than Naive");
   },

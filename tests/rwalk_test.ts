@@ -2,9 +2,7 @@ import { setBackend } from "../lib/backend.ts";
 await setBackend("wasm");
 
 import assert from "node:assert/strict";
-import { registerBlasBackend } from "../lib/backends/blas.ts";
 import * as tf from "@tensorflow/tfjs-core";
-import { permutedMNIST, subsample } from "../lib/benchmarks/mod.ts";
 import { ArrayDataset } from "../lib/data/dataset.ts";
 import { makeExperience } from "../lib/data/experience.ts";
 import { mlp } from "../lib/models/mlp.ts";
@@ -12,7 +10,13 @@ import { sgd } from "../lib/optim/optimizers.ts";
 import type { Plugin } from "../lib/strategy/plugin.ts";
 import { naive } from "../lib/strategy/strategies.ts";
 import { rwalk, RWALK_EPS, RWalkPlugin, rwalkPlugin } from "../lib/plugins/rwalk.ts";
-import { checkResume, SHARED_DATA, toyBenchmark } from "./_helpers.ts";
+import {
+  againstNaiveOnPermutedMNIST,
+  checkResume,
+  SHARED_DATA,
+  tapeFreeMatchesTape,
+  toyBenchmark,
+} from "./_helpers.ts";
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
@@ -165,17 +169,8 @@ Deno.test("RWalk's Fisher, KL-weighted path scores and penalty weights match a h
   model.dispose();
 });
 
-/** Two experiences of a toy benchmark; the parameters' bits and the epoch losses. */
-async function trainBits(tape: boolean) {
-  const bench = toyBenchmark({ n: 80 });
-  const model = mlp({ input: 64, hidden: [16, 12], outputs: 4, seed: 3 });
-  const steps = new Set<string>();
-  const plugins: Plugin[] = [{
-    name: "seen",
-    afterBackward: (ctx) => void steps.add(ctx.step!.step),
-  }];
-  if (tape) plugins.push({ name: "tape", beforeForward: () => {} });
-  const s = rwalk({
+await tapeFreeMatchesTape("RWalk", (model, plugins) =>
+  rwalk({
     model,
     ewcLambda: 5,
     deltaT: 3,
@@ -184,47 +179,7 @@ async function trainBits(tape: boolean) {
     epochs: 2,
     seed: 0,
     plugins,
-  });
-  const losses: number[] = [];
-  for (const exp of bench.train) {
-    for (const e of (await s.train(exp)).epochs) losses.push(e.loss);
-  }
-  const params = new Map(
-    [...model.namedParameters()].map(([n, v]) => [n, new Uint32Array(v.dataSync().buffer)]),
-  );
-  (s.plugins[0] as RWalkPlugin).dispose();
-  s.dispose();
-  model.dispose();
-  return { params, losses, steps: [...steps] };
-}
-
-const blas = await registerBlasBackend();
-
-for (const backend of ["wasm", "blas"] as const) {
-  const skip = backend === "blas" && !blas.ok ? blas.reason : undefined;
-  Deno.test({
-    name: `RWalk trains bit for bit the same with and without the tape (${backend})` +
-      (skip ? ` (skipped: ${skip})` : ""),
-    ignore: skip !== undefined,
-    fn: async () => {
-      await setBackend(backend);
-      try {
-        const before = tf.memory().numTensors;
-        const free = await trainBits(false);
-        const tape = await trainBits(true);
-        assert.deepEqual(free.steps, ["tape-free"], "RWalk's penalty has a tape-free form");
-        assert.deepEqual(tape.steps, ["tape"]);
-        assert.deepEqual(free.losses, tape.losses);
-        for (const [name, bits] of tape.params) {
-          assert.deepEqual(free.params.get(name), bits, name);
-        }
-        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
-      } finally {
-        await setBackend("wasm");
-      }
-    },
-  });
-}
+  }));
 
 Deno.test("RWalk options are checked with messages that name the fix", () => {
   assert.throws(() => new RWalkPlugin(-1), /RWalk ewcLambda must be a finite number ≥ 0, got -1/);
@@ -321,34 +276,9 @@ Deno.test({
     : "RWalk beats Naive on Permuted MNIST (skipped: no shared MNIST data)",
   ignore: !SHARED_DATA,
   fn: async () => {
-    const bench = subsample(await permutedMNIST({ experiences: 3, dataDir: SHARED_DATA }), {
-      trainPerExperience: 1000,
-      testPerExperience: 1000,
-    });
-    const run = async (ewcLambda: number | undefined) => {
-      const model = mlp({ hidden: [256], seed: 0 });
-      const opts = {
-        model,
-        epochs: 2,
-        batchSize: 32,
-        seed: 0,
-        optimizer: sgd({ lr: 0.01, momentum: 0.9 }),
-      };
-      const s = ewcLambda === undefined ? naive(opts) : rwalk({ ...opts, ewcLambda });
-      for (const exp of bench.train) await s.train(exp);
-      const r = await s.eval(bench.test);
-      (s.plugins[0] as RWalkPlugin | undefined)?.dispose?.();
-      s.dispose();
-      model.dispose();
-      return r;
-    };
-    const base = await run(undefined);
-    const ours = await run(10);
-    console.log(
-      `Permuted MNIST final average accuracy: naive ${base.meanAccuracy.toFixed(3)} ` +
-        `[${base.experiences.map((e) => e.accuracy.toFixed(2))}], RWalk ${
-          ours.meanAccuracy.toFixed(3)
-        } [${ours.experiences.map((e) => e.accuracy.toFixed(2))}]`,
+    const { base, ours } = await againstNaiveOnPermutedMNIST(
+      "RWalk",
+      (opts) => rwalk({ ...opts, ewcLambda: 10 }),
     );
     assert.ok(ours.meanAccuracy > base.meanAccuracy + 0.05, "RWalk forgets less than Naive");
   },
